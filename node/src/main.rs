@@ -1,0 +1,2 @@
+//! `tinychain-node`: the full node binary.
+fn main() {}

@@ -1,0 +1,158 @@
+//! The one canonical encoding of every consensus object.
+//!
+//! Owns the byte layout used for hashing, gossip and storage alike: bincode 1.3.3
+//! with explicit options — fixed-width little-endian integers, `u64` little-endian
+//! length prefixes for sequences, fixed-size arrays written as raw bytes with no
+//! prefix, trailing bytes rejected. Every value has exactly one encoding, so
+//! decoding and re-encoding accepted bytes gives the same bytes.
+//!
+//! This is the only module that names `bincode` (it is unmaintained; keeping it
+//! behind two functions lets it be swapped without touching consensus code).
+//! Decoding untrusted bytes takes a size limit: it never panics and never
+//! allocates more than the limit.
+
+use bincode::Options;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// An error decoding untrusted bytes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The input is longer than the caller allows for this kind of object.
+    #[error("{len} bytes exceed the limit of {limit} bytes")]
+    TooLarge {
+        /// The input's length.
+        len: usize,
+        /// The caller's limit.
+        limit: u64,
+    },
+    /// The bytes are not a canonical encoding of the expected type.
+    #[error("malformed encoding: {0}")]
+    Malformed(#[from] bincode::Error),
+}
+
+fn options() -> impl Options {
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .with_little_endian()
+        .reject_trailing_bytes()
+}
+
+/// Encodes `value` canonically.
+pub fn serialize<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    options()
+        .serialize(value)
+        .expect("consensus types only contain integers, arrays and length-prefixed sequences, which always encode")
+}
+
+/// Returns the length of `value`'s canonical encoding without allocating it.
+pub fn serialized_size<T: Serialize + ?Sized>(value: &T) -> u64 {
+    options()
+        .serialized_size(value)
+        .expect("consensus types only contain integers, arrays and length-prefixed sequences, which always encode")
+}
+
+/// Decodes a value from untrusted `bytes`, which may be at most `limit` bytes long.
+///
+/// # Errors
+///
+/// Fails if the bytes are truncated, longer than the value, larger than `limit`,
+/// or not a valid encoding (for example a `bool` other than 0 or 1).
+pub fn deserialize<T: DeserializeOwned>(bytes: &[u8], limit: u64) -> Result<T, DecodeError> {
+    // bincode 1.3 ignores `with_limit` when reading from a slice, so the limit is
+    // enforced on the input here. Reading cannot go past the input, and serde caps
+    // the preallocation of any sequence at 1 MiB whatever length prefix it claims.
+    if bytes.len() as u64 > limit {
+        return Err(DecodeError::TooLarge { len: bytes.len(), limit });
+    }
+    Ok(options().deserialize(bytes)?)
+}
+
+/// Serde helpers for fixed-size byte arrays longer than serde's built-in 32,
+/// written as raw bytes with no length prefix (like `[u8; 32]`).
+pub(crate) mod byte_array {
+    use std::fmt;
+
+    use serde::de::{Error, SeqAccess, Visitor};
+    use serde::ser::SerializeTuple;
+    use serde::{Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer, const N: usize>(
+        bytes: &[u8; N],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut tuple = serializer.serialize_tuple(N)?;
+        for byte in bytes {
+            tuple.serialize_element(byte)?;
+        }
+        tuple.end()
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+        deserializer: D,
+    ) -> Result<[u8; N], D::Error> {
+        struct ArrayVisitor<const N: usize>;
+
+        impl<'de, const N: usize> Visitor<'de> for ArrayVisitor<N> {
+            type Value = [u8; N];
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{N} bytes")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<[u8; N], A::Error> {
+                let mut bytes = [0u8; N];
+                for (i, byte) in bytes.iter_mut().enumerate() {
+                    *byte = seq.next_element()?.ok_or_else(|| A::Error::invalid_length(i, &self))?;
+                }
+                Ok(bytes)
+            }
+        }
+
+        deserializer.deserialize_tuple(N, ArrayVisitor::<N>)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_are_fixed_width_little_endian() {
+        assert_eq!(serialize(&0x0102_0304u32), vec![4, 3, 2, 1]);
+        assert_eq!(serialize(&vec![7u8]), vec![1, 0, 0, 0, 0, 0, 0, 0, 7]);
+    }
+
+    #[test]
+    fn trailing_bytes_are_rejected() {
+        assert!(deserialize::<u32>(&[1, 0, 0, 0, 0], 100).is_err());
+        assert_eq!(deserialize::<u32>(&[1, 0, 0, 0], 100).ok(), Some(1));
+    }
+
+    #[test]
+    fn truncated_input_is_an_error() {
+        assert!(deserialize::<u64>(&[1, 0, 0], 100).is_err());
+    }
+
+    #[test]
+    fn a_huge_length_prefix_fails_without_allocating_it() {
+        // Claims 2^62 elements: must fail on the limit, not try to allocate.
+        let mut bytes = (1u64 << 62).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&[0u8; 16]);
+        assert!(deserialize::<Vec<u64>>(&bytes, 1024).is_err());
+        assert!(deserialize::<Vec<u8>>(&bytes, 1024).is_err());
+    }
+
+    #[test]
+    fn the_limit_is_enforced() {
+        let bytes = serialize(&vec![0u8; 100]);
+        assert!(deserialize::<Vec<u8>>(&bytes, 50).is_err());
+        assert!(deserialize::<Vec<u8>>(&bytes, 200).is_ok());
+    }
+
+    #[test]
+    fn non_canonical_bool_is_rejected() {
+        assert!(deserialize::<bool>(&[2], 10).is_err());
+    }
+}

@@ -1,0 +1,20 @@
+//! tinychain consensus: everything two nodes must agree on, byte for byte.
+//!
+//! This crate is pure: no networking, files, clock or randomness. Time and
+//! randomness are passed in. It owns the consensus types and their one canonical
+//! encoding ([`encode`]), hashing, proof of work, merkle roots, keys and
+//! addresses, signatures, network parameters, difficulty and validation.
+//! `docs/protocol.md` specifies all of it for other implementations.
+
+pub mod amount;
+pub mod block;
+pub mod encode;
+pub mod hash;
+pub mod params;
+pub mod pow;
+pub mod transaction;
+
+pub use amount::Amount;
+pub use block::{Block, BlockHeader};
+pub use hash::{BlockHash, Hash256, PubkeyHash, Txid};
+pub use transaction::{OutPoint, Transaction, TxIn, TxOut};

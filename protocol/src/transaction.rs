@@ -1,0 +1,156 @@
+//! Transactions: pay-to-public-key-hash only, like tinychain.
+//!
+//! Owns the transaction types, their txid and the coinbase layout. A transaction
+//! spends previous outputs (each input names one by [`OutPoint`] and carries the
+//! spender's compact ECDSA signature and compressed public key) and creates new
+//! outputs, each paying an [`Amount`] to a [`PubkeyHash`]. Signatures and keys are
+//! kept as raw bytes here: whether they are valid is decided by validation, so that
+//! a peer's bad signature decodes and is rejected with a reason.
+
+use serde::{Deserialize, Serialize};
+
+use crate::amount::Amount;
+use crate::encode::{self, DecodeError, byte_array};
+use crate::hash::{PubkeyHash, Txid};
+use crate::params::MAX_BLOCK_SIZE;
+
+/// Names one output of an earlier transaction (Bitcoin's `COutPoint`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+pub struct OutPoint {
+    /// The transaction that created the output.
+    pub txid: Txid,
+    /// The output's index in that transaction.
+    pub vout: u32,
+}
+
+impl OutPoint {
+    /// The outpoint a coinbase input names: no previous output.
+    pub const NULL: OutPoint = OutPoint { txid: Txid::ZERO, vout: u32::MAX };
+
+    /// Tells whether this is the coinbase's null outpoint.
+    pub fn is_null(&self) -> bool {
+        *self == Self::NULL
+    }
+}
+
+/// A transaction input: the output it spends and the proof that its owner agrees.
+///
+/// For a coinbase input, `prev_out` is [`OutPoint::NULL`] and `signature` holds the
+/// coinbase data instead (see [`Transaction::coinbase`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub struct TxIn {
+    /// The output being spent.
+    pub prev_out: OutPoint,
+    /// A 64-byte compact ECDSA signature `r ‖ s` (big-endian), or the coinbase data.
+    #[serde(with = "byte_array")]
+    pub signature: [u8; 64],
+    /// The spender's 33-byte compressed SEC1 public key (zero in a coinbase).
+    #[serde(with = "byte_array")]
+    pub pubkey: [u8; 33],
+    /// Bitcoin's `nSequence`: `u32::MAX` marks the input final (see locktime).
+    pub sequence: u32,
+}
+
+/// A transaction output: an amount locked to a public-key hash.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub struct TxOut {
+    /// How much the output holds.
+    pub value: Amount,
+    /// Whose key can spend it.
+    pub pubkey_hash: PubkeyHash,
+}
+
+/// A transaction (Bitcoin's `CTransaction`, with P2PKH in place of scripts).
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub struct Transaction {
+    /// Format version; 1 today.
+    pub version: i32,
+    /// The outputs spent.
+    pub inputs: Vec<TxIn>,
+    /// The outputs created.
+    pub outputs: Vec<TxOut>,
+    /// Bitcoin's `nLockTime`: 0, a block height (< 500,000,000) or a unix time.
+    pub locktime: u32,
+}
+
+/// The sequence number that makes an input final.
+pub const SEQUENCE_FINAL: u32 = u32::MAX;
+
+/// Locktime values below this are heights, at or above it unix times (Bitcoin's `LOCKTIME_THRESHOLD`).
+pub const LOCKTIME_THRESHOLD: u32 = 500_000_000;
+
+/// Bytes of a coinbase's data that follow the height and extra nonce, free for a message.
+pub const COINBASE_MESSAGE_LEN: usize = 64 - 4 - 8;
+
+impl Transaction {
+    /// Builds a coinbase for the block at `height`.
+    ///
+    /// Its data (the input's `signature` field) is `height` (u32 LE), then the
+    /// miner's `extra_nonce` (u64 LE), then `message` padded with zeros. Committing to
+    /// the height makes every coinbase txid unique (Bitcoin's BIP 34).
+    pub fn coinbase(
+        height: u32,
+        extra_nonce: u64,
+        message: &[u8; COINBASE_MESSAGE_LEN],
+        outputs: Vec<TxOut>,
+    ) -> Transaction {
+        let mut data = [0u8; 64];
+        data[..4].copy_from_slice(&height.to_le_bytes());
+        data[4..12].copy_from_slice(&extra_nonce.to_le_bytes());
+        data[12..].copy_from_slice(message);
+        Transaction {
+            version: 1,
+            inputs: vec![TxIn {
+                prev_out: OutPoint::NULL,
+                signature: data,
+                pubkey: [0; 33],
+                sequence: SEQUENCE_FINAL,
+            }],
+            outputs,
+            locktime: 0,
+        }
+    }
+
+    /// Tells whether this is a coinbase: exactly one input, spending the null outpoint.
+    pub fn is_coinbase(&self) -> bool {
+        self.inputs.len() == 1 && self.inputs[0].prev_out.is_null()
+    }
+
+    /// Returns the height a coinbase commits to, or `None` if this is not a coinbase.
+    pub fn coinbase_height(&self) -> Option<u32> {
+        if !self.is_coinbase() {
+            return None;
+        }
+        let data = &self.inputs[0].signature;
+        Some(u32::from_le_bytes([data[0], data[1], data[2], data[3]]))
+    }
+
+    /// Returns the txid: sha256d of the canonical encoding.
+    pub fn txid(&self) -> Txid {
+        Txid::hash(&encode::serialize(self))
+    }
+
+    /// Returns the size of the canonical encoding in bytes.
+    pub fn size(&self) -> u64 {
+        encode::serialized_size(self)
+    }
+
+    /// Returns the sum of the output values, or `None` if it leaves the money range.
+    pub fn total_out(&self) -> Option<Amount> {
+        Amount::checked_sum(self.outputs.iter().map(|o| o.value))
+    }
+
+    /// Encodes the transaction canonically.
+    pub fn encode(&self) -> Vec<u8> {
+        encode::serialize(self)
+    }
+
+    /// Decodes a transaction from untrusted bytes (at most [`MAX_BLOCK_SIZE`]).
+    ///
+    /// # Errors
+    ///
+    /// Fails if the bytes are not exactly one canonical transaction within the limit.
+    pub fn decode(bytes: &[u8]) -> Result<Transaction, DecodeError> {
+        encode::deserialize(bytes, MAX_BLOCK_SIZE)
+    }
+}

@@ -1,0 +1,2 @@
+//! `tinychain-wallet`: the wallet command-line client.
+fn main() {}
