@@ -8,11 +8,16 @@
 
 pub mod amount;
 pub mod block;
+pub mod difficulty;
 pub mod encode;
 pub mod hash;
+pub mod keys;
+pub mod merkle;
 pub mod params;
 pub mod pow;
+pub mod sighash;
 pub mod transaction;
+pub mod validation;
 
 pub use amount::Amount;
 pub use block::{Block, BlockHeader};

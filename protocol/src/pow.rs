@@ -19,3 +19,7 @@ impl CompactTarget {
         self.0
     }
 }
+
+/// A 256-bit proof-of-work target (placeholder until the pow module is written).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Target;
