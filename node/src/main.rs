@@ -1,2 +1,132 @@
-//! `tinychain-node`: the full node binary.
-fn main() {}
+//! `tinychain-node`: runs a tinychain full node, and inspects one's data directory.
+#![allow(clippy::print_stdout)] // A command-line program's output goes to stdout.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tinychain_node::chain::{self, ChainState};
+use tinychain_node::datadir::DataDir;
+use tinychain_node::node::{self, MiningConfig};
+use tinychain_node::store::redb::RedbStore;
+use tinychain_protocol::keys::Address;
+use tinychain_protocol::params::{Network, Params};
+
+/// A pocket-sized Bitcoin full node.
+#[derive(Parser, Debug)]
+#[command(name = "tinychain-node", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs the node until SIGINT or SIGTERM.
+    Run(RunArgs),
+    /// Opens a stopped node's data directory, checks it, and prints its tip.
+    Inspect(DirArgs),
+    /// Prints a network's consensus parameters and genesis block.
+    Params {
+        /// The network.
+        #[arg(long, default_value = "main", env = "TINYCHAIN_NETWORK")]
+        network: Network,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct DirArgs {
+    /// Base data directory; the network's data lives in a subdirectory of it.
+    #[arg(long, env = "TINYCHAIN_DATADIR")]
+    datadir: PathBuf,
+    /// The network.
+    #[arg(long, default_value = "main", env = "TINYCHAIN_NETWORK")]
+    network: Network,
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    dir: DirArgs,
+    /// Mine blocks.
+    #[arg(long)]
+    mine: bool,
+    /// The address mined coins are paid to.
+    #[arg(long, env = "TINYCHAIN_MINE_ADDRESS")]
+    mine_address: Option<String>,
+    /// Mining threads (default: one per core).
+    #[arg(long)]
+    miner_threads: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run(args) => {
+            let pay_to = args
+                .mine_address
+                .as_deref()
+                .map(|a| Address::parse(a, args.dir.network))
+                .transpose()
+                .context("--mine-address")?
+                .map(|a| a.pubkey_hash());
+            let threads = args.miner_threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            });
+            let config = node::Config {
+                datadir: args.dir.datadir,
+                network: args.dir.network,
+                mining: MiningConfig { enabled: args.mine, pay_to, threads },
+                core: Default::default(),
+            };
+            let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            runtime.block_on(node::run(config))
+        }
+        Command::Inspect(dir) => inspect(&dir),
+        Command::Params { network } => {
+            let params = Params::new(network);
+            let genesis = params.genesis_block();
+            println!("network:                {network}");
+            println!("genesis hash:           {}", genesis.block_hash());
+            println!("genesis block:          {}", hex::encode(genesis.encode()));
+            println!("pow limit:              {}", params.pow_limit);
+            println!("target spacing:         {} s", params.target_spacing);
+            println!("coinbase maturity:      {} blocks", params.coinbase_maturity);
+            println!("halving interval:       {} blocks", params.subsidy_halving_interval);
+            println!("max future block time:  {} s", params.max_future_block_time);
+            Ok(())
+        }
+    }
+}
+
+fn inspect(dir: &DirArgs) -> anyhow::Result<()> {
+    let params = Params::new(dir.network);
+    let datadir = DataDir::open(&dir.datadir, dir.network)?;
+    let store = RedbStore::open(&datadir.store_path(), params.genesis_hash())?;
+    let config = chain::Config { verify_utxo_on_start: true, ..Default::default() };
+    let chain = ChainState::open(store, params, config)?;
+    let tip = chain.tip_entry();
+    println!("height {}", chain.height());
+    println!("tip {}", chain.tip());
+    println!("chainwork {}", tip.chainwork);
+    println!("utxo_digest {}", chain.utxo_digest());
+    println!("headers {}", chain.index().len());
+    Ok(())
+}

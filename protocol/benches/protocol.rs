@@ -1,1 +1,2 @@
+//! Benchmarks of the consensus library (being written).
 fn main() {}

@@ -104,7 +104,8 @@ pub(crate) mod byte_array {
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<[u8; N], A::Error> {
                 let mut bytes = [0u8; N];
                 for (i, byte) in bytes.iter_mut().enumerate() {
-                    *byte = seq.next_element()?.ok_or_else(|| A::Error::invalid_length(i, &self))?;
+                    *byte =
+                        seq.next_element()?.ok_or_else(|| A::Error::invalid_length(i, &self))?;
                 }
                 Ok(bytes)
             }

@@ -159,10 +159,7 @@ mod tests {
         let pubkey =
             hex::decode("0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798")
                 .expect("valid hex literal");
-        assert_eq!(
-            hex::encode(hash160(&pubkey)),
-            "751e76e8199196d454941c45d1b3a323f1433bd6"
-        );
+        assert_eq!(hex::encode(hash160(&pubkey)), "751e76e8199196d454941c45d1b3a323f1433bd6");
     }
 
     #[test]

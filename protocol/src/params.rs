@@ -9,7 +9,12 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::pow::Target;
+use crate::amount::{Amount, COIN};
+use crate::block::{Block, BlockHeader};
+use crate::hash::{BlockHash, PubkeyHash};
+use crate::merkle::{compute_merkle_root, txid_leaf};
+use crate::pow::{CompactTarget, Target};
+use crate::transaction::{COINBASE_MESSAGE_LEN, Transaction, TxOut};
 
 /// The largest canonical encoding of a block, in bytes (Bitcoin's legacy 1 MB limit).
 pub const MAX_BLOCK_SIZE: u64 = 1_000_000;
@@ -87,4 +92,130 @@ pub struct Params {
     pub coinbase_maturity: u32,
     /// How far, in seconds, a block's time may be ahead of the node's clock.
     pub max_future_block_time: u32,
+}
+
+/// The message in every genesis coinbase.
+const GENESIS_MESSAGE: &[u8] = b"tinychain 2026-11-23 pocket-sized Nakamoto consensus";
+const _: () = assert!(GENESIS_MESSAGE.len() <= COINBASE_MESSAGE_LEN);
+
+/// Compact pow limit of main and test: about 2^20 hashes per block at minimum difficulty.
+const POW_LIMIT_BITS_MAIN: u32 = 0x1e0f_ffff;
+/// Compact pow limit of regtest (Bitcoin's regtest value): every other hash meets it.
+const POW_LIMIT_BITS_REGTEST: u32 = 0x207f_ffff;
+
+impl Params {
+    /// Returns the parameters of `network`.
+    pub fn new(network: Network) -> Params {
+        let (pow_limit_bits, maturity, halving, no_retargeting) = match network {
+            Network::Main | Network::Test => (POW_LIMIT_BITS_MAIN, 100, 210_000, false),
+            Network::Regtest => (POW_LIMIT_BITS_REGTEST, 10, 150, true),
+        };
+        Params {
+            network,
+            pow_limit: CompactTarget::from_consensus(pow_limit_bits)
+                .to_target()
+                .expect("the pow limit constants are valid compact targets"),
+            target_spacing: 60,
+            pow_averaging_window: 17,
+            pow_damping_factor: 4,
+            pow_max_adjust_up_percent: 16,
+            pow_max_adjust_down_percent: 32,
+            pow_no_retargeting: no_retargeting,
+            subsidy_halving_interval: halving,
+            coinbase_maturity: maturity,
+            // Bitcoin allows 2 hours at 10-minute spacing: 12 block intervals.
+            max_future_block_time: 12 * 60,
+        }
+    }
+
+    /// Returns the network's genesis block.
+    ///
+    /// Its coinbase pays 50 coins to the all-zero pubkey hash and, as in Bitcoin,
+    /// its output is never added to the UTXO set.
+    pub fn genesis_block(&self) -> Block {
+        let (time, nonce) = match self.network {
+            Network::Main => (1_795_392_000, 1_805_289),
+            Network::Test => (1_795_392_001, 29_863),
+            Network::Regtest => (1_795_392_002, 3),
+        };
+        genesis_block_with(time, self.pow_limit.to_compact(), nonce)
+    }
+
+    /// Returns the hash of the network's genesis block.
+    pub fn genesis_hash(&self) -> BlockHash {
+        self.genesis_block().block_hash()
+    }
+}
+
+/// Builds a genesis block with the given header fields.
+fn genesis_block_with(time: u32, bits: CompactTarget, nonce: u32) -> Block {
+    let mut message = [0u8; COINBASE_MESSAGE_LEN];
+    message[..GENESIS_MESSAGE.len()].copy_from_slice(GENESIS_MESSAGE);
+    let coinbase = Transaction::coinbase(
+        0,
+        0,
+        &message,
+        vec![TxOut { value: Amount::from_belushis(50 * COIN), pubkey_hash: PubkeyHash::default() }],
+    );
+    let merkle_root = compute_merkle_root(&[txid_leaf(coinbase.txid())]).root;
+    Block {
+        header: BlockHeader {
+            version: 1,
+            prev_blockhash: BlockHash::ZERO,
+            merkle_root,
+            time,
+            bits,
+            nonce,
+        },
+        txdata: vec![coinbase],
+    }
+}
+
+/// Finds the first nonce that gives a genesis block at `time` valid proof of work.
+/// Used once to fix the constants above; kept so the test can show they are right.
+pub fn mine_genesis_nonce(network: Network, time: u32) -> Option<u32> {
+    let params = Params::new(network);
+    let bits = params.pow_limit.to_compact();
+    let mut block = genesis_block_with(time, bits, 0);
+    (0..=u32::MAX).find(|&nonce| {
+        block.header.nonce = nonce;
+        params.pow_limit.is_met_by(block.header.block_hash())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_names_parse_back() {
+        for n in Network::ALL {
+            assert_eq!(n.name().parse::<Network>(), Ok(n));
+        }
+        assert!("mainnet".parse::<Network>().is_err());
+    }
+
+    #[test]
+    fn genesis_blocks_have_valid_proof_of_work_and_differ() {
+        let hashes: Vec<BlockHash> = Network::ALL
+            .into_iter()
+            .map(|n| {
+                let params = Params::new(n);
+                let genesis = params.genesis_block();
+                assert!(params.pow_limit.is_met_by(genesis.block_hash()), "{n} genesis PoW");
+                assert_eq!(genesis.txdata[0].coinbase_height(), Some(0));
+                genesis.block_hash()
+            })
+            .collect();
+        assert_ne!(hashes[0], hashes[1]);
+        assert_ne!(hashes[1], hashes[2]);
+    }
+
+    #[test]
+    fn genesis_nonces_are_the_first_that_work() {
+        for n in Network::ALL {
+            let genesis = Params::new(n).genesis_block();
+            assert_eq!(mine_genesis_nonce(n, genesis.header.time), Some(genesis.header.nonce));
+        }
+    }
 }

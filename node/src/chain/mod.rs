@@ -1,0 +1,683 @@
+//! Chain state: the block index, the active chain and the UTXO set on top of a store.
+//!
+//! Owns Bitcoin Core's `ChainstateManager` logic in small form: accepting headers
+//! and blocks ([`ChainState::accept_header`], [`ChainState::accept_block`]),
+//! choosing the valid chain with the most chainwork (first seen wins a tie),
+//! and moving to it ([`ChainState::activate_best_chain`]) by disconnecting blocks
+//! with their undo data and connecting the new branch. A block that fails while
+//! connecting is marked invalid with all its descendants and never retried; the
+//! node then settles on the most-work chain that is still valid.
+//!
+//! Pure: no clock, threads of its own, or I/O other than the [`Store`] it is given.
+//! Each connected or disconnected block is one atomic store batch.
+
+pub mod index;
+pub mod orphans;
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+
+use tinychain_protocol::difficulty::{get_next_work_required, median_time_past};
+use tinychain_protocol::params::Params;
+use tinychain_protocol::pow::{CompactTarget, Work};
+use tinychain_protocol::validation::{
+    self, BlockContext, BlockError, Coin, Kind, UtxoView, check_block, check_block_inputs,
+    check_block_signatures, contextual_check_block, contextual_check_block_header,
+};
+use tinychain_protocol::{Block, BlockHash, BlockHeader, OutPoint, PubkeyHash, Transaction};
+
+use crate::store::{
+    Batch, BlockStatus, BlockUndo, IndexEntry, Op, Store, StoreError, StoredTip, TxLocation,
+};
+use crate::utxo_digest::UtxoDigest;
+use index::BlockIndex;
+
+/// Blocks of history the difficulty rule and median time past look at.
+const HISTORY_FOR_CONTEXT: usize = 64;
+
+/// Why a header or block was not accepted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AcceptError {
+    /// The parent is not known: ask for it (the block may go to the orphan pool).
+    #[error("parent {0} is unknown")]
+    MissingParent(BlockHash),
+    /// The block or an ancestor was already found invalid.
+    #[error("block {0} is known to be invalid")]
+    KnownInvalid(BlockHash),
+    /// The block breaks a rule.
+    #[error("block {hash} is invalid: {error}")]
+    Invalid {
+        /// The block's hash.
+        hash: BlockHash,
+        /// The rule broken.
+        error: Box<BlockError>,
+    },
+    /// The store failed; the node cannot continue.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl AcceptError {
+    /// Says how the peer that sent the data should be treated.
+    pub fn kind(&self) -> Kind {
+        match self {
+            AcceptError::MissingParent(_) => Kind::Missing,
+            AcceptError::KnownInvalid(_) => Kind::Invalid,
+            AcceptError::Invalid { error, .. } => error.kind(),
+            // Not the peer's fault: nothing to punish.
+            AcceptError::Store(_) => Kind::Premature,
+        }
+    }
+}
+
+/// What accepting a block or header did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// New and stored.
+    New,
+    /// Already known; nothing changed.
+    Duplicate,
+}
+
+/// How the active chain moved in one activation.
+#[derive(Debug, Default, Clone)]
+pub struct TipChange {
+    /// Blocks disconnected, tip first.
+    pub disconnected: Vec<Block>,
+    /// Blocks connected, in order.
+    pub connected: Vec<Block>,
+    /// Blocks found invalid while connecting.
+    pub invalid: Vec<(BlockHash, BlockError)>,
+}
+
+impl TipChange {
+    /// Tells whether the tip moved.
+    pub fn moved(&self) -> bool {
+        !self.connected.is_empty() || !self.disconnected.is_empty()
+    }
+}
+
+/// Knobs of the chain state.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Threads for checking a block's signatures.
+    pub script_threads: NonZeroUsize,
+    /// Check the stored UTXO digest against the stored coins at start-up.
+    pub verify_utxo_on_start: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            script_threads: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
+            verify_utxo_on_start: true,
+        }
+    }
+}
+
+/// The chain: index, active chain, UTXO set, on a store.
+#[derive(Debug)]
+pub struct ChainState<S: Store> {
+    params: Params,
+    config: Config,
+    store: S,
+    index: BlockIndex,
+    /// The active chain: `active[h]` is the hash at height `h`.
+    active: Vec<BlockHash>,
+    utxo_digest: UtxoDigest,
+}
+
+/// Reads coins from the store, remembering the first store error (validation's
+/// `UtxoView` cannot return one).
+struct StoreView<'a, S: Store> {
+    store: &'a S,
+    error: std::cell::RefCell<Option<StoreError>>,
+}
+
+impl<S: Store> UtxoView for StoreView<'_, S> {
+    fn get_coin(&self, outpoint: &OutPoint) -> Option<Coin> {
+        match self.store.coin(outpoint) {
+            Ok(coin) => coin,
+            Err(e) => {
+                self.error.borrow_mut().get_or_insert(e);
+                None
+            }
+        }
+    }
+}
+
+/// An error opening the chain state.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The store's contents do not agree with each other.
+    #[error("the store is inconsistent: {0}; restore the data directory or start it afresh")]
+    Inconsistent(String),
+}
+
+impl<S: Store> ChainState<S> {
+    /// Opens the chain state on `store`, writing the genesis block into a new store
+    /// and checking an existing one: the tip is in the index with its data, and
+    /// (if configured) the UTXO set matches the digest stored with the tip.
+    ///
+    /// # Errors
+    ///
+    /// The store fails or is inconsistent.
+    pub fn open(mut store: S, params: Params, config: Config) -> Result<ChainState<S>, OpenError> {
+        let genesis = params.genesis_block();
+        let genesis_hash = genesis.block_hash();
+        let tip = match store.tip()? {
+            Some(tip) => tip,
+            None => {
+                let entry = IndexEntry {
+                    header: genesis.header,
+                    height: 0,
+                    chainwork: work_of(&genesis.header)?,
+                    status: BlockStatus::Valid,
+                    sequence: 0,
+                };
+                let tip =
+                    StoredTip { hash: genesis_hash, height: 0, utxo_digest: UtxoDigest::EMPTY };
+                let mut batch = Batch::default();
+                batch.push(Op::PutBlock(genesis));
+                batch.push(Op::PutIndex(genesis_hash, entry));
+                batch.push(Op::SetTip(tip));
+                store.write(batch)?;
+                tip
+            }
+        };
+        let mut index = BlockIndex::new();
+        let mut entries = store.load_index()?;
+        // Parents before children, so links and candidates build in one pass.
+        entries.sort_by_key(|(_, e)| (e.height, e.sequence));
+        for (hash, entry) in entries {
+            index.insert(hash, entry);
+        }
+        let inconsistent = |m: String| OpenError::Inconsistent(m);
+        if index.get(&genesis_hash).is_none() {
+            return Err(inconsistent(format!("genesis {genesis_hash} is not in the index")));
+        }
+        let tip_entry = index
+            .get(&tip.hash)
+            .ok_or_else(|| inconsistent(format!("tip {} is not in the index", tip.hash)))?;
+        if tip_entry.height != tip.height || tip_entry.status != BlockStatus::Valid {
+            return Err(inconsistent(format!("tip {} has a wrong height or status", tip.hash)));
+        }
+        let mut active = vec![BlockHash::ZERO; tip.height as usize + 1];
+        let mut current = tip.hash;
+        for height in (0..=tip.height).rev() {
+            active[height as usize] = current;
+            let entry = index
+                .get(&current)
+                .ok_or_else(|| inconsistent(format!("ancestor {current} missing")))?;
+            current = entry.header.prev_blockhash;
+        }
+        if active[0] != genesis_hash {
+            return Err(inconsistent("the active chain does not start at genesis".into()));
+        }
+        if config.verify_utxo_on_start {
+            let mut digest = UtxoDigest::EMPTY;
+            store.for_each_coin(&mut |op, coin| digest = digest.add(op, coin))?;
+            if digest != tip.utxo_digest {
+                return Err(inconsistent(format!(
+                    "the UTXO set digest {digest} differs from the one stored with tip {} ({})",
+                    tip.hash, tip.utxo_digest
+                )));
+            }
+        }
+        let mut chain =
+            ChainState { params, config, store, index, active, utxo_digest: tip.utxo_digest };
+        let tip_work = chain.tip_entry().chainwork;
+        chain.index.prune_candidates_below(tip_work);
+        Ok(chain)
+    }
+
+    /// Returns the network parameters.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// Returns the store (for reads).
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Returns the store for writes that are not chain state (the mempool snapshot).
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// Returns the block index.
+    pub fn index(&self) -> &BlockIndex {
+        &self.index
+    }
+
+    /// Returns the tip's hash.
+    pub fn tip(&self) -> BlockHash {
+        *self.active.last().expect("the active chain always holds genesis")
+    }
+
+    /// Returns the tip's height.
+    pub fn height(&self) -> u32 {
+        (self.active.len() - 1) as u32
+    }
+
+    /// Returns the tip's index entry.
+    pub fn tip_entry(&self) -> &IndexEntry {
+        self.index.get(&self.tip()).expect("the tip is always in the index")
+    }
+
+    /// Returns the hash of the active block at `height`.
+    pub fn hash_at(&self, height: u32) -> Option<BlockHash> {
+        self.active.get(height as usize).copied()
+    }
+
+    /// Tells whether `hash` is on the active chain.
+    pub fn is_active(&self, hash: &BlockHash) -> bool {
+        self.index.get(hash).is_some_and(|e| self.hash_at(e.height) == Some(*hash))
+    }
+
+    /// Returns the digest of the UTXO set at the tip.
+    pub fn utxo_digest(&self) -> UtxoDigest {
+        self.utxo_digest
+    }
+
+    /// Returns the median time past of the tip.
+    pub fn median_time_past(&self) -> u32 {
+        self.median_time_past_of(&self.tip())
+    }
+
+    fn median_time_past_of(&self, hash: &BlockHash) -> u32 {
+        let times: Vec<u32> = self.index.recent_headers(hash, 11).iter().map(|(t, _)| *t).collect();
+        median_time_past(&times)
+    }
+
+    /// Returns the bits required for a block on top of `parent`.
+    pub fn next_work_required(&self, parent: &BlockHash) -> CompactTarget {
+        let history = self.index.recent_headers(parent, HISTORY_FOR_CONTEXT);
+        get_next_work_required(&history, &self.params)
+    }
+
+    /// Returns the validation context of a block whose parent is `parent`.
+    pub fn context_after(&self, parent: &BlockHash, now: u32) -> Option<BlockContext> {
+        let entry = self.index.get(parent)?;
+        Some(BlockContext {
+            prev_blockhash: *parent,
+            height: entry.height + 1,
+            median_time_past: self.median_time_past_of(parent),
+            required_bits: self.next_work_required(parent),
+            now,
+        })
+    }
+
+    /// Reads a stored block.
+    ///
+    /// # Errors
+    ///
+    /// The store fails.
+    pub fn block(&self, hash: &BlockHash) -> Result<Option<Block>, StoreError> {
+        self.store.block(hash)
+    }
+
+    /// Reads an unspent output at the tip.
+    ///
+    /// # Errors
+    ///
+    /// The store fails.
+    pub fn coin(&self, outpoint: &OutPoint) -> Result<Option<Coin>, StoreError> {
+        self.store.coin(outpoint)
+    }
+
+    /// Accepts a header (headers-first sync): checks its proof of work and its
+    /// context after a known parent, and adds it to the index as header-only.
+    ///
+    /// # Errors
+    ///
+    /// Missing parent, known-invalid ancestry, broken header rules, or the store.
+    pub fn accept_header(
+        &mut self,
+        header: &BlockHeader,
+        now: u32,
+    ) -> Result<Accepted, AcceptError> {
+        let hash = header.block_hash();
+        if let Some(entry) = self.index.get(&hash) {
+            if entry.status.is_invalid() {
+                return Err(AcceptError::KnownInvalid(hash));
+            }
+            return Ok(Accepted::Duplicate);
+        }
+        let invalid = |error| AcceptError::Invalid { hash, error: Box::new(error) };
+        validation::check_block_header(header, &self.params).map_err(invalid)?;
+        let parent = self
+            .index
+            .get(&header.prev_blockhash)
+            .copied()
+            .ok_or(AcceptError::MissingParent(header.prev_blockhash))?;
+        if parent.status.is_invalid() {
+            self.add_entry(hash, header, &parent, BlockStatus::InvalidChild)?;
+            return Err(AcceptError::KnownInvalid(hash));
+        }
+        let ctx = self.context_after(&header.prev_blockhash, now).expect("the parent is indexed");
+        if let Err(error) = contextual_check_block_header(header, &ctx, &self.params) {
+            if error.kind() == Kind::Invalid {
+                self.add_entry(hash, header, &parent, BlockStatus::Invalid)?;
+            }
+            return Err(invalid(error));
+        }
+        self.add_entry(hash, header, &parent, BlockStatus::HeaderOnly)?;
+        Ok(Accepted::New)
+    }
+
+    fn add_entry(
+        &mut self,
+        hash: BlockHash,
+        header: &BlockHeader,
+        parent: &IndexEntry,
+        status: BlockStatus,
+    ) -> Result<IndexEntry, AcceptError> {
+        let chainwork = parent
+            .chainwork
+            .checked_add(work_of(header)?)
+            .ok_or(AcceptError::KnownInvalid(hash))?;
+        let entry = IndexEntry {
+            header: *header,
+            height: parent.height + 1,
+            chainwork,
+            status,
+            sequence: self.index.next_sequence(),
+        };
+        let mut batch = Batch::default();
+        batch.push(Op::PutIndex(hash, entry));
+        self.store.write(batch)?;
+        self.index.insert(hash, entry);
+        Ok(entry)
+    }
+
+    /// Accepts a block: checks it on its own and against its parent, stores it,
+    /// and returns. Call [`ChainState::activate_best_chain`] afterwards to move the tip.
+    ///
+    /// # Errors
+    ///
+    /// Missing parent (put the block aside and ask for the parent), known-invalid
+    /// ancestry, broken rules, or the store.
+    pub fn accept_block(&mut self, block: &Block, now: u32) -> Result<Accepted, AcceptError> {
+        let hash = block.block_hash();
+        let known = self.index.get(&hash).copied();
+        if let Some(entry) = known {
+            if entry.status.is_invalid() {
+                return Err(AcceptError::KnownInvalid(hash));
+            }
+            if entry.status.has_data() {
+                return Ok(Accepted::Duplicate);
+            }
+        }
+        // Context-free checks first. A failure here is not recorded against the
+        // hash: a block with a bad merkle root may share its header (and hash)
+        // with a valid block (CVE-2012-2459), so only the sender is at fault.
+        check_block(block, &self.params)
+            .map_err(|error| AcceptError::Invalid { hash, error: Box::new(error) })?;
+        let parent = self
+            .index
+            .get(&block.header.prev_blockhash)
+            .copied()
+            .ok_or(AcceptError::MissingParent(block.header.prev_blockhash))?;
+        let entry = match known {
+            Some(entry) => entry,
+            None => {
+                if parent.status.is_invalid() {
+                    self.add_entry(hash, &block.header, &parent, BlockStatus::InvalidChild)?;
+                    return Err(AcceptError::KnownInvalid(hash));
+                }
+                let ctx =
+                    self.context_after(&block.header.prev_blockhash, now).expect("parent indexed");
+                if let Err(error) = contextual_check_block_header(&block.header, &ctx, &self.params)
+                {
+                    if error.kind() == Kind::Invalid {
+                        self.add_entry(hash, &block.header, &parent, BlockStatus::Invalid)?;
+                    }
+                    return Err(AcceptError::Invalid { hash, error: Box::new(error) });
+                }
+                self.add_entry(hash, &block.header, &parent, BlockStatus::HeaderOnly)?
+            }
+        };
+        let ctx = self.context_after(&block.header.prev_blockhash, now).expect("parent indexed");
+        if let Err(error) = contextual_check_block(block, &ctx, &self.params) {
+            if error.kind() == Kind::Invalid {
+                self.mark_invalid(hash)?;
+            }
+            return Err(AcceptError::Invalid { hash, error: Box::new(error) });
+        }
+        let stored = IndexEntry { status: BlockStatus::DataStored, ..entry };
+        let mut batch = Batch::default();
+        batch.push(Op::PutBlock(block.clone()));
+        batch.push(Op::PutIndex(hash, stored));
+        self.store.write(batch)?;
+        self.index.insert(hash, stored);
+        Ok(Accepted::New)
+    }
+
+    fn mark_invalid(&mut self, hash: BlockHash) -> Result<(), StoreError> {
+        let changed = self.index.mark_invalid(hash);
+        let mut batch = Batch::default();
+        for (h, e) in changed {
+            batch.push(Op::PutIndex(h, e));
+        }
+        self.store.write(batch)
+    }
+
+    /// Moves the active chain to the most-work valid chain whose blocks are all
+    /// stored, disconnecting and connecting blocks as needed (Core's
+    /// `ActivateBestChain`). A block that fails to connect is marked invalid with
+    /// its descendants, and the search goes on among the remaining candidates.
+    ///
+    /// # Errors
+    ///
+    /// Only store failures; invalid blocks are reported in the result.
+    pub fn activate_best_chain(&mut self) -> Result<TipChange, StoreError> {
+        let mut change = TipChange::default();
+        loop {
+            // The best candidate by (chainwork, first seen). The tip is a candidate
+            // too, so the loop ends when it is the best; after an invalid block it
+            // can be an equal-work block seen earlier, which then wins back.
+            let tip_work = self.tip_entry().chainwork;
+            let Some((best, best_work)) = self.index.best_candidate() else { break };
+            if best == self.tip() || best_work < tip_work {
+                break;
+            }
+            // Walk back from the candidate to the active chain.
+            let mut branch = Vec::new();
+            let mut current = best;
+            while !self.is_active(&current) {
+                branch.push(current);
+                current =
+                    self.index.get(&current).expect("candidates are linked").header.prev_blockhash;
+            }
+            let fork_height = self.index.get(&current).expect("on the active chain").height;
+            while self.height() > fork_height {
+                change.disconnected.push(self.disconnect_tip()?);
+            }
+            for hash in branch.into_iter().rev() {
+                match self.connect_block(&hash)? {
+                    Ok(block) => change.connected.push(block),
+                    Err(error) => {
+                        self.mark_invalid(hash)?;
+                        change.invalid.push((hash, error));
+                        // The old chain may be the best again: let it compete.
+                        self.index.restore_candidates(self.tip_entry().chainwork);
+                        break;
+                    }
+                }
+            }
+        }
+        let tip_work = self.tip_entry().chainwork;
+        self.index.prune_candidates_below(tip_work);
+        Ok(change)
+    }
+
+    /// Connects the stored block `hash` on top of the tip: the outer error is the
+    /// store's, the inner one says the block is invalid.
+    fn connect_block(&mut self, hash: &BlockHash) -> Result<Result<Block, BlockError>, StoreError> {
+        let block = self.store.block(hash)?.ok_or_else(|| StoreError::Corrupt {
+            what: "block",
+            detail: format!("{hash} is indexed with data but missing"),
+        })?;
+        let mut entry = *self.index.get(hash).expect("connecting an indexed block");
+        let view = StoreView { store: &self.store, error: Default::default() };
+        let checked =
+            check_block_inputs(&block, entry.height, &view, &self.params).and_then(|spends| {
+                check_block_signatures(&block, &spends, self.config.script_threads)?;
+                Ok(spends)
+            });
+        if let Some(e) = view.error.into_inner() {
+            return Err(e);
+        }
+        let spends = match checked {
+            Ok(spends) => spends,
+            Err(error) => return Ok(Err(error)),
+        };
+        let mut batch = Batch::default();
+        let mut digest = self.utxo_digest;
+        for (op, coin) in &spends.spent {
+            batch.push(Op::SpendCoin(*op, *coin));
+            digest = digest.remove(op, coin);
+        }
+        for (op, coin) in &spends.created {
+            batch.push(Op::AddCoin(*op, *coin));
+            digest = digest.add(op, coin);
+        }
+        for (index, (tx, coins)) in block.txdata.iter().zip(&spends.coins).enumerate() {
+            let txid = tx.txid();
+            for pkh in touched_addresses(tx, coins) {
+                batch.push(Op::AddHistory(pkh, entry.height, txid));
+            }
+            batch.push(Op::PutTxLocation(txid, TxLocation { block: *hash, index: index as u32 }));
+        }
+        batch.push(Op::PutUndo(*hash, BlockUndo { spent: spends.spent }));
+        entry.status = BlockStatus::Valid;
+        batch.push(Op::PutIndex(*hash, entry));
+        batch.push(Op::SetTip(StoredTip {
+            hash: *hash,
+            height: entry.height,
+            utxo_digest: digest,
+        }));
+        self.store.write(batch)?;
+        self.index.set_status(hash, BlockStatus::Valid);
+        self.active.push(*hash);
+        self.utxo_digest = digest;
+        Ok(Ok(block))
+    }
+
+    /// Disconnects the tip using its undo data, returning the block.
+    fn disconnect_tip(&mut self) -> Result<Block, StoreError> {
+        let hash = self.tip();
+        let corrupt = |what: &'static str| StoreError::Corrupt {
+            what,
+            detail: format!("missing for active block {hash}"),
+        };
+        let block = self.store.block(&hash)?.ok_or_else(|| corrupt("block"))?;
+        let undo = self.store.undo(&hash)?.ok_or_else(|| corrupt("undo data"))?;
+        let height = self.height();
+        let mut batch = Batch::default();
+        let mut digest = self.utxo_digest;
+        // Remove what the block created and is still unspent (outputs spent within
+        // the block were never added).
+        for tx in &block.txdata {
+            let txid = tx.txid();
+            for vout in 0..tx.outputs.len() as u32 {
+                let op = OutPoint { txid, vout };
+                if let Some(coin) = self.store.coin(&op)? {
+                    batch.push(Op::SpendCoin(op, coin));
+                    digest = digest.remove(&op, &coin);
+                }
+            }
+        }
+        for (op, coin) in &undo.spent {
+            batch.push(Op::AddCoin(*op, *coin));
+            digest = digest.add(op, coin);
+        }
+        // Rebuild which coins each transaction spent, to drop the right history.
+        let spent_by_outpoint: HashMap<OutPoint, Coin> = undo.spent.iter().copied().collect();
+        let mut created_here: HashMap<OutPoint, Coin> = HashMap::new();
+        for (i, tx) in block.txdata.iter().enumerate() {
+            let txid = tx.txid();
+            let coins: Vec<Coin> = if i == 0 {
+                Vec::new()
+            } else {
+                tx.inputs
+                    .iter()
+                    .filter_map(|input| {
+                        spent_by_outpoint
+                            .get(&input.prev_out)
+                            .or_else(|| created_here.get(&input.prev_out))
+                            .copied()
+                    })
+                    .collect()
+            };
+            for pkh in touched_addresses(tx, &coins) {
+                batch.push(Op::DeleteHistory(pkh, height, txid));
+            }
+            for (vout, output) in tx.outputs.iter().enumerate() {
+                let coin = Coin { output: *output, height, is_coinbase: i == 0 };
+                created_here.insert(OutPoint { txid, vout: vout as u32 }, coin);
+            }
+            batch.push(Op::DeleteTxLocation(txid));
+        }
+        batch.push(Op::DeleteUndo(hash));
+        let parent = block.header.prev_blockhash;
+        batch.push(Op::SetTip(StoredTip { hash: parent, height: height - 1, utxo_digest: digest }));
+        self.store.write(batch)?;
+        self.active.pop();
+        self.utxo_digest = digest;
+        Ok(block)
+    }
+
+    /// Returns a block locator for the tip: hashes going back exponentially, at most 101.
+    pub fn locator(&self) -> Vec<BlockHash> {
+        let mut out = Vec::new();
+        let mut height = i64::from(self.height());
+        let mut step = 1i64;
+        while height > 0 && out.len() < 100 {
+            out.push(self.active[height as usize]);
+            if out.len() >= 10 {
+                step *= 2;
+            }
+            height -= step;
+        }
+        out.push(self.active[0]);
+        out
+    }
+
+    /// Returns the height of the last block of `locator` on the active chain.
+    pub fn find_fork(&self, locator: &[BlockHash]) -> u32 {
+        locator
+            .iter()
+            .find(|h| self.is_active(h))
+            .and_then(|h| self.index.get(h))
+            .map_or(0, |e| e.height)
+    }
+}
+
+/// Returns the pubkey hashes a transaction pays or spends from, each once.
+fn touched_addresses(tx: &Transaction, spent: &[Coin]) -> Vec<PubkeyHash> {
+    let mut out: Vec<PubkeyHash> = tx
+        .outputs
+        .iter()
+        .map(|o| o.pubkey_hash)
+        .chain(spent.iter().map(|c| c.output.pubkey_hash))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn work_of(header: &BlockHeader) -> Result<Work, StoreError> {
+    header
+        .bits
+        .to_target()
+        .map(|t| t.to_work())
+        .map_err(|e| StoreError::Corrupt { what: "header bits", detail: e.to_string() })
+}

@@ -1,0 +1,340 @@
+//! The node's core: the pure state machine every input goes through.
+//!
+//! Owns the chain state, the mempool and the orphan block pool, and decides what
+//! a block or transaction from a peer (or from this node's miner or RPC) leads
+//! to: store it, move the tip, update the mempool, relay it, ask a peer for a
+//! missing parent, or penalise the peer that sent invalid data. It returns those
+//! decisions as [`Output`]s for the event loop to carry out.
+//!
+//! Pure, like the chain state: the time comes in as an argument, and nothing here
+//! touches a socket, the clock or a thread. One owner (the event loop) holds it.
+
+use std::cell::RefCell;
+
+use tinychain_protocol::params::Params;
+use tinychain_protocol::validation::{Coin, Kind, UtxoView};
+use tinychain_protocol::{Block, BlockHash, OutPoint, PubkeyHash, Transaction, Txid};
+
+use crate::chain::orphans::{self, OrphanBlocks};
+use crate::chain::{self, AcceptError, Accepted, ChainState, OpenError, TipChange};
+use crate::mempool::{self, Mempool, RejectReason, TipContext};
+use crate::store::{Batch, Op, Store, StoreError};
+use crate::template::{BlockTemplate, TemplateContext, create_block_template};
+
+/// Configuration of the core's parts.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// The chain state.
+    pub chain: chain::Config,
+    /// The mempool.
+    pub mempool: mempool::Config,
+    /// The orphan block pool.
+    pub orphan_blocks: orphans::Config,
+}
+
+/// Something the event loop must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output<P> {
+    /// Tell peers about a new valid block.
+    RelayBlock(BlockHash),
+    /// Tell peers about a transaction accepted into the mempool.
+    RelayTx(Txid),
+    /// Ask `peer` for the block `hash` (the missing parent of an orphan).
+    RequestBlock {
+        /// Who to ask (the peer that sent the orphan).
+        peer: P,
+        /// The block wanted.
+        hash: BlockHash,
+    },
+    /// `peer` sent consensus-invalid data.
+    Penalize {
+        /// The peer.
+        peer: P,
+        /// What it sent.
+        reason: String,
+    },
+    /// The active tip moved (refresh the miner, log it).
+    TipChanged {
+        /// New tip.
+        hash: BlockHash,
+        /// Its height.
+        height: u32,
+        /// Blocks disconnected on the way (0 unless a reorg).
+        disconnected: usize,
+    },
+}
+
+/// What became of a block handed to the core (a gossip validation verdict).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlockOutcome {
+    /// New and valid as far as checked: forward it.
+    Accepted,
+    /// Already known: forward nothing, punish nobody.
+    Duplicate,
+    /// Parent unknown: kept as an orphan, parent requested.
+    Orphan,
+    /// Not valid yet (time too far ahead): ignored.
+    Premature(String),
+    /// Consensus-invalid: forward nothing, penalise the sender.
+    Invalid(String),
+}
+
+/// What became of a transaction handed to the core.
+pub type TxOutcome = Result<mempool::Accepted, RejectReason>;
+
+/// Reads coins from the store for the mempool, remembering store errors.
+struct ChainCoins<'a, S: Store> {
+    store: &'a S,
+    error: RefCell<Option<StoreError>>,
+}
+
+impl<S: Store> UtxoView for ChainCoins<'_, S> {
+    fn get_coin(&self, outpoint: &OutPoint) -> Option<Coin> {
+        self.store.coin(outpoint).unwrap_or_else(|e| {
+            self.error.borrow_mut().get_or_insert(e);
+            None
+        })
+    }
+}
+
+/// The node's core.
+#[derive(Debug)]
+pub struct Core<S: Store, P> {
+    chain: ChainState<S>,
+    mempool: Mempool,
+    orphans: OrphanBlocks,
+    _peer: std::marker::PhantomData<P>,
+}
+
+impl<S: Store, P: Clone> Core<S, P> {
+    /// Opens the core on `store`, restoring the mempool saved at the last clean stop.
+    ///
+    /// # Errors
+    ///
+    /// The store fails or is inconsistent.
+    pub fn open(
+        store: S,
+        params: Params,
+        config: Config,
+        now: u64,
+    ) -> Result<Core<S, P>, OpenError> {
+        let chain = ChainState::open(store, params, config.chain)?;
+        let saved = chain.store().mempool()?;
+        let mut core = Core {
+            chain,
+            mempool: Mempool::new(config.mempool),
+            orphans: OrphanBlocks::new(config.orphan_blocks),
+            _peer: std::marker::PhantomData,
+        };
+        for tx in saved {
+            core.with_tip(|mempool, tip| {
+                let _ = mempool.accept(tx, tip, now);
+            })?;
+        }
+        Ok(core)
+    }
+
+    /// Returns the chain state.
+    pub fn chain(&self) -> &ChainState<S> {
+        &self.chain
+    }
+
+    /// Returns the mempool.
+    pub fn mempool(&self) -> &Mempool {
+        &self.mempool
+    }
+
+    /// Returns the number of orphan blocks held.
+    pub fn orphan_block_count(&self) -> usize {
+        self.orphans.len()
+    }
+
+    /// Runs `f` with the mempool and a view of the tip.
+    fn with_tip<T>(
+        &mut self,
+        f: impl FnOnce(&mut Mempool, &TipContext<'_, ChainCoins<'_, S>>) -> T,
+    ) -> Result<T, StoreError> {
+        let coins = ChainCoins { store: self.chain.store(), error: RefCell::new(None) };
+        let tip = TipContext {
+            coins: &coins,
+            height: self.chain.height(),
+            median_time_past: self.chain.median_time_past(),
+            params: self.chain.params(),
+        };
+        let out = f(&mut self.mempool, &tip);
+        match coins.error.into_inner() {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// Handles a block from `from` (a peer, or `None` for this node's miner or RPC).
+    ///
+    /// # Errors
+    ///
+    /// Only store failures, which the node cannot survive.
+    pub fn handle_block(
+        &mut self,
+        block: Block,
+        from: Option<P>,
+        now: u64,
+    ) -> Result<(BlockOutcome, Vec<Output<P>>), StoreError> {
+        let mut out = Vec::new();
+        let hash = block.block_hash();
+        let now32 = clamp_time(now);
+        let outcome = match self.chain.accept_block(&block, now32) {
+            Ok(Accepted::Duplicate) => return Ok((BlockOutcome::Duplicate, out)),
+            Ok(Accepted::New) => BlockOutcome::Accepted,
+            Err(AcceptError::Store(e)) => return Err(e),
+            Err(AcceptError::MissingParent(_)) => {
+                if self.orphans.contains(&hash) {
+                    return Ok((BlockOutcome::Duplicate, out));
+                }
+                self.orphans.insert(block, now);
+                if let Some(peer) = from {
+                    let root = self.orphans.root_of(&hash);
+                    let missing = self.orphans.parent_of(&root).unwrap_or(hash);
+                    out.push(Output::RequestBlock { peer, hash: missing });
+                }
+                return Ok((BlockOutcome::Orphan, out));
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                return Ok(match e.kind() {
+                    Kind::Invalid => {
+                        if let Some(peer) = from {
+                            out.push(Output::Penalize { peer, reason: reason.clone() });
+                        }
+                        (BlockOutcome::Invalid(reason), out)
+                    }
+                    _ => (BlockOutcome::Premature(reason), out),
+                });
+            }
+        };
+        // Blocks that were waiting for this one can be accepted now.
+        let mut accepted = vec![hash];
+        let mut parents = vec![hash];
+        while let Some(parent) = parents.pop() {
+            for child in self.orphans.take_children(&parent) {
+                let child_hash = child.block_hash();
+                match self.chain.accept_block(&child, now32) {
+                    Ok(_) => {
+                        accepted.push(child_hash);
+                        parents.push(child_hash);
+                    }
+                    Err(AcceptError::Store(e)) => return Err(e),
+                    Err(_) => {}
+                }
+            }
+        }
+        let change = self.chain.activate_best_chain()?;
+        self.apply_tip_change(&change, now, &mut out)?;
+        let invalid: Vec<&BlockHash> = change.invalid.iter().map(|(h, _)| h).collect();
+        if let Some((_, error)) = change.invalid.iter().find(|(h, _)| *h == hash) {
+            let reason = error.to_string();
+            if let Some(peer) = from {
+                out.push(Output::Penalize { peer, reason: reason.clone() });
+            }
+            return Ok((BlockOutcome::Invalid(reason), out));
+        }
+        for h in accepted {
+            if !invalid.contains(&&h) {
+                out.push(Output::RelayBlock(h));
+            }
+        }
+        Ok((outcome, out))
+    }
+
+    fn apply_tip_change(
+        &mut self,
+        change: &TipChange,
+        now: u64,
+        out: &mut Vec<Output<P>>,
+    ) -> Result<(), StoreError> {
+        if !change.moved() {
+            return Ok(());
+        }
+        if change.disconnected.is_empty() {
+            for block in &change.connected {
+                self.with_tip(|mempool, tip| mempool.block_connected(block, tip, now))?;
+            }
+        } else {
+            let disconnected = &change.disconnected;
+            self.with_tip(|mempool, tip| mempool.reorganized(disconnected, tip, now))?;
+            // Transactions of the new branch are confirmed now.
+            for block in &change.connected {
+                self.with_tip(|mempool, tip| mempool.block_connected(block, tip, now))?;
+            }
+        }
+        out.push(Output::TipChanged {
+            hash: self.chain.tip(),
+            height: self.chain.height(),
+            disconnected: change.disconnected.len(),
+        });
+        Ok(())
+    }
+
+    /// Handles a transaction from `from` (a peer, or `None` for this node's RPC).
+    ///
+    /// # Errors
+    ///
+    /// Only store failures.
+    pub fn handle_tx(
+        &mut self,
+        tx: Transaction,
+        from: Option<P>,
+        now: u64,
+    ) -> Result<(TxOutcome, Vec<Output<P>>), StoreError> {
+        let txid = tx.txid();
+        let result = self.with_tip(|mempool, tip| mempool.accept(tx, tip, now))?;
+        let mut out = Vec::new();
+        match &result {
+            Ok(mempool::Accepted::New { unorphaned, .. }) => {
+                out.push(Output::RelayTx(txid));
+                out.extend(unorphaned.iter().map(|t| Output::RelayTx(*t)));
+            }
+            Err(RejectReason::Invalid(e)) => {
+                if let Some(peer) = from {
+                    out.push(Output::Penalize { peer, reason: format!("transaction {txid}: {e}") });
+                }
+            }
+            _ => {}
+        }
+        Ok((result, out))
+    }
+
+    /// Handles the passing of time: expires old mempool entries and orphans.
+    pub fn tick(&mut self, now: u64) {
+        self.mempool.expire(now);
+        self.orphans.expire(now);
+    }
+
+    /// Builds a block template on the tip paying `pay_to`.
+    pub fn block_template(&self, pay_to: PubkeyHash, now: u64) -> BlockTemplate {
+        let tip = self.chain.tip();
+        let ctx = TemplateContext {
+            prev_blockhash: tip,
+            height: self.chain.height() + 1,
+            median_time_past: self.chain.median_time_past(),
+            bits: self.chain.next_work_required(&tip),
+            now: clamp_time(now),
+        };
+        create_block_template(&ctx, &self.mempool, pay_to, self.chain.params())
+    }
+
+    /// Saves the mempool so the next start restores it.
+    ///
+    /// # Errors
+    ///
+    /// The store fails.
+    pub fn save_mempool(&mut self) -> Result<(), StoreError> {
+        let mut batch = Batch::default();
+        batch.push(Op::SetMempool(self.mempool.transactions_in_order()));
+        self.chain.store_mut().write(batch)
+    }
+}
+
+/// Block times are u32 seconds; clocks past 2106 are clamped rather than wrapped.
+fn clamp_time(now: u64) -> u32 {
+    u32::try_from(now).unwrap_or(u32::MAX)
+}

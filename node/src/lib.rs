@@ -1,0 +1,17 @@
+//! The tinychain full node.
+//!
+//! A pure core ([`core::Core`]: chain state, mempool, orphan blocks) that takes
+//! inputs and returns decisions, a [`store`] behind a narrow interface (redb on
+//! disk, maps in tests), block [`template`]s and the [`miner`] threads. The event
+//! loop that owns the core, the network and the RPC socket drives it; see
+//! `docs/architecture.md` for how a block travels from the socket to the store.
+
+pub mod chain;
+pub mod core;
+pub mod datadir;
+pub mod mempool;
+pub mod miner;
+pub mod node;
+pub mod store;
+pub mod template;
+pub mod utxo_digest;

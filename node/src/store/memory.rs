@@ -1,0 +1,143 @@
+//! An in-memory [`Store`] for tests and simulations.
+//!
+//! Owns plain ordered maps with the same semantics as the redb store; a batch is
+//! applied all at once, so it is trivially atomic.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tinychain_protocol::validation::Coin;
+use tinychain_protocol::{Block, BlockHash, OutPoint, PubkeyHash, Transaction, Txid};
+
+use super::{Batch, BlockUndo, IndexEntry, Op, Store, StoreError, StoredTip, TxLocation};
+
+/// A store held in memory.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    index: BTreeMap<BlockHash, IndexEntry>,
+    blocks: BTreeMap<BlockHash, Block>,
+    undo: BTreeMap<BlockHash, BlockUndo>,
+    coins: BTreeMap<OutPoint, Coin>,
+    address_coins: BTreeSet<(PubkeyHash, OutPoint)>,
+    history: BTreeSet<(PubkeyHash, u32, Txid)>,
+    tx_locations: BTreeMap<Txid, TxLocation>,
+    tip: Option<StoredTip>,
+    mempool: Vec<Transaction>,
+    /// Batches written so far (tests use it to count writes).
+    pub writes: u64,
+}
+
+impl MemoryStore {
+    /// Makes an empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+}
+
+impl Store for MemoryStore {
+    fn load_index(&self) -> Result<Vec<(BlockHash, IndexEntry)>, StoreError> {
+        Ok(self.index.iter().map(|(h, e)| (*h, *e)).collect())
+    }
+
+    fn tip(&self) -> Result<Option<StoredTip>, StoreError> {
+        Ok(self.tip)
+    }
+
+    fn block(&self, hash: &BlockHash) -> Result<Option<Block>, StoreError> {
+        Ok(self.blocks.get(hash).cloned())
+    }
+
+    fn undo(&self, hash: &BlockHash) -> Result<Option<BlockUndo>, StoreError> {
+        Ok(self.undo.get(hash).cloned())
+    }
+
+    fn coin(&self, outpoint: &OutPoint) -> Result<Option<Coin>, StoreError> {
+        Ok(self.coins.get(outpoint).copied())
+    }
+
+    fn address_coins(
+        &self,
+        pubkey_hash: &PubkeyHash,
+        limit: usize,
+    ) -> Result<Vec<(OutPoint, Coin)>, StoreError> {
+        let start = (*pubkey_hash, OutPoint { txid: Txid::ZERO, vout: 0 });
+        Ok(self
+            .address_coins
+            .range(start..)
+            .take_while(|(pkh, _)| pkh == pubkey_hash)
+            .take(limit)
+            .filter_map(|(_, op)| self.coins.get(op).map(|c| (*op, *c)))
+            .collect())
+    }
+
+    fn address_history(
+        &self,
+        pubkey_hash: &PubkeyHash,
+        limit: usize,
+    ) -> Result<Vec<(u32, Txid)>, StoreError> {
+        Ok(self
+            .history
+            .range((*pubkey_hash, 0, Txid::ZERO)..)
+            .take_while(|(pkh, _, _)| pkh == pubkey_hash)
+            .take(limit)
+            .map(|(_, h, t)| (*h, *t))
+            .collect())
+    }
+
+    fn tx_location(&self, txid: &Txid) -> Result<Option<TxLocation>, StoreError> {
+        Ok(self.tx_locations.get(txid).copied())
+    }
+
+    fn mempool(&self) -> Result<Vec<Transaction>, StoreError> {
+        Ok(self.mempool.clone())
+    }
+
+    fn for_each_coin(&self, f: &mut dyn FnMut(&OutPoint, &Coin)) -> Result<(), StoreError> {
+        for (op, coin) in &self.coins {
+            f(op, coin);
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, batch: Batch) -> Result<(), StoreError> {
+        for op in batch.ops {
+            match op {
+                Op::PutBlock(block) => {
+                    self.blocks.insert(block.block_hash(), block);
+                }
+                Op::PutIndex(hash, entry) => {
+                    self.index.insert(hash, entry);
+                }
+                Op::PutUndo(hash, undo) => {
+                    self.undo.insert(hash, undo);
+                }
+                Op::DeleteUndo(hash) => {
+                    self.undo.remove(&hash);
+                }
+                Op::AddCoin(op, coin) => {
+                    self.address_coins.insert((coin.output.pubkey_hash, op));
+                    self.coins.insert(op, coin);
+                }
+                Op::SpendCoin(op, coin) => {
+                    self.address_coins.remove(&(coin.output.pubkey_hash, op));
+                    self.coins.remove(&op);
+                }
+                Op::AddHistory(pkh, height, txid) => {
+                    self.history.insert((pkh, height, txid));
+                }
+                Op::DeleteHistory(pkh, height, txid) => {
+                    self.history.remove(&(pkh, height, txid));
+                }
+                Op::PutTxLocation(txid, loc) => {
+                    self.tx_locations.insert(txid, loc);
+                }
+                Op::DeleteTxLocation(txid) => {
+                    self.tx_locations.remove(&txid);
+                }
+                Op::SetTip(tip) => self.tip = Some(tip),
+                Op::SetMempool(txs) => self.mempool = txs,
+            }
+        }
+        self.writes += 1;
+        Ok(())
+    }
+}

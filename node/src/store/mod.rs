@@ -1,0 +1,261 @@
+//! The node's persistent state, behind one narrow interface.
+//!
+//! Owns the [`Store`] trait and the vocabulary of what is stored: the block index
+//! entries, block data, undo data, the UTXO set with its address index, the
+//! transaction locations, the active tip with a digest of the UTXO set, and the
+//! mempool snapshot. Every change is a [`Batch`] applied atomically, so after a
+//! crash the store holds exactly the state after some whole batch: the tip, the
+//! UTXO set and the indexes always agree.
+//!
+//! The chain code is written against the trait; tests use [`memory::MemoryStore`]
+//! and the node runs [`redb::RedbStore`]. Neither knows any consensus rule.
+
+pub mod memory;
+pub mod redb;
+
+use serde::{Deserialize, Serialize};
+use tinychain_protocol::pow::Work;
+use tinychain_protocol::validation::Coin;
+use tinychain_protocol::{Block, BlockHash, BlockHeader, OutPoint, PubkeyHash, Transaction, Txid};
+
+use crate::utxo_digest::UtxoDigest;
+
+/// What the node knows about a block (Bitcoin Core's `BlockStatus`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum BlockStatus {
+    /// Only the header is known; the block data has not arrived.
+    HeaderOnly,
+    /// The block data is stored and passed the checks that need no UTXO set.
+    DataStored,
+    /// The block was connected once: it is valid (on the active chain or a side branch).
+    Valid,
+    /// The block breaks a consensus rule. It is never retried.
+    Invalid,
+    /// An ancestor of the block is invalid, so the block can never be valid.
+    InvalidChild,
+}
+
+impl BlockStatus {
+    /// Tells whether the block is known to be invalid (itself or an ancestor).
+    pub fn is_invalid(self) -> bool {
+        matches!(self, BlockStatus::Invalid | BlockStatus::InvalidChild)
+    }
+
+    /// Tells whether the block data is stored.
+    pub fn has_data(self) -> bool {
+        matches!(self, BlockStatus::DataStored | BlockStatus::Valid)
+    }
+}
+
+/// One entry of the block index: a header and what follows from it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct IndexEntry {
+    /// The header.
+    pub header: BlockHeader,
+    /// Height above genesis.
+    pub height: u32,
+    /// Work of the chain up to and including this block.
+    pub chainwork: Work,
+    /// What is known of the block.
+    pub status: BlockStatus,
+    /// Order of arrival: on equal chainwork the block seen first wins.
+    pub sequence: u64,
+}
+
+/// Undo data of a connected block: the coins it spent, to restore on disconnect.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct BlockUndo {
+    /// The spent outputs, in the order the block spent them.
+    pub spent: Vec<(OutPoint, Coin)>,
+}
+
+/// Where a confirmed transaction is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct TxLocation {
+    /// The block that confirmed it.
+    pub block: BlockHash,
+    /// Its position in the block.
+    pub index: u32,
+}
+
+/// The active tip as stored, with the digest of the UTXO set at that tip.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct StoredTip {
+    /// The tip's hash.
+    pub hash: BlockHash,
+    /// The tip's height.
+    pub height: u32,
+    /// The digest of the UTXO set after connecting the tip.
+    pub utxo_digest: UtxoDigest,
+}
+
+/// One change to the store. A [`Batch`] of them is applied atomically.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// Store a block's data.
+    PutBlock(Block),
+    /// Insert or replace a block index entry.
+    PutIndex(BlockHash, IndexEntry),
+    /// Store a connected block's undo data.
+    PutUndo(BlockHash, BlockUndo),
+    /// Drop a disconnected block's undo data.
+    DeleteUndo(BlockHash),
+    /// Add an unspent output (and index it under its pubkey hash).
+    AddCoin(OutPoint, Coin),
+    /// Remove a spent output (and its address index entry).
+    SpendCoin(OutPoint, Coin),
+    /// Record that a transaction touching an address was confirmed at a height.
+    AddHistory(PubkeyHash, u32, Txid),
+    /// Remove such a record (the block was disconnected).
+    DeleteHistory(PubkeyHash, u32, Txid),
+    /// Record where a transaction was confirmed.
+    PutTxLocation(Txid, TxLocation),
+    /// Forget where a transaction was confirmed (its block was disconnected).
+    DeleteTxLocation(Txid),
+    /// Set the active tip.
+    SetTip(StoredTip),
+    /// Replace the mempool snapshot kept across restarts.
+    SetMempool(Vec<Transaction>),
+}
+
+/// Changes applied in one atomic write.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    /// The changes, applied in order.
+    pub ops: Vec<Op>,
+}
+
+impl Batch {
+    /// Adds a change.
+    pub fn push(&mut self, op: Op) {
+        self.ops.push(op);
+    }
+
+    /// Tells whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// An error of the storage backend. The node cannot go on without its store,
+/// so these are reported and end the node; they are never a peer's fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend failed.
+    #[error("store backend: {0}")]
+    Backend(String),
+    /// Stored bytes do not decode: the data directory is damaged.
+    #[error("corrupt {what} in the store: {detail}")]
+    Corrupt {
+        /// What was being read.
+        what: &'static str,
+        /// The decoding error.
+        detail: String,
+    },
+    /// The data directory was written by an incompatible version.
+    #[error("store schema version {found} is not the supported {expected}")]
+    Schema {
+        /// The version found.
+        found: u32,
+        /// The version this node writes.
+        expected: u32,
+    },
+    /// The data directory belongs to another network.
+    #[error("the data directory holds the chain with genesis {found}, not {expected}")]
+    WrongNetwork {
+        /// Genesis hash found.
+        found: BlockHash,
+        /// Genesis hash expected.
+        expected: BlockHash,
+    },
+}
+
+/// The node's persistent state.
+pub trait Store {
+    /// Returns every block index entry.
+    ///
+    /// # Errors
+    ///
+    /// Backend or decoding failures.
+    fn load_index(&self) -> Result<Vec<(BlockHash, IndexEntry)>, StoreError>;
+
+    /// Returns the active tip, or `None` for a new store.
+    ///
+    /// # Errors
+    ///
+    /// Backend or decoding failures.
+    fn tip(&self) -> Result<Option<StoredTip>, StoreError>;
+
+    /// Returns a block's data.
+    ///
+    /// # Errors
+    ///
+    /// Backend or decoding failures.
+    fn block(&self, hash: &BlockHash) -> Result<Option<Block>, StoreError>;
+
+    /// Returns a connected block's undo data.
+    ///
+    /// # Errors
+    ///
+    /// Backend or decoding failures.
+    fn undo(&self, hash: &BlockHash) -> Result<Option<BlockUndo>, StoreError>;
+
+    /// Returns an unspent output.
+    ///
+    /// # Errors
+    ///
+    /// Backend or decoding failures.
+    fn coin(&self, outpoint: &OutPoint) -> Result<Option<Coin>, StoreError>;
+
+    /// Returns up to `limit` unspent outputs paying `pubkey_hash`.
+    ///
+    /// # Errors
+    ///
+    /// Backend or decoding failures.
+    fn address_coins(
+        &self,
+        pubkey_hash: &PubkeyHash,
+        limit: usize,
+    ) -> Result<Vec<(OutPoint, Coin)>, StoreError>;
+
+    /// Returns up to `limit` (height, txid) records of confirmed transactions
+    /// paying or spending `pubkey_hash`, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// Backend or decoding failures.
+    fn address_history(
+        &self,
+        pubkey_hash: &PubkeyHash,
+        limit: usize,
+    ) -> Result<Vec<(u32, Txid)>, StoreError>;
+
+    /// Returns where a confirmed transaction is.
+    ///
+    /// # Errors
+    ///
+    /// Backend or decoding failures.
+    fn tx_location(&self, txid: &Txid) -> Result<Option<TxLocation>, StoreError>;
+
+    /// Returns the mempool snapshot.
+    ///
+    /// # Errors
+    ///
+    /// Backend or decoding failures.
+    fn mempool(&self) -> Result<Vec<Transaction>, StoreError>;
+
+    /// Returns every unspent output (for checking the UTXO digest at start-up).
+    ///
+    /// # Errors
+    ///
+    /// Backend or decoding failures.
+    fn for_each_coin(&self, f: &mut dyn FnMut(&OutPoint, &Coin)) -> Result<(), StoreError>;
+
+    /// Applies `batch` atomically: all of it or, after a crash, none of it.
+    ///
+    /// # Errors
+    ///
+    /// Backend failures; then nothing was applied.
+    fn write(&mut self, batch: Batch) -> Result<(), StoreError>;
+}

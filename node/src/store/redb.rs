@@ -1,0 +1,326 @@
+//! The on-disk [`Store`], on redb (an embedded, crash-safe, pure-Rust B-tree).
+//!
+//! Owns the table layout and its byte keys. Every [`Batch`] is one redb write
+//! transaction, committed with fsync: after a crash the file holds exactly the
+//! state of the last committed batch. Values are in the canonical encoding of
+//! `tinychain_protocol::encode`; keys are fixed-width big-endian so that range
+//! scans (an address's coins, its history by height) walk them in order.
+
+use std::path::Path;
+
+use ::redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tinychain_protocol::encode;
+use tinychain_protocol::validation::Coin;
+use tinychain_protocol::{Block, BlockHash, OutPoint, PubkeyHash, Transaction, Txid};
+
+use super::{Batch, BlockUndo, IndexEntry, Op, Store, StoreError, StoredTip, TxLocation};
+
+/// The layout version this code reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+type Bytes = &'static [u8];
+
+const META: TableDefinition<Bytes, Bytes> = TableDefinition::new("meta");
+const INDEX: TableDefinition<Bytes, Bytes> = TableDefinition::new("block_index");
+const BLOCKS: TableDefinition<Bytes, Bytes> = TableDefinition::new("blocks");
+const UNDO: TableDefinition<Bytes, Bytes> = TableDefinition::new("undo");
+const COINS: TableDefinition<Bytes, Bytes> = TableDefinition::new("coins");
+const ADDRESS_COINS: TableDefinition<Bytes, ()> = TableDefinition::new("address_coins");
+const HISTORY: TableDefinition<Bytes, ()> = TableDefinition::new("address_history");
+const TX_LOCATIONS: TableDefinition<Bytes, Bytes> = TableDefinition::new("tx_locations");
+
+const META_SCHEMA: &[u8] = b"schema_version";
+const META_GENESIS: &[u8] = b"genesis";
+const META_TIP: &[u8] = b"tip";
+const META_MEMPOOL: &[u8] = b"mempool";
+
+/// Largest value read back (the mempool snapshot is the largest).
+const MAX_VALUE: u64 = 1 << 30;
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    encode::deserialize(bytes, MAX_VALUE)
+        .map_err(|e| StoreError::Corrupt { what, detail: e.to_string() })
+}
+
+fn value<T: Serialize>(v: &T) -> Vec<u8> {
+    encode::serialize(v)
+}
+
+fn outpoint_key(op: &OutPoint) -> [u8; 36] {
+    let mut key = [0u8; 36];
+    key[..32].copy_from_slice(op.txid.as_bytes());
+    key[32..].copy_from_slice(&op.vout.to_be_bytes());
+    key
+}
+
+fn outpoint_from_key(key: &[u8]) -> Option<OutPoint> {
+    let txid: [u8; 32] = key.get(..32)?.try_into().ok()?;
+    let vout: [u8; 4] = key.get(32..36)?.try_into().ok()?;
+    Some(OutPoint { txid: Txid::from_byte_array(txid), vout: u32::from_be_bytes(vout) })
+}
+
+fn address_coin_key(pkh: &PubkeyHash, op: &OutPoint) -> [u8; 56] {
+    let mut key = [0u8; 56];
+    key[..20].copy_from_slice(&pkh.to_byte_array());
+    key[20..].copy_from_slice(&outpoint_key(op));
+    key
+}
+
+fn history_key(pkh: &PubkeyHash, height: u32, txid: &Txid) -> [u8; 56] {
+    let mut key = [0u8; 56];
+    key[..20].copy_from_slice(&pkh.to_byte_array());
+    key[20..24].copy_from_slice(&height.to_be_bytes());
+    key[24..].copy_from_slice(txid.as_bytes());
+    key
+}
+
+/// The first and last possible keys with the 20-byte prefix `pkh`.
+fn prefix_range(pkh: &PubkeyHash) -> ([u8; 56], [u8; 56]) {
+    let mut low = [0u8; 56];
+    low[..20].copy_from_slice(&pkh.to_byte_array());
+    let mut high = [0xffu8; 56];
+    high[..20].copy_from_slice(&pkh.to_byte_array());
+    (low, high)
+}
+
+/// The node's store in one redb file.
+pub struct RedbStore {
+    db: Database,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore").finish_non_exhaustive()
+    }
+}
+
+impl RedbStore {
+    /// Opens (or creates) the store at `path` for the chain whose genesis is `genesis`.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be opened (for example another process has it open), it was
+    /// written by another schema version, or it holds another network's chain.
+    pub fn open(path: &Path, genesis: BlockHash) -> Result<RedbStore, StoreError> {
+        let db = Database::create(path).map_err(backend)?;
+        let txn = db.begin_write().map_err(backend)?;
+        {
+            let mut meta = txn.open_table(META).map_err(backend)?;
+            let schema = meta.get(META_SCHEMA).map_err(backend)?.map(|v| v.value().to_vec());
+            match schema {
+                None => {
+                    meta.insert(META_SCHEMA, SCHEMA_VERSION.to_be_bytes().as_slice())
+                        .map_err(backend)?;
+                    meta.insert(META_GENESIS, genesis.as_bytes().as_slice()).map_err(backend)?;
+                }
+                Some(bytes) => {
+                    let found = <[u8; 4]>::try_from(bytes.as_slice())
+                        .map(u32::from_be_bytes)
+                        .map_err(|_| StoreError::Corrupt {
+                            what: "schema version",
+                            detail: format!("{} bytes", bytes.len()),
+                        })?;
+                    if found != SCHEMA_VERSION {
+                        return Err(StoreError::Schema { found, expected: SCHEMA_VERSION });
+                    }
+                    let stored =
+                        meta.get(META_GENESIS).map_err(backend)?.map(|v| v.value().to_vec());
+                    let found = stored
+                        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+                        .map(BlockHash::from_byte_array)
+                        .ok_or(StoreError::Corrupt { what: "genesis", detail: "missing".into() })?;
+                    if found != genesis {
+                        return Err(StoreError::WrongNetwork { found, expected: genesis });
+                    }
+                }
+            }
+            // Create every table so readers never meet a missing one.
+            txn.open_table(INDEX).map_err(backend)?;
+            txn.open_table(BLOCKS).map_err(backend)?;
+            txn.open_table(UNDO).map_err(backend)?;
+            txn.open_table(COINS).map_err(backend)?;
+            txn.open_table(ADDRESS_COINS).map_err(backend)?;
+            txn.open_table(HISTORY).map_err(backend)?;
+            txn.open_table(TX_LOCATIONS).map_err(backend)?;
+        }
+        txn.commit().map_err(backend)?;
+        Ok(RedbStore { db })
+    }
+
+    fn get_value<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<Bytes, Bytes>,
+        what: &'static str,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let table = txn.open_table(table).map_err(backend)?;
+        let found = table.get(key).map_err(backend)?;
+        found.map(|v| decode(what, v.value())).transpose()
+    }
+}
+
+impl Store for RedbStore {
+    fn load_index(&self) -> Result<Vec<(BlockHash, IndexEntry)>, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let table = txn.open_table(INDEX).map_err(backend)?;
+        let mut entries = Vec::new();
+        for row in table.iter().map_err(backend)? {
+            let (key, value) = row.map_err(backend)?;
+            let hash = <[u8; 32]>::try_from(key.value())
+                .map(BlockHash::from_byte_array)
+                .map_err(|_| StoreError::Corrupt { what: "index key", detail: "length".into() })?;
+            entries.push((hash, decode("index entry", value.value())?));
+        }
+        Ok(entries)
+    }
+
+    fn tip(&self) -> Result<Option<StoredTip>, StoreError> {
+        self.get_value(META, "tip", META_TIP)
+    }
+
+    fn block(&self, hash: &BlockHash) -> Result<Option<Block>, StoreError> {
+        self.get_value(BLOCKS, "block", hash.as_bytes())
+    }
+
+    fn undo(&self, hash: &BlockHash) -> Result<Option<BlockUndo>, StoreError> {
+        self.get_value(UNDO, "undo data", hash.as_bytes())
+    }
+
+    fn coin(&self, outpoint: &OutPoint) -> Result<Option<Coin>, StoreError> {
+        self.get_value(COINS, "coin", &outpoint_key(outpoint))
+    }
+
+    fn address_coins(
+        &self,
+        pubkey_hash: &PubkeyHash,
+        limit: usize,
+    ) -> Result<Vec<(OutPoint, Coin)>, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let index = txn.open_table(ADDRESS_COINS).map_err(backend)?;
+        let coins = txn.open_table(COINS).map_err(backend)?;
+        let (low, high) = prefix_range(pubkey_hash);
+        let mut out = Vec::new();
+        for row in index.range(low.as_slice()..=high.as_slice()).map_err(backend)?.take(limit) {
+            let (key, _) = row.map_err(backend)?;
+            let op = outpoint_from_key(&key.value()[20..]).ok_or(StoreError::Corrupt {
+                what: "address index key",
+                detail: "length".into(),
+            })?;
+            if let Some(v) = coins.get(outpoint_key(&op).as_slice()).map_err(backend)? {
+                out.push((op, decode("coin", v.value())?));
+            }
+        }
+        Ok(out)
+    }
+
+    fn address_history(
+        &self,
+        pubkey_hash: &PubkeyHash,
+        limit: usize,
+    ) -> Result<Vec<(u32, Txid)>, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let table = txn.open_table(HISTORY).map_err(backend)?;
+        let (low, high) = prefix_range(pubkey_hash);
+        let mut out = Vec::new();
+        for row in table.range(low.as_slice()..=high.as_slice()).map_err(backend)?.take(limit) {
+            let (key, _) = row.map_err(backend)?;
+            let key = key.value();
+            let corrupt = || StoreError::Corrupt { what: "history key", detail: "length".into() };
+            let height = <[u8; 4]>::try_from(&key[20..24]).map_err(|_| corrupt())?;
+            let txid = <[u8; 32]>::try_from(&key[24..56]).map_err(|_| corrupt())?;
+            out.push((u32::from_be_bytes(height), Txid::from_byte_array(txid)));
+        }
+        Ok(out)
+    }
+
+    fn tx_location(&self, txid: &Txid) -> Result<Option<TxLocation>, StoreError> {
+        self.get_value(TX_LOCATIONS, "tx location", txid.as_bytes())
+    }
+
+    fn mempool(&self) -> Result<Vec<Transaction>, StoreError> {
+        Ok(self.get_value(META, "mempool", META_MEMPOOL)?.unwrap_or_default())
+    }
+
+    fn for_each_coin(&self, f: &mut dyn FnMut(&OutPoint, &Coin)) -> Result<(), StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let table = txn.open_table(COINS).map_err(backend)?;
+        for row in table.iter().map_err(backend)? {
+            let (key, value) = row.map_err(backend)?;
+            let op = outpoint_from_key(key.value())
+                .ok_or(StoreError::Corrupt { what: "coin key", detail: "length".into() })?;
+            let coin: Coin = decode("coin", value.value())?;
+            f(&op, &coin);
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, batch: Batch) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(backend)?;
+        {
+            let mut meta = txn.open_table(META).map_err(backend)?;
+            let mut index = txn.open_table(INDEX).map_err(backend)?;
+            let mut blocks = txn.open_table(BLOCKS).map_err(backend)?;
+            let mut undo = txn.open_table(UNDO).map_err(backend)?;
+            let mut coins = txn.open_table(COINS).map_err(backend)?;
+            let mut address_coins = txn.open_table(ADDRESS_COINS).map_err(backend)?;
+            let mut history = txn.open_table(HISTORY).map_err(backend)?;
+            let mut locations = txn.open_table(TX_LOCATIONS).map_err(backend)?;
+            for op in batch.ops {
+                match op {
+                    Op::PutBlock(block) => {
+                        let hash = block.block_hash();
+                        blocks.insert(hash.as_bytes().as_slice(), block.encode().as_slice())
+                    }
+                    .map(drop),
+                    Op::PutIndex(hash, entry) => {
+                        index.insert(hash.as_bytes().as_slice(), value(&entry).as_slice()).map(drop)
+                    }
+                    Op::PutUndo(hash, data) => {
+                        undo.insert(hash.as_bytes().as_slice(), value(&data).as_slice()).map(drop)
+                    }
+                    Op::DeleteUndo(hash) => undo.remove(hash.as_bytes().as_slice()).map(drop),
+                    Op::AddCoin(op, coin) => coins
+                        .insert(outpoint_key(&op).as_slice(), value(&coin).as_slice())
+                        .and_then(|_| {
+                            let key = address_coin_key(&coin.output.pubkey_hash, &op);
+                            address_coins.insert(key.as_slice(), ())
+                        })
+                        .map(drop),
+                    Op::SpendCoin(op, coin) => coins
+                        .remove(outpoint_key(&op).as_slice())
+                        .and_then(|_| {
+                            let key = address_coin_key(&coin.output.pubkey_hash, &op);
+                            address_coins.remove(key.as_slice())
+                        })
+                        .map(drop),
+                    Op::AddHistory(pkh, height, txid) => {
+                        history.insert(history_key(&pkh, height, &txid).as_slice(), ()).map(drop)
+                    }
+                    Op::DeleteHistory(pkh, height, txid) => {
+                        history.remove(history_key(&pkh, height, &txid).as_slice()).map(drop)
+                    }
+                    Op::PutTxLocation(txid, loc) => locations
+                        .insert(txid.as_bytes().as_slice(), value(&loc).as_slice())
+                        .map(drop),
+                    Op::DeleteTxLocation(txid) => {
+                        locations.remove(txid.as_bytes().as_slice()).map(drop)
+                    }
+                    Op::SetTip(tip) => meta.insert(META_TIP, value(&tip).as_slice()).map(drop),
+                    Op::SetMempool(txs) => {
+                        meta.insert(META_MEMPOOL, value(&txs).as_slice()).map(drop)
+                    }
+                }
+                .map_err(backend)?;
+            }
+        }
+        txn.commit().map_err(backend)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,147 @@
+//! Chain selection, reorgs and invalid branches: tinychain's scenarios on Bitcoin's rules.
+
+use tinychain_node::core::{BlockOutcome, Output};
+use tinychain_protocol::params::Params;
+use tinychain_protocol::{Amount, BlockHash};
+
+use crate::harness::*;
+
+fn tip(core: &TestCore) -> BlockHash {
+    core.chain().tip()
+}
+
+#[test]
+fn a_side_branch_with_equal_work_does_not_reorg_but_more_work_does() {
+    let mut core = new_core(regtest());
+    let fork = tip(&core);
+    let main = branch(&mut core, fork, 3, 1, None);
+    let main_tip = main[2].block_hash();
+    assert_eq!(tip(&core), main_tip);
+
+    let side = branch(&mut core, fork, 3, 2, None);
+    assert_eq!(tip(&core), main_tip, "equal work: the first seen stays");
+    assert!(core.chain().index().get(&side[2].block_hash()).is_some(), "side branch kept");
+
+    let more = branch(&mut core, side[2].block_hash(), 1, 2, None);
+    assert_eq!(tip(&core), more[0].block_hash(), "more work wins");
+    assert_eq!(core.chain().height(), 4);
+}
+
+#[test]
+fn a_shorter_branch_with_more_work_wins() {
+    // Retargeting on, with regtest's easy limit: fast blocks raise the difficulty.
+    let mut params = regtest();
+    params.pow_no_retargeting = false;
+    let mut core = new_core(params);
+    let genesis = tip(&core);
+    // A prefix of fast blocks lowers the target below the limit.
+    let prefix = branch(&mut core, genesis, 60, 1, Some(1));
+    let fork = prefix.last().expect("prefix").block_hash();
+    // Slow blocks make the target easier (after the median-time lag), fast ones harder.
+    let slow = branch(&mut core, fork, 9, 2, Some(3_600));
+    let slow_tip = slow.last().expect("slow").block_hash();
+    assert_eq!(tip(&core), slow_tip);
+    let fast = branch(&mut core, fork, 8, 3, Some(1));
+    let index = core.chain().index();
+    let (slow_work, fast_work) = (
+        index.get(&slow_tip).expect("indexed").chainwork,
+        index.get(&fast.last().expect("fast").block_hash()).expect("indexed").chainwork,
+    );
+    assert!(
+        fast_work > slow_work,
+        "precondition: the 8 fast blocks carry more work than the 9 slow"
+    );
+    assert_eq!(tip(&core), fast.last().expect("fast").block_hash(), "most work, not most blocks");
+    assert_eq!(core.chain().height(), 68);
+}
+
+#[test]
+fn an_invalid_block_on_a_longer_branch_is_refused_and_the_utxo_set_stays() {
+    let mut core = new_core(regtest());
+    let fork = tip(&core);
+    branch(&mut core, fork, 2, 1, None);
+    let good_tip = tip(&core);
+    let digest = core.chain().utxo_digest();
+
+    // A longer branch whose second block pays its miner too much: found invalid
+    // only when connected (it needs the UTXO set to know the fees).
+    let side = branch(&mut core, fork, 2, 2, None);
+    let mut bad = block_on(&core, side[1].block_hash(), vec![], pkh(2), None, 9);
+    bad.txdata[0].outputs[0].value =
+        bad.txdata[0].outputs[0].value.checked_add(Amount::from_belushis(1)).expect("small");
+    bad.header.merkle_root = tinychain_protocol::merkle::block_merkle_root(&bad.txdata).root;
+    solve(&mut bad);
+    let bad_hash = bad.block_hash();
+    let (outcome, outputs) = submit(&mut core, bad.clone());
+    assert!(matches!(outcome, BlockOutcome::Invalid(_)), "{outcome:?}");
+    assert!(outputs.iter().any(|o| matches!(o, Output::Penalize { peer: 1, .. })));
+    assert_eq!(tip(&core), good_tip, "back on the valid chain");
+    assert_eq!(core.chain().utxo_digest(), digest, "UTXO set unchanged");
+
+    // Its descendants are refused without being connected, and it is never retried.
+    let child = block_on(&core, bad_hash, vec![], pkh(2), None, 10);
+    let (outcome, _) = submit(&mut core, child);
+    assert!(matches!(outcome, BlockOutcome::Invalid(_)), "{outcome:?}");
+    let (outcome, _) = submit(&mut core, bad);
+    assert!(matches!(outcome, BlockOutcome::Invalid(_)), "{outcome:?}");
+    assert_eq!(tip(&core), good_tip);
+}
+
+#[test]
+fn orphan_blocks_wait_for_their_parent_and_the_parent_is_requested() {
+    let mut donor = new_core(regtest());
+    let blocks = mine(&mut donor, 3, pkh(1));
+    let mut core = new_core(regtest());
+    let (outcome, outputs) = submit(&mut core, blocks[2].clone());
+    assert_eq!(outcome, BlockOutcome::Orphan);
+    assert_eq!(outputs, vec![Output::RequestBlock { peer: 1, hash: blocks[1].block_hash() }]);
+    let (outcome, outputs) = submit(&mut core, blocks[1].clone());
+    assert_eq!(outcome, BlockOutcome::Orphan);
+    assert_eq!(outputs, vec![Output::RequestBlock { peer: 1, hash: blocks[0].block_hash() }]);
+    let (outcome, _) = submit(&mut core, blocks[0].clone());
+    assert_eq!(outcome, BlockOutcome::Accepted);
+    assert_eq!(tip(&core), blocks[2].block_hash(), "the orphans connected after their parent");
+    assert_eq!(core.orphan_block_count(), 0);
+}
+
+#[test]
+fn a_hundred_block_reorg_matches_a_node_that_saw_only_the_winner() {
+    let params: Params = regtest();
+    let mut core = new_core(params.clone());
+    let alice = key(1);
+    // Common prefix with mature coins for alice.
+    let prefix = mine(&mut core, 20, pkh(1));
+    let fork = tip(&core);
+
+    // The losing branch: 100 blocks, with alice paying bob in one of them.
+    let payment =
+        spend(&[coinbase_out(&prefix[0])], vec![pay(2, coins(20)), pay(1, coins(29))], &alice);
+    core.handle_tx(payment.clone(), None, NOW).expect("store").0.expect("accepted");
+    let losing = mine(&mut core, 100, pkh(3));
+    assert!(losing[0].txdata.contains(&payment), "the payment is mined on the losing branch");
+    assert_eq!(core.mempool().len(), 0);
+
+    // The winning branch: 101 blocks from the fork, without the payment.
+    let mut winning = Vec::new();
+    let mut parent = fork;
+    for i in 0..101 {
+        let block = block_on(&core, parent, vec![], pkh(4), None, 1_000 + i);
+        parent = block.block_hash();
+        winning.push(block.clone());
+        if i < 100 {
+            submit(&mut core, block);
+        }
+    }
+    assert_eq!(tip(&core), losing[99].block_hash(), "equal work: no reorg yet");
+    let (_, outputs) = submit(&mut core, winning[100].clone());
+    assert!(outputs.iter().any(|o| matches!(o, Output::TipChanged { disconnected: 100, .. })));
+    assert_eq!(tip(&core), winning[100].block_hash());
+    assert!(core.mempool().get(&payment.txid()).is_some(), "the payment is back in the mempool");
+
+    let mut fresh = new_core(params);
+    for block in prefix.iter().chain(&winning) {
+        submit(&mut fresh, block.clone());
+    }
+    assert_eq!(fresh.chain().tip(), tip(&core));
+    assert_eq!(fresh.chain().utxo_digest(), core.chain().utxo_digest(), "same UTXO set");
+}

@@ -1,0 +1,163 @@
+//! Helpers shared by the core tests: keys, block building and mining on regtest.
+
+use tinychain_node::core::{BlockOutcome, Core, Output};
+use tinychain_node::store::memory::MemoryStore;
+use tinychain_node::template::coinbase;
+use tinychain_protocol::block::{Block, BlockHeader};
+use tinychain_protocol::keys::PrivateKey;
+use tinychain_protocol::merkle::block_merkle_root;
+use tinychain_protocol::params::{Network, Params};
+use tinychain_protocol::sighash::sign_input;
+use tinychain_protocol::transaction::SEQUENCE_FINAL;
+use tinychain_protocol::validation::block_subsidy;
+use tinychain_protocol::{Amount, BlockHash, OutPoint, PubkeyHash, Transaction, TxIn, TxOut};
+
+/// A time far enough ahead that no test block is "too new".
+pub(crate) const NOW: u64 = 1_900_000_000;
+
+pub(crate) type TestCore = Core<MemoryStore, u32>;
+
+pub(crate) fn key(seed: u8) -> PrivateKey {
+    PrivateKey::from_bytes(&[seed; 32]).expect("valid scalar")
+}
+
+pub(crate) fn pkh(seed: u8) -> PubkeyHash {
+    key(seed).public_key().pubkey_hash()
+}
+
+pub(crate) fn coins(n: u64) -> Amount {
+    Amount::from_coins(n).expect("small")
+}
+
+pub(crate) fn regtest() -> Params {
+    Params::new(Network::Regtest)
+}
+
+pub(crate) fn new_core(params: Params) -> TestCore {
+    Core::open(MemoryStore::new(), params, Default::default(), NOW).expect("opens")
+}
+
+/// Finds a nonce meeting the block's bits.
+pub(crate) fn solve(block: &mut Block) {
+    let target = block.header.bits.to_target().expect("valid bits");
+    while !target.is_met_by(block.header.block_hash()) {
+        block.header.nonce += 1;
+    }
+}
+
+/// Builds and mines a block on `parent` with `txs`, paying the subsidy to `miner`,
+/// at `time` (or one second after the parent's median time past).
+pub(crate) fn block_on(
+    core: &TestCore,
+    parent: BlockHash,
+    txs: Vec<Transaction>,
+    miner: PubkeyHash,
+    time: Option<u32>,
+    extra_nonce: u64,
+) -> Block {
+    let chain = core.chain();
+    let parent_entry = chain.index().get(&parent).expect("parent indexed");
+    let height = parent_entry.height + 1;
+    let ctx = chain.context_after(&parent, u32::MAX).expect("parent indexed");
+    let reward = block_subsidy(height, chain.params());
+    let mut txdata = vec![coinbase(height, extra_nonce, miner, reward)];
+    txdata.extend(txs);
+    let mut block = Block {
+        header: BlockHeader {
+            version: 1,
+            prev_blockhash: parent,
+            merkle_root: block_merkle_root(&txdata).root,
+            time: time.unwrap_or(ctx.median_time_past + 1).max(ctx.median_time_past + 1),
+            bits: ctx.required_bits,
+            nonce: 0,
+        },
+        txdata,
+    };
+    solve(&mut block);
+    block
+}
+
+/// Submits a block as if from peer 1 and returns the outcome.
+pub(crate) fn submit(core: &mut TestCore, block: Block) -> (BlockOutcome, Vec<Output<u32>>) {
+    core.handle_block(block, Some(1), NOW).expect("store works")
+}
+
+/// Mines `n` blocks on the tip paying `miner`, returning them.
+pub(crate) fn mine(core: &mut TestCore, n: usize, miner: PubkeyHash) -> Vec<Block> {
+    let mut blocks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let block = core.block_template(miner, 0).block;
+        let mut block = block;
+        block.header.time = block.header.time.max(1);
+        solve(&mut block);
+        let (outcome, _) = submit(core, block.clone());
+        assert_eq!(outcome, BlockOutcome::Accepted);
+        blocks.push(block);
+    }
+    blocks
+}
+
+/// A transaction spending `from` (owned by `owner`) into `outputs`, signed.
+pub(crate) fn spend(
+    from: &[(OutPoint, TxOut)],
+    outputs: Vec<TxOut>,
+    owner: &PrivateKey,
+) -> Transaction {
+    let mut tx = Transaction {
+        version: 1,
+        inputs: from
+            .iter()
+            .map(|(prev_out, _)| TxIn {
+                prev_out: *prev_out,
+                signature: [0; 64],
+                pubkey: [0; 33],
+                sequence: SEQUENCE_FINAL,
+            })
+            .collect(),
+        outputs,
+        locktime: 0,
+    };
+    for (i, (_, spent)) in from.iter().enumerate() {
+        sign_input(&mut tx, i, spent, owner).expect("owner signs");
+    }
+    tx
+}
+
+/// The coinbase output of `block` as a spendable (outpoint, output).
+pub(crate) fn coinbase_out(block: &Block) -> (OutPoint, TxOut) {
+    let tx = &block.txdata[0];
+    (OutPoint { txid: tx.txid(), vout: 0 }, tx.outputs[0])
+}
+
+/// Output `vout` of `tx`.
+pub(crate) fn out(tx: &Transaction, vout: u32) -> (OutPoint, TxOut) {
+    (OutPoint { txid: tx.txid(), vout }, tx.outputs[vout as usize])
+}
+
+pub(crate) fn pay(to: u8, value: Amount) -> TxOut {
+    TxOut { value, pubkey_hash: pkh(to) }
+}
+
+/// Mines `n` blocks on `parent`, each accepted, returning them.
+pub(crate) fn branch(
+    core: &mut TestCore,
+    parent: BlockHash,
+    n: usize,
+    miner: u8,
+    step: Option<u32>,
+) -> Vec<Block> {
+    let mut blocks = Vec::new();
+    let mut parent = parent;
+    for i in 0..n {
+        let time = step.map(|s| {
+            let p = core.chain().index().get(&parent).expect("indexed").header.time;
+            p + s
+        });
+        let block = block_on(core, parent, vec![], pkh(miner), time, 100 + i as u64);
+        parent = block.block_hash();
+        let (outcome, _) = submit(core, block.clone());
+        assert_eq!(outcome, BlockOutcome::Accepted, "block {i} of the branch");
+        blocks.push(block);
+    }
+    blocks
+}

@@ -1,0 +1,7 @@
+//! Integration tests of the node's core: one test binary, one module per area.
+
+mod chain;
+mod harness;
+mod mempool;
+mod sim;
+mod store;

@@ -1,0 +1,90 @@
+//! The redb store: restarts keep everything, damage and misuse are refused clearly.
+
+use tinychain_node::chain::{self, ChainState, OpenError};
+use tinychain_node::core::Core;
+use tinychain_node::store::redb::RedbStore;
+use tinychain_node::store::{Batch, Op, Store, StoreError};
+use tinychain_protocol::OutPoint;
+use tinychain_protocol::params::{Network, Params};
+use tinychain_protocol::validation::Coin;
+
+use crate::harness::*;
+
+fn open(path: &std::path::Path) -> Core<RedbStore, u32> {
+    let params = regtest();
+    let store = RedbStore::open(path, params.genesis_hash()).expect("store opens");
+    Core::open(store, params, Default::default(), NOW).expect("core opens")
+}
+
+#[test]
+fn a_restart_keeps_the_tip_the_utxo_set_and_the_mempool() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("chain.redb");
+    let alice = key(1);
+    let (tip, digest, txid, history) = {
+        let mut core = open(&path);
+        let mut blocks = Vec::new();
+        for _ in 0..12 {
+            let mut block = core.block_template(pkh(1), 0).block;
+            solve(&mut block);
+            core.handle_block(block.clone(), None, NOW).expect("store");
+            blocks.push(block);
+        }
+        let tx = spend(&[coinbase_out(&blocks[0])], vec![pay(2, coins(49))], &alice);
+        core.handle_tx(tx.clone(), None, NOW).expect("store").0.expect("accepted");
+        core.save_mempool().expect("saved");
+        let history = core.chain().store().address_history(&pkh(1), 100).expect("reads");
+        (core.chain().tip(), core.chain().utxo_digest(), tx.txid(), history)
+    };
+    let core = open(&path);
+    assert_eq!(core.chain().tip(), tip);
+    assert_eq!(core.chain().height(), 12);
+    assert_eq!(core.chain().utxo_digest(), digest);
+    assert!(core.mempool().get(&txid).is_some(), "mempool restored");
+    let coins_of_alice = core.chain().store().address_coins(&pkh(1), 100).expect("reads");
+    assert_eq!(coins_of_alice.len(), 12, "one coinbase per block");
+    assert_eq!(core.chain().store().address_history(&pkh(1), 100).expect("reads"), history);
+    assert_eq!(history.len(), 12);
+}
+
+#[test]
+fn a_utxo_set_that_disagrees_with_the_tip_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("chain.redb");
+    {
+        let mut core = open(&path);
+        mine_into(&mut core, 3);
+    }
+    // Damage: a coin appears that no block created.
+    {
+        let mut store = RedbStore::open(&path, regtest().genesis_hash()).expect("opens");
+        let stray = store.coin(&OutPoint::NULL).expect("reads");
+        assert!(stray.is_none());
+        let mut batch = Batch::default();
+        let coin = Coin { output: pay(9, coins(1)), height: 1, is_coinbase: false };
+        batch.push(Op::AddCoin(OutPoint::NULL, coin));
+        store.write(batch).expect("writes");
+    }
+    let store = RedbStore::open(&path, regtest().genesis_hash()).expect("opens");
+    let err = ChainState::open(store, regtest(), chain::Config::default()).expect_err("refused");
+    assert!(matches!(err, OpenError::Inconsistent(_)), "{err}");
+    assert!(err.to_string().contains("UTXO set digest"), "{err}");
+}
+
+#[test]
+fn another_networks_store_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("chain.redb");
+    drop(open(&path));
+    let main = Params::new(Network::Main);
+    let err = RedbStore::open(&path, main.genesis_hash()).expect_err("refused");
+    assert!(matches!(err, StoreError::WrongNetwork { .. }), "{err}");
+}
+
+fn mine_into(core: &mut Core<RedbStore, u32>, n: usize) {
+    for _ in 0..n {
+        let mut block = core.block_template(pkh(1), 0).block;
+        solve(&mut block);
+        core.handle_block(block, None, NOW).expect("store");
+    }
+}
