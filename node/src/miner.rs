@@ -141,8 +141,7 @@ fn mine_loop(index: u64, shared: &Shared, found: &FoundBlock) {
         }
         // Wait for a new job rather than re-mining this one.
         let mut guard = shared.job.lock().unwrap_or_else(|p| p.into_inner());
-        while guard.as_ref().is_none_or(|(g, _)| *g == generation)
-            && shared.generation.load(Ordering::SeqCst) == generation
+        while guard.as_ref().is_none_or(|(g, _)| *g <= generation)
             && !shared.stop.load(Ordering::SeqCst)
         {
             let (g, _) = shared

@@ -1,1 +1,197 @@
-//! Multi-node and multi-process tests of tinychain live in this crate's `tests/`.
+//! Helpers for tests that run real `tinychain-node` processes.
+//!
+//! Owns finding the built binaries, starting a node with its log captured, and
+//! waiting for a log line or a condition with a deadline (never a fixed sleep).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+/// Returns the path of a workspace binary built next to the running test.
+///
+/// # Panics
+///
+/// If the binary is not built (`cargo nextest run --workspace` builds it).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("tests run from target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run the tests with `cargo nextest run --workspace` (or `cargo build -p tinychain-node` first)",
+        path.display()
+    );
+    path
+}
+
+/// A running node process whose log (stderr) is read line by line.
+pub struct NodeProcess {
+    child: Child,
+    lines: Receiver<String>,
+    log: Vec<String>,
+}
+
+impl NodeProcess {
+    /// Starts `tinychain-node` with `args`.
+    ///
+    /// # Panics
+    ///
+    /// If the process cannot be started.
+    pub fn start(args: &[&str]) -> NodeProcess {
+        let mut child = Command::new(binary("tinychain-node"))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tinychain-node starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        NodeProcess { child, lines, log: Vec::new() }
+    }
+
+    /// Waits until a log line contains `needle`, or panics after `deadline`.
+    ///
+    /// # Panics
+    ///
+    /// If the deadline passes or the process's log ends first.
+    pub fn wait_for_log(&mut self, needle: &str, deadline: Duration) -> String {
+        let end = Instant::now() + deadline;
+        if let Some(line) = self.log.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "no log line with {needle:?} within {deadline:?}; log:\n{}",
+                        self.log_text()
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("the node's log ended before {needle:?}; log:\n{}", self.log_text())
+                }
+            }
+        }
+    }
+
+    /// Waits for the next log line (not one already read) containing `needle`.
+    ///
+    /// # Panics
+    ///
+    /// If the deadline passes or the process's log ends first.
+    pub fn wait_for_new_log(&mut self, needle: &str, deadline: Duration) -> String {
+        let end = Instant::now() + deadline;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no new log line with {needle:?}; log:\n{}", self.log_text()),
+            }
+        }
+    }
+
+    /// Returns the log lines read so far.
+    pub fn log_text(&self) -> String {
+        self.log.join("\n")
+    }
+
+    /// Returns the process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the process with SIGKILL and reaps it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits for the process to exit, at most `deadline`.
+    ///
+    /// # Panics
+    ///
+    /// If the signal cannot be sent or the process outlives the deadline.
+    pub fn terminate(mut self, deadline: Duration) -> ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("the kill command runs");
+        assert!(sent.success(), "kill -TERM failed");
+        let end = Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait works") {
+                return status;
+            }
+            assert!(Instant::now() < end, "the node did not stop within {deadline:?}");
+            // Poll: the exit is the event, and there is no blocking wait with a timeout.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for the process to exit by itself, at most `deadline`.
+    ///
+    /// # Panics
+    ///
+    /// If it outlives the deadline.
+    pub fn wait_exit(mut self, deadline: Duration) -> (ExitStatus, String) {
+        let end = Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait works") {
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    self.log.push(line);
+                }
+                return (status, self.log_text());
+            }
+            assert!(Instant::now() < end, "the node did not exit within {deadline:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `tinychain-node` with `args` to completion.
+///
+/// # Panics
+///
+/// If the process cannot be started.
+pub fn run_node(args: &[&str]) -> Output {
+    Command::new(binary("tinychain-node"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("tinychain-node runs")
+}
+
+/// A regtest address for tests (private key 1's).
+pub const REGTEST_ADDRESS: &str = "mrCDrCybB6J1vRfbwM5hemdJz73FwDBC8r";

@@ -1,0 +1,3 @@
+//! Tests with real `tinychain-node` processes, in one test binary.
+
+mod process;
