@@ -12,6 +12,7 @@
 use std::cell::RefCell;
 
 use tinychain_protocol::params::Params;
+use tinychain_protocol::pow::HeaderHasher;
 use tinychain_protocol::validation::{Coin, Kind, UtxoView};
 use tinychain_protocol::{Block, BlockHash, OutPoint, PubkeyHash, Transaction, Txid};
 
@@ -77,6 +78,21 @@ pub enum BlockOutcome {
     Premature(String),
     /// Consensus-invalid: forward nothing, penalise the sender.
     Invalid(String),
+}
+
+/// Why blocks could not be generated on demand.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GenerateError {
+    /// Only regtest mines on demand.
+    #[error("blocks are generated on demand only on regtest")]
+    NotRegtest,
+    /// The node refused its own block (for example its time is too far ahead).
+    #[error("the generated block was not accepted: {0}")]
+    Rejected(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// What became of a transaction handed to the core.
@@ -320,6 +336,43 @@ impl<S: Store, P: Clone> Core<S, P> {
             now: clamp_time(now),
         };
         create_block_template(&ctx, &self.mempool, pay_to, self.chain.params())
+    }
+
+    /// Mines `count` blocks on the tip paying `pay_to`, here and now (Bitcoin's
+    /// `generatetoaddress`). Only on networks with minimum difficulty and no
+    /// retargeting (regtest), where a block takes a handful of hashes.
+    ///
+    /// # Errors
+    ///
+    /// [`GenerateError::NotRegtest`] elsewhere; store failures.
+    pub fn generate(
+        &mut self,
+        count: u32,
+        pay_to: PubkeyHash,
+        now: u64,
+    ) -> Result<(Vec<BlockHash>, Vec<Output<P>>), GenerateError> {
+        if !self.chain.params().pow_no_retargeting {
+            return Err(GenerateError::NotRegtest);
+        }
+        let mut hashes = Vec::with_capacity(count as usize);
+        let mut outputs = Vec::new();
+        for _ in 0..count {
+            let mut block = self.block_template(pay_to, now).block;
+            let target = block.header.bits.to_target().map_err(|_| GenerateError::NotRegtest)?;
+            let hasher = HeaderHasher::new(&block.header);
+            let nonce = (0..=u32::MAX)
+                .find(|&n| target.is_met_by(hasher.hash_with(block.header.time, n)))
+                .ok_or(GenerateError::NotRegtest)?;
+            block.header.nonce = nonce;
+            let hash = block.block_hash();
+            let (outcome, out) = self.handle_block(block, None, now)?;
+            outputs.extend(out);
+            if outcome != BlockOutcome::Accepted {
+                return Err(GenerateError::Rejected(format!("{outcome:?}")));
+            }
+            hashes.push(hash);
+        }
+        Ok((hashes, outputs))
     }
 
     /// Saves the mempool so the next start restores it.

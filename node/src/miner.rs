@@ -182,3 +182,51 @@ fn search(index: u64, generation: u64, template: &BlockTemplate, shared: &Shared
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use tinychain_protocol::params::{Network, Params};
+    use tinychain_protocol::pow::CompactTarget;
+    use tinychain_protocol::{BlockHash, PubkeyHash};
+
+    use super::*;
+    use crate::template::{TemplateContext, create_block_template};
+
+    fn template(prev: BlockHash, bits: u32) -> BlockTemplate {
+        let params = Params::new(Network::Regtest);
+        let ctx = TemplateContext {
+            prev_blockhash: prev,
+            height: 1,
+            median_time_past: 1_000,
+            bits: CompactTarget::from_consensus(bits),
+            now: 2_000,
+        };
+        create_block_template(&ctx, &crate::mempool::Mempool::default(), PubkeyHash::default(), &params)
+    }
+
+    #[test]
+    fn a_new_job_replaces_the_old_one_and_its_block_is_found() {
+        let (tx, rx) = mpsc::channel();
+        let found: FoundBlock = Arc::new(move |block| {
+            let _ = tx.send(block);
+        });
+        let miner = Miner::start(2, found).expect("threads start");
+        // A target no one will meet in this test (about 2^64 hashes).
+        miner.set_job(template(BlockHash::from_byte_array([1; 32]), 0x1800_ffff));
+        assert!(rx.recv_timeout(Duration::from_millis(100)).is_err(), "nothing found yet");
+        assert!(miner.hashes() > 0, "the threads are hashing");
+        // An easy job: the threads must drop the hard one and find this block.
+        let easy = BlockHash::from_byte_array([2; 32]);
+        miner.set_job(template(easy, 0x207f_ffff));
+        let block = rx.recv_timeout(Duration::from_secs(10)).expect("found the easy block");
+        assert_eq!(block.header.prev_blockhash, easy);
+        let target = block.header.bits.to_target().expect("valid bits");
+        assert!(target.is_met_by(block.block_hash()));
+        // Exactly one block per job: the others stop once it is found.
+        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+        miner.shutdown();
+    }
+}

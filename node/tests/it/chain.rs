@@ -145,3 +145,20 @@ fn a_hundred_block_reorg_matches_a_node_that_saw_only_the_winner() {
     assert_eq!(fresh.chain().tip(), tip(&core));
     assert_eq!(fresh.chain().utxo_digest(), core.chain().utxo_digest(), "same UTXO set");
 }
+
+#[test]
+fn generate_mines_on_demand_on_regtest_only() {
+    let mut core = new_core(regtest());
+    let (hashes, outputs) = core.generate(5, pkh(1), NOW).expect("regtest generates");
+    assert_eq!(hashes.len(), 5);
+    assert_eq!(core.chain().tip(), hashes[4]);
+    assert_eq!(core.chain().height(), 5);
+    assert_eq!(outputs.iter().filter(|o| matches!(o, Output::RelayBlock(_))).count(), 5);
+    let mut main = new_core(tinychain_protocol::params::Params::new(
+        tinychain_protocol::params::Network::Main,
+    ));
+    assert!(matches!(
+        main.generate(1, pkh(1), NOW),
+        Err(tinychain_node::core::GenerateError::NotRegtest)
+    ));
+}
