@@ -338,6 +338,33 @@ impl<S: Store, P: Clone> Core<S, P> {
         create_block_template(&ctx, &self.mempool, pay_to, self.chain.params())
     }
 
+    /// Returns the blocks of the active chain after the last hash of `locator` on
+    /// it (or after genesis), at most `max_count` and `max_bytes` in total.
+    ///
+    /// # Errors
+    ///
+    /// The store fails.
+    pub fn blocks_after(
+        &self,
+        locator: &[BlockHash],
+        max_count: usize,
+        max_bytes: u64,
+    ) -> Result<Vec<Block>, StoreError> {
+        let fork = self.chain.find_fork(locator);
+        let mut blocks = Vec::new();
+        let mut bytes = 0;
+        for height in fork + 1..=self.chain.height() {
+            let Some(hash) = self.chain.hash_at(height) else { break };
+            let Some(block) = self.chain.block(&hash)? else { break };
+            bytes += block.size();
+            if blocks.len() == max_count || (bytes > max_bytes && !blocks.is_empty()) {
+                break;
+            }
+            blocks.push(block);
+        }
+        Ok(blocks)
+    }
+
     /// Mines `count` blocks on the tip paying `pay_to`, here and now (Bitcoin's
     /// `generatetoaddress`). Only on networks with minimum difficulty and no
     /// retargeting (regtest), where a block takes a handful of hashes.

@@ -12,6 +12,7 @@ pub mod datadir;
 pub mod mempool;
 pub mod miner;
 pub mod node;
+pub mod p2p;
 pub mod store;
 pub mod template;
 pub mod utxo_digest;

@@ -7,9 +7,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use libp2p::Multiaddr;
 use tinychain_node::chain::{self, ChainState};
 use tinychain_node::datadir::DataDir;
 use tinychain_node::node::{self, MiningConfig};
+use tinychain_node::p2p;
 use tinychain_node::store::redb::RedbStore;
 use tinychain_protocol::keys::Address;
 use tinychain_protocol::params::{Network, Params};
@@ -59,6 +61,17 @@ struct RunArgs {
     /// Mining threads (default: one per core).
     #[arg(long)]
     miner_threads: Option<usize>,
+    /// Address to listen on for peers (repeatable), e.g. /ip4/0.0.0.0/tcp/9333.
+    #[arg(long = "listen", value_name = "MULTIADDR")]
+    listen: Vec<Multiaddr>,
+    /// A peer to connect to at start, with its /p2p/<peer id> (repeatable).
+    #[arg(
+        long = "bootstrap",
+        value_name = "MULTIADDR",
+        env = "TINYCHAIN_BOOTSTRAP",
+        value_delimiter = ','
+    )]
+    bootstrap: Vec<Multiaddr>,
 }
 
 fn main() -> ExitCode {
@@ -92,10 +105,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let threads = args.miner_threads.unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
             });
+            let listen = if args.listen.is_empty() {
+                vec![default_listen(args.dir.network)]
+            } else {
+                args.listen
+            };
             let config = node::Config {
                 datadir: args.dir.datadir,
                 network: args.dir.network,
                 mining: MiningConfig { enabled: args.mine, pay_to, threads },
+                p2p: p2p::Config { listen, bootstrap: args.bootstrap, ..Default::default() },
                 core: Default::default(),
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
@@ -116,6 +135,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The default listen address: all interfaces, the network's port.
+fn default_listen(network: Network) -> Multiaddr {
+    let port = match network {
+        Network::Main => 9333,
+        Network::Test => 19333,
+        Network::Regtest => 19444,
+    };
+    format!("/ip4/0.0.0.0/tcp/{port}").parse().expect("a valid literal multiaddr")
 }
 
 fn inspect(dir: &DirArgs) -> anyhow::Result<()> {

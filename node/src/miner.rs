@@ -204,7 +204,12 @@ mod tests {
             bits: CompactTarget::from_consensus(bits),
             now: 2_000,
         };
-        create_block_template(&ctx, &crate::mempool::Mempool::default(), PubkeyHash::default(), &params)
+        create_block_template(
+            &ctx,
+            &crate::mempool::Mempool::default(),
+            PubkeyHash::default(),
+            &params,
+        )
     }
 
     #[test]

@@ -1,16 +1,19 @@
 //! The event loop: the one owner of the core, driving it with real time and I/O.
 //!
 //! Owns the running node: it opens the data directory and store, holds the
-//! [`Core`], starts the miner threads, and turns their found blocks, the clock's
-//! ticks and shutdown signals into core inputs, carrying out the core's outputs
-//! (new mining jobs, logs). Other tasks reach it only through a bounded channel.
+//! [`Core`], the libp2p [`Network`] and the miner threads, and turns found
+//! blocks, peer messages, the clock's ticks and shutdown signals into core
+//! inputs, carrying out the core's outputs (relay, fetch, penalise, new mining
+//! jobs). Other tasks reach it only through bounded channels.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use tinychain_protocol::params::{Network, Params};
+use libp2p::PeerId;
+use libp2p::gossipsub::MessageAcceptance;
+use tinychain_protocol::params::{Network as Chain, Params};
 use tinychain_protocol::{Block, PubkeyHash};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -18,10 +21,14 @@ use tracing::{info, warn};
 use crate::core::{self, BlockOutcome, Core, Output};
 use crate::datadir::DataDir;
 use crate::miner::Miner;
+use crate::p2p::protocol::{MAX_BLOCKS_PER_RESPONSE, MAX_RESPONSE_SIZE, Request, Response, Status};
+use crate::p2p::{self, NetEvent, Network};
 use crate::store::redb::RedbStore;
 
 /// How often the miner's template is rebuilt to pick up new transactions.
 const TEMPLATE_REFRESH: Duration = Duration::from_secs(5);
+/// How often bootstrap peers are re-dialed and sync is reconsidered.
+const PEER_MAINTENANCE: Duration = Duration::from_secs(10);
 /// Found blocks waiting for the event loop, at most.
 const FOUND_QUEUE: usize = 16;
 
@@ -42,9 +49,11 @@ pub struct Config {
     /// Base data directory (the network's subdirectory is used).
     pub datadir: PathBuf,
     /// The network.
-    pub network: Network,
+    pub network: Chain,
     /// Mining.
     pub mining: MiningConfig,
+    /// Peer-to-peer networking.
+    pub p2p: p2p::Config,
     /// The core's parts.
     pub core: core::Config,
 }
@@ -54,21 +63,36 @@ pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+type NodeCore = Core<RedbStore, PeerId>;
+
+/// The event loop's state.
+struct Node {
+    core: NodeCore,
+    net: Network,
+    miner: Option<(Miner, PubkeyHash)>,
+    /// The peer we are downloading blocks from, if any.
+    sync_peer: Option<PeerId>,
+}
+
 /// Runs the node until SIGINT or SIGTERM.
 ///
 /// # Errors
 ///
-/// The data directory, store or miner cannot be set up, or the store fails.
+/// The data directory, store, network or miner cannot be set up, or the store fails.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let params = Params::new(config.network);
+    let genesis = params.genesis_hash();
     let datadir = DataDir::open(&config.datadir, config.network)?;
-    let store = RedbStore::open(&datadir.store_path(), params.genesis_hash())
+    let store = RedbStore::open(&datadir.store_path(), genesis)
         .with_context(|| format!("opening {}", datadir.store_path().display()))?;
-    let mut core: Core<RedbStore, ()> =
+    let core: NodeCore =
         Core::open(store, params, config.core.clone(), unix_now()).context("opening the chain")?;
+    let keypair = p2p::load_or_create_identity(&datadir.path().join("identity.key"))?;
+    let net = Network::start(keypair, &config.p2p, genesis)?;
     info!(
         network = %config.network,
         datadir = %datadir.path().display(),
+        peer_id = %net.local_peer_id(),
         height = core.chain().height(),
         tip = %core.chain().tip(),
         mempool = core.mempool().len(),
@@ -90,54 +114,229 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         (true, None) => anyhow::bail!("mining needs an address to pay (--mine-address)"),
         _ => None,
     };
+    let mut node = Node { core, net, miner, sync_peer: None };
 
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     let mut refresh = tokio::time::interval(TEMPLATE_REFRESH);
+    let mut maintenance = tokio::time::interval(PEER_MAINTENANCE);
     let mut last_hashes = 0u64;
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            Some(block) = found_rx.recv() => {
-                let hash = block.block_hash();
-                let (outcome, outputs) = core.handle_block(block, None, unix_now())?;
-                if outcome != BlockOutcome::Accepted {
-                    warn!(%hash, ?outcome, "own block not accepted");
-                }
-                carry_out(&core, &outputs, miner.as_ref());
-            }
-            _ = ticks.tick() => core.tick(unix_now()),
+            Some(block) = found_rx.recv() => node.on_found_block(block)?,
+            event = node.net.next_event() => node.on_net_event(event)?,
+            _ = ticks.tick() => node.core.tick(unix_now()),
             _ = refresh.tick() => {
-                if let Some((miner, pay_to)) = &miner {
+                if let Some((miner, pay_to)) = &node.miner {
                     let hashes = miner.hashes();
                     let rate = (hashes - last_hashes) / TEMPLATE_REFRESH.as_secs();
                     last_hashes = hashes;
-                    info!(hash_rate = rate, height = core.chain().height(), "mining");
-                    miner.set_job(core.block_template(*pay_to, unix_now()));
+                    info!(hash_rate = rate, height = node.core.chain().height(), "mining");
+                    miner.set_job(node.core.block_template(*pay_to, unix_now()));
                 }
+            }
+            _ = maintenance.tick() => {
+                node.net.dial_bootstrap();
+                // Refresh every peer's status: a peer that got ahead (after a
+                // partition, or while we were busy) is noticed and synced from.
+                let status = node.status();
+                for peer in node.net.connected_peers() {
+                    if !node.net.is_waiting_on(&peer) {
+                        node.net.request(peer, Request::Status(status));
+                    }
+                }
+                node.maybe_sync();
             }
             _ = &mut shutdown => break,
         }
     }
     info!("shutting down");
-    if let Some((miner, _)) = miner {
+    if let Some((miner, _)) = node.miner.take() {
         miner.shutdown();
     }
-    core.save_mempool().context("saving the mempool")?;
-    info!(height = core.chain().height(), tip = %core.chain().tip(), "stopped");
+    node.core.save_mempool().context("saving the mempool")?;
+    info!(height = node.core.chain().height(), tip = %node.core.chain().tip(), "stopped");
     Ok(())
 }
 
-fn carry_out(
-    core: &Core<RedbStore, ()>,
-    outputs: &[Output<()>],
-    miner: Option<&(Miner, PubkeyHash)>,
-) {
-    for output in outputs {
-        if let Output::TipChanged { hash, height, disconnected } = output {
-            info!(%hash, height, disconnected, "new tip");
-            if let Some((miner, pay_to)) = miner {
-                miner.set_job(core.block_template(*pay_to, unix_now()));
+impl Node {
+    fn status(&self) -> Status {
+        let chain = self.core.chain();
+        Status {
+            genesis: chain.params().genesis_hash(),
+            tip: chain.tip(),
+            height: chain.height(),
+            chainwork: chain.tip_entry().chainwork,
+        }
+    }
+
+    fn on_found_block(&mut self, block: Block) -> anyhow::Result<()> {
+        let hash = block.block_hash();
+        let (outcome, outputs) = self.core.handle_block(block.clone(), None, unix_now())?;
+        if outcome == BlockOutcome::Accepted {
+            self.net.publish_block(&block);
+        } else {
+            warn!(%hash, ?outcome, "own block not accepted");
+        }
+        self.carry_out(outputs);
+        Ok(())
+    }
+
+    fn on_net_event(&mut self, event: NetEvent) -> anyhow::Result<()> {
+        let now = unix_now();
+        match event {
+            NetEvent::PeerConnected(peer) => {
+                let status = self.status();
+                self.net.request(peer, Request::Status(status));
+            }
+            NetEvent::GossipBlock { block, from, id } => {
+                let (outcome, outputs) = self.core.handle_block(block, Some(from), now)?;
+                let acceptance = match outcome {
+                    BlockOutcome::Accepted => MessageAcceptance::Accept,
+                    BlockOutcome::Invalid(_) => MessageAcceptance::Reject,
+                    _ => MessageAcceptance::Ignore,
+                };
+                self.net.report(&id, &from, acceptance);
+                self.carry_out(outputs);
+            }
+            NetEvent::GossipTx { tx, from, id } => {
+                let txid = tx.txid();
+                let (result, outputs) = self.core.handle_tx(tx, Some(from), now)?;
+                let acceptance = match &result {
+                    Ok(crate::mempool::Accepted::New { .. }) => MessageAcceptance::Accept,
+                    Err(crate::mempool::RejectReason::Invalid(_)) => MessageAcceptance::Reject,
+                    _ => MessageAcceptance::Ignore,
+                };
+                self.net.report(&id, &from, acceptance);
+                // The gossiped transaction is forwarded by gossipsub itself.
+                let outputs = outputs.into_iter().filter(|o| *o != Output::RelayTx(txid)).collect();
+                self.carry_out(outputs);
+            }
+            NetEvent::Request { peer, request, channel } => {
+                let response = match request {
+                    Request::Status(status) => {
+                        self.on_status(peer, status);
+                        Response::Status(self.status())
+                    }
+                    Request::GetBlocksAfter { locator } => {
+                        Response::Blocks(self.core.blocks_after(
+                            &locator,
+                            MAX_BLOCKS_PER_RESPONSE,
+                            MAX_RESPONSE_SIZE - 1024,
+                        )?)
+                    }
+                    Request::GetBlocks(hashes) => {
+                        let mut blocks = Vec::new();
+                        for hash in hashes.iter().take(MAX_BLOCKS_PER_RESPONSE) {
+                            if let Some(block) = self.core.chain().block(hash)? {
+                                blocks.push(block);
+                            }
+                        }
+                        Response::Blocks(blocks)
+                    }
+                };
+                self.net.respond(channel, response);
+            }
+            NetEvent::Response { peer, response } => match response {
+                Response::Status(status) => self.on_status(peer, status),
+                Response::Blocks(blocks) => self.on_blocks(peer, blocks, now)?,
+                Response::Refused(reason) => info!(%peer, reason, "request refused"),
+            },
+            NetEvent::RequestFailed(peer) => {
+                if self.sync_peer == Some(peer) {
+                    self.sync_peer = None;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_status(&mut self, peer: PeerId, status: Status) {
+        if status.genesis != self.core.chain().params().genesis_hash() {
+            self.net.ban(peer, "another genesis block");
+            return;
+        }
+        info!(%peer, height = status.height, tip = %status.tip, "peer status");
+        self.net.set_status(peer, status);
+        self.maybe_sync();
+    }
+
+    /// Starts downloading from a peer with more work, if not already doing so.
+    fn maybe_sync(&mut self) {
+        if self.sync_peer.is_some() {
+            return;
+        }
+        let ours = self.core.chain().tip_entry().chainwork;
+        let best = self
+            .net
+            .statuses()
+            .filter(|(_, s)| s.chainwork > ours)
+            .max_by_key(|(_, s)| s.chainwork)
+            .map(|(p, s)| (*p, *s));
+        if let Some((peer, status)) = best {
+            info!(%peer, height = self.core.chain().height(), target = status.height, "sync start");
+            self.sync_peer = Some(peer);
+            self.request_blocks_after(peer);
+        }
+    }
+
+    fn request_blocks_after(&mut self, peer: PeerId) {
+        let locator = self.core.chain().locator();
+        self.net.request(peer, Request::GetBlocksAfter { locator });
+    }
+
+    fn on_blocks(&mut self, peer: PeerId, blocks: Vec<Block>, now: u64) -> anyhow::Result<()> {
+        let received = blocks.len();
+        for block in blocks {
+            let (outcome, outputs) = self.core.handle_block(block, Some(peer), now)?;
+            self.carry_out(outputs);
+            if matches!(outcome, BlockOutcome::Invalid(_)) {
+                break;
+            }
+        }
+        let ours = self.core.chain().tip_entry().chainwork;
+        let theirs = self.net.peer_status(&peer).map(|s| s.chainwork);
+        if received > 0 && theirs.is_some_and(|w| w > ours) {
+            self.request_blocks_after(peer);
+        } else if self.sync_peer == Some(peer) {
+            self.sync_peer = None;
+            info!(%peer, height = self.core.chain().height(), "sync end");
+            // Announce the new tip: peers that lack it fetch what they miss.
+            let tip = self.core.chain().tip();
+            if let Some(block) = self.core.chain().block(&tip)? {
+                self.net.publish_block(&block);
+            }
+            self.maybe_sync();
+        }
+        Ok(())
+    }
+
+    fn carry_out(&mut self, outputs: Vec<Output<PeerId>>) {
+        for output in outputs {
+            match output {
+                Output::TipChanged { hash, height, disconnected } => {
+                    info!(%hash, height, disconnected, "new tip");
+                    if let Some((miner, pay_to)) = &self.miner {
+                        miner.set_job(self.core.block_template(*pay_to, unix_now()));
+                    }
+                }
+                Output::Penalize { peer, reason } => self.net.penalize(peer, &reason),
+                Output::RequestBlock { peer, .. } => {
+                    // Fetch everything after our tip from that peer: one block or a long gap.
+                    if !self.net.is_waiting_on(&peer) {
+                        self.request_blocks_after(peer);
+                    }
+                }
+                Output::RelayTx(txid) => {
+                    if let Some(entry) = self.core.mempool().get(&txid) {
+                        let tx = entry.tx.clone();
+                        self.net.publish_tx(&tx);
+                    }
+                }
+                // Gossiped blocks are forwarded by gossipsub on Accept; our own are
+                // published where they are found.
+                Output::RelayBlock(_) => {}
             }
         }
     }

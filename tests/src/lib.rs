@@ -115,6 +115,20 @@ impl NodeProcess {
         }
     }
 
+    /// Returns the full listen multiaddr (with /p2p/) the node logged.
+    ///
+    /// # Panics
+    ///
+    /// If it has not logged one yet.
+    pub fn listen_address(&self) -> String {
+        self.log
+            .iter()
+            .find(|l| l.contains("listening"))
+            .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("address=")))
+            .expect("the node logged its listen address")
+            .to_string()
+    }
+
     /// Returns the log lines read so far.
     pub fn log_text(&self) -> String {
         self.log.join("\n")

@@ -451,7 +451,10 @@ impl<S: Store> ChainState<S> {
             }
             return Err(AcceptError::Invalid { hash, error: Box::new(error) });
         }
-        let stored = IndexEntry { status: BlockStatus::DataStored, ..entry };
+        // The arrival order that breaks chainwork ties counts from when the block's
+        // data arrived, as in Bitcoin Core, not from when its header did.
+        let sequence = self.index.next_sequence();
+        let stored = IndexEntry { status: BlockStatus::DataStored, sequence, ..entry };
         let mut batch = Batch::default();
         batch.push(Op::PutBlock(block.clone()));
         batch.push(Op::PutIndex(hash, stored));

@@ -143,3 +143,171 @@ impl OrphanBlocks {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tinychain_protocol::pow::CompactTarget;
+    use tinychain_protocol::transaction::COINBASE_MESSAGE_LEN;
+    use tinychain_protocol::{Amount, BlockHeader, Hash256, PubkeyHash, Transaction, TxOut};
+
+    use super::*;
+
+    /// A block on `parent` with `extra` more transactions than the coinbase; `tag`
+    /// makes its hash unique. No proof of work: the pool does not check it.
+    fn block(parent: BlockHash, tag: u32, extra: usize) -> Block {
+        let output = TxOut { value: Amount::ONE_COIN, pubkey_hash: PubkeyHash::default() };
+        let txdata = (0..=extra as u64)
+            .map(|i| Transaction::coinbase(tag, i, &[0; COINBASE_MESSAGE_LEN], vec![output]))
+            .collect();
+        let header = BlockHeader {
+            version: 1,
+            prev_blockhash: parent,
+            merkle_root: Hash256::ZERO,
+            time: tag,
+            bits: CompactTarget::from_consensus(0x207f_ffff),
+            nonce: tag,
+        };
+        Block { header, txdata }
+    }
+
+    fn unknown(n: u8) -> BlockHash {
+        BlockHash::from_byte_array([n; 32])
+    }
+
+    fn pool(max_count: usize, max_bytes: u64, ttl_secs: u64) -> OrphanBlocks {
+        OrphanBlocks::new(Config { max_count, max_bytes, ttl_secs })
+    }
+
+    #[test]
+    fn the_count_limit_evicts_the_oldest() {
+        let mut pool = pool(2, u64::MAX, 600);
+        let (a, b, c) = (block(unknown(1), 1, 0), block(unknown(2), 2, 0), block(unknown(3), 3, 0));
+        assert!(pool.insert(a.clone(), 0));
+        assert!(pool.insert(b.clone(), 1));
+        assert!(pool.insert(c.clone(), 2));
+        assert_eq!(pool.len(), 2);
+        assert!(!pool.contains(&a.block_hash()), "the oldest went");
+        assert!(pool.contains(&b.block_hash()));
+        assert!(pool.contains(&c.block_hash()));
+        // Its parent index went with it.
+        assert!(pool.take_children(&unknown(1)).is_empty());
+        assert_eq!(pool.bytes, b.size() + c.size());
+    }
+
+    #[test]
+    fn the_byte_limit_evicts_the_oldest_and_refuses_a_block_larger_than_the_pool() {
+        let (a, b, c) = (block(unknown(1), 1, 0), block(unknown(2), 2, 0), block(unknown(3), 3, 0));
+        let size = a.size();
+        assert_eq!((b.size(), c.size()), (size, size), "precondition: equal sizes");
+        let mut pool = pool(100, 2 * size + size / 2, 600);
+        assert!(pool.insert(a.clone(), 0));
+        assert!(pool.insert(b.clone(), 0));
+        assert_eq!(pool.bytes, 2 * size);
+        assert!(pool.insert(c.clone(), 0));
+        assert_eq!(pool.len(), 2, "a third block does not fit beside two");
+        assert!(!pool.contains(&a.block_hash()), "the oldest went");
+        assert!(pool.contains(&b.block_hash()) && pool.contains(&c.block_hash()));
+        assert_eq!(pool.bytes, 2 * size);
+
+        // A block bigger than the whole pool is refused and evicts nothing.
+        let big = block(unknown(4), 4, 3);
+        assert!(big.size() > 2 * size + size / 2, "precondition: too big");
+        assert!(!pool.insert(big.clone(), 0));
+        assert!(!pool.contains(&big.block_hash()));
+        assert_eq!(pool.len(), 2);
+
+        // A block twice the size evicts both older ones to make room.
+        let double = block(unknown(5), 5, 1);
+        assert!(double.size() > size + size / 2 && double.size() <= 2 * size + size / 2);
+        assert!(pool.insert(double.clone(), 0));
+        assert_eq!(pool.len(), 1);
+        assert!(pool.contains(&double.block_hash()));
+        assert_eq!(pool.bytes, double.size());
+    }
+
+    #[test]
+    fn orphans_expire_after_their_time_to_live() {
+        let mut pool = pool(100, u64::MAX, 10);
+        let (a, b) = (block(unknown(1), 1, 0), block(unknown(2), 2, 0));
+        assert!(pool.insert(a.clone(), 100));
+        assert!(pool.insert(b.clone(), 105));
+        pool.expire(109);
+        assert_eq!(pool.len(), 2, "both still young");
+        pool.expire(110);
+        assert!(!pool.contains(&a.block_hash()), "a's time is up");
+        assert!(pool.contains(&b.block_hash()));
+        assert_eq!(pool.bytes, b.size());
+        pool.expire(115);
+        assert!(pool.is_empty());
+        assert_eq!(pool.bytes, 0);
+        assert!(pool.by_parent.is_empty() && pool.by_age.is_empty(), "indexes emptied too");
+    }
+
+    #[test]
+    fn take_children_takes_only_the_direct_children_of_a_parent() {
+        let mut pool = pool(100, u64::MAX, 600);
+        let a = block(unknown(1), 1, 0);
+        let b = block(unknown(1), 2, 0);
+        let c = block(a.block_hash(), 3, 0);
+        let other = block(unknown(2), 4, 0);
+        for blk in [&a, &b, &c, &other] {
+            assert!(pool.insert(blk.clone(), 0));
+        }
+        let children: Vec<BlockHash> =
+            pool.take_children(&unknown(1)).iter().map(Block::block_hash).collect();
+        assert_eq!(children, vec![a.block_hash(), b.block_hash()], "in arrival order");
+        assert!(!pool.contains(&a.block_hash()) && !pool.contains(&b.block_hash()));
+        assert_eq!(pool.len(), 2, "the grandchild and the unrelated block stay");
+        assert!(pool.take_children(&unknown(1)).is_empty(), "taken only once");
+        assert_eq!(pool.take_children(&a.block_hash()), vec![c.clone()]);
+        assert_eq!(pool.take_children(&unknown(9)), Vec::<Block>::new());
+        assert_eq!(pool.len(), 1);
+        assert_eq!(pool.bytes, other.size());
+    }
+
+    #[test]
+    fn root_of_walks_to_the_oldest_ancestor_held() {
+        let mut pool = pool(100, u64::MAX, 600);
+        let a = block(unknown(1), 1, 0);
+        let b = block(a.block_hash(), 2, 0);
+        let c = block(b.block_hash(), 3, 0);
+        // Inserted newest first: the walk follows parents, not arrival order.
+        for blk in [&c, &b, &a] {
+            assert!(pool.insert(blk.clone(), 0));
+        }
+        assert_eq!(pool.root_of(&c.block_hash()), a.block_hash());
+        assert_eq!(pool.root_of(&b.block_hash()), a.block_hash());
+        assert_eq!(pool.root_of(&a.block_hash()), a.block_hash());
+        assert_eq!(pool.parent_of(&a.block_hash()), Some(unknown(1)), "the block to ask for");
+        assert_eq!(pool.root_of(&unknown(7)), unknown(7), "a block not held is its own root");
+        assert_eq!(pool.parent_of(&unknown(7)), None);
+        // With the middle block gone, c's chain stops at c.
+        pool.take_children(&a.block_hash());
+        assert_eq!(pool.root_of(&c.block_hash()), c.block_hash());
+        assert_eq!(pool.parent_of(&c.block_hash()), Some(b.block_hash()));
+    }
+
+    #[test]
+    fn a_duplicate_is_refused_and_changes_nothing() {
+        let mut pool = pool(2, u64::MAX, 10);
+        let (a, b) = (block(unknown(1), 1, 0), block(unknown(2), 2, 0));
+        assert!(pool.insert(a.clone(), 0));
+        assert!(pool.insert(b.clone(), 0));
+        assert!(!pool.insert(a.clone(), 50), "already held");
+        assert_eq!(pool.len(), 2, "the full pool evicted nothing for the duplicate");
+        assert!(pool.contains(&b.block_hash()));
+        assert_eq!(pool.bytes, a.size() + b.size());
+        assert_eq!(pool.take_children(&unknown(1)), vec![a], "indexed once");
+        // The duplicate did not refresh the time to live.
+        pool.expire(10);
+        assert!(pool.is_empty());
+    }
+
+    #[test]
+    fn a_pool_with_no_room_keeps_nothing() {
+        let mut pool = pool(0, u64::MAX, 10);
+        assert!(!pool.insert(block(unknown(1), 1, 0), 0));
+        assert!(pool.is_empty());
+        assert_eq!(pool.bytes, 0);
+    }
+}

@@ -3,5 +3,6 @@
 mod chain;
 mod harness;
 mod mempool;
+mod policy;
 mod sim;
 mod store;

@@ -1,3 +1,4 @@
 //! Tests with real `tinychain-node` processes, in one test binary.
 
+mod network;
 mod process;

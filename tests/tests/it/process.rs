@@ -23,6 +23,8 @@ fn run_args(datadir: &str) -> Vec<&str> {
         REGTEST_ADDRESS,
         "--miner-threads",
         "1",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
     ]
 }
 
@@ -119,7 +121,15 @@ fn sigterm_stops_cleanly_and_a_restart_continues_from_the_same_tip() {
     let (height, tip, digest) = inspect(datadir);
     assert!(height > 0);
     // A restart without mining starts exactly there.
-    let mut node = NodeProcess::start(&["run", "--datadir", datadir, "--network", "regtest"]);
+    let mut node = NodeProcess::start(&[
+        "run",
+        "--datadir",
+        datadir,
+        "--network",
+        "regtest",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ]);
     let started = node.wait_for_log("node started", START);
     assert!(
         started.contains(&format!("height={height}")),

@@ -1,0 +1,530 @@
+//! The peer-to-peer network on libp2p: gossip, block sync, discovery, peer discipline.
+//!
+//! Owns the libp2p swarm and everything about peers: the persistent identity,
+//! listening and dialing (configured bootstrap multiaddrs, then Kademlia
+//! discovery fed by identify), gossipsub topics for blocks and transactions with
+//! validation held until the core has judged a message, the request-response
+//! sync protocol ([`protocol`]), per-peer scores and bans. It knows no consensus
+//! rule: it hands what peers send to the event loop as [`NetEvent`]s and carries
+//! out the event loop's decisions.
+
+pub mod protocol;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, PublishError};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, Swarm, allow_block_list, connection_limits, identify, identity, kad,
+    multiaddr::Protocol, noise, ping, tcp, yamux,
+};
+use tinychain_protocol::{Block, BlockHash, Transaction};
+use tracing::{debug, info, warn};
+
+use protocol::{Codec, MAX_GOSSIP_SIZE, Request, Response, Status};
+
+/// Settings of the network.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to connect to at start and to keep re-dialing (never banned).
+    pub bootstrap: Vec<Multiaddr>,
+    /// Connections kept at most.
+    pub max_connections: u32,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config { listen: Vec::new(), bootstrap: Vec::new(), max_connections: 50 }
+    }
+}
+
+/// Score below which a peer is banned.
+const BAN_SCORE: i32 = -100;
+/// Score lost for sending consensus-invalid data.
+const INVALID_PENALTY: i32 = -50;
+
+/// The libp2p behaviours of a node. Those that can deny connections come first.
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    limits: connection_limits::Behaviour,
+    blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    gossipsub: gossipsub::Behaviour,
+    sync: request_response::Behaviour<Codec>,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+}
+
+/// What the network hands to the event loop.
+#[derive(Debug)]
+pub enum NetEvent {
+    /// A peer connected (first connection): send it our status.
+    PeerConnected(PeerId),
+    /// A block arrived by gossip; report the verdict with [`Network::report`].
+    GossipBlock {
+        /// The block.
+        block: Block,
+        /// Who forwarded it.
+        from: PeerId,
+        /// The gossip message.
+        id: MessageId,
+    },
+    /// A transaction arrived by gossip; report the verdict with [`Network::report`].
+    GossipTx {
+        /// The transaction.
+        tx: Transaction,
+        /// Who forwarded it.
+        from: PeerId,
+        /// The gossip message.
+        id: MessageId,
+    },
+    /// A peer asks something; answer with [`Network::respond`].
+    Request {
+        /// The peer.
+        peer: PeerId,
+        /// What it asks.
+        request: Request,
+        /// Where the answer goes.
+        channel: ResponseChannel<Response>,
+    },
+    /// A request to a peer failed (timeout, disconnect, refused stream).
+    RequestFailed(PeerId),
+    /// A peer answered our request.
+    Response {
+        /// The peer.
+        peer: PeerId,
+        /// The answer.
+        response: Response,
+    },
+}
+
+/// The running network.
+pub struct Network {
+    swarm: Swarm<Behaviour>,
+    blocks_topic: IdentTopic,
+    txs_topic: IdentTopic,
+    /// Gossip waiting for a peer to subscribe before it can be published.
+    unpublished: Vec<(IdentTopic, Vec<u8>)>,
+    scores: HashMap<PeerId, i32>,
+    bootstrap_peers: HashSet<PeerId>,
+    bootstrap: Vec<Multiaddr>,
+    statuses: HashMap<PeerId, Status>,
+    pending: HashMap<OutboundRequestId, PeerId>,
+    network_id: String,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network").field("peer_id", self.swarm.local_peer_id()).finish()
+    }
+}
+
+/// An error setting up the network.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetError {
+    /// The identity file cannot be read or written.
+    #[error("node identity {path}: {detail}")]
+    Identity {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// libp2p refused a setting or a listen address.
+    #[error("network setup: {0}")]
+    Setup(String),
+}
+
+fn setup(e: impl std::fmt::Display) -> NetError {
+    NetError::Setup(e.to_string())
+}
+
+/// Loads the node's ed25519 identity from `path`, creating it (mode 0600) if missing,
+/// so the peer id survives restarts.
+///
+/// # Errors
+///
+/// The file cannot be read, written, or decoded.
+pub fn load_or_create_identity(path: &Path) -> Result<identity::Keypair, NetError> {
+    let err = |detail: String| NetError::Identity { path: path.display().to_string(), detail };
+    match std::fs::read(path) {
+        Ok(bytes) => identity::Keypair::from_protobuf_encoding(&bytes)
+            .map_err(|e| err(format!("not a valid key file: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let keypair = identity::Keypair::generate_ed25519();
+            let bytes = keypair.to_protobuf_encoding().map_err(|e| err(e.to_string()))?;
+            write_private(path, &bytes).map_err(|e| err(e.to_string()))?;
+            Ok(keypair)
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+fn message_id(message: &gossipsub::Message) -> MessageId {
+    MessageId::from(tinychain_protocol::hash::sha256(&message.data).to_vec())
+}
+
+impl Network {
+    /// Builds the swarm, subscribes to the topics, listens and dials the bootstrap peers.
+    ///
+    /// # Errors
+    ///
+    /// A bad setting or listen address.
+    pub fn start(
+        keypair: identity::Keypair,
+        config: &Config,
+        genesis: BlockHash,
+    ) -> Result<Network, NetError> {
+        let id = protocol::network_id(&genesis);
+        let gossip_config = gossipsub::ConfigBuilder::default()
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .validate_messages()
+            .message_id_fn(message_id)
+            .max_transmit_size(MAX_GOSSIP_SIZE)
+            .mesh_n(4)
+            .mesh_n_low(2)
+            .mesh_n_high(8)
+            .mesh_outbound_min(1)
+            .heartbeat_interval(Duration::from_secs(1))
+            .build()
+            .map_err(setup)?;
+        let sync_protocol = protocol::sync_protocol(&id);
+        let kad_protocol = libp2p::StreamProtocol::try_from_owned(format!("/tinychain/{id}/kad/1"))
+            .map_err(setup)?;
+        let limits = connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(config.max_connections))
+            .with_max_established_per_peer(Some(2))
+            .with_max_pending_incoming(Some(config.max_connections));
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(setup)?
+            .with_dns()
+            .map_err(setup)?
+            .with_behaviour(|key| {
+                let peer_id = key.public().to_peer_id();
+                let gossipsub = gossipsub::Behaviour::new(
+                    gossipsub::MessageAuthenticity::Signed(key.clone()),
+                    gossip_config,
+                )?;
+                let sync = request_response::Behaviour::with_codec(
+                    Codec,
+                    [(sync_protocol, ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(30))
+                        .with_max_concurrent_streams(32),
+                );
+                let mut kad = kad::Behaviour::with_config(
+                    peer_id,
+                    kad::store::MemoryStore::new(peer_id),
+                    kad::Config::new(kad_protocol),
+                );
+                kad.set_mode(Some(kad::Mode::Server));
+                let identify = identify::Behaviour::new(identify::Config::new(
+                    format!("tinychain/{id}"),
+                    key.public(),
+                ));
+                Ok(Behaviour {
+                    limits: connection_limits::Behaviour::new(limits),
+                    blocked: Default::default(),
+                    gossipsub,
+                    sync,
+                    kad,
+                    identify,
+                    ping: ping::Behaviour::default(),
+                })
+            })
+            .map_err(setup)?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        let blocks_topic = IdentTopic::new(protocol::blocks_topic(&id));
+        let txs_topic = IdentTopic::new(protocol::txs_topic(&id));
+        swarm.behaviour_mut().gossipsub.subscribe(&blocks_topic).map_err(setup)?;
+        swarm.behaviour_mut().gossipsub.subscribe(&txs_topic).map_err(setup)?;
+        for addr in &config.listen {
+            swarm.listen_on(addr.clone()).map_err(setup)?;
+        }
+        let mut network = Network {
+            swarm,
+            blocks_topic,
+            txs_topic,
+            unpublished: Vec::new(),
+            scores: HashMap::new(),
+            bootstrap_peers: HashSet::new(),
+            bootstrap: config.bootstrap.clone(),
+            statuses: HashMap::new(),
+            pending: HashMap::new(),
+            network_id: id,
+        };
+        for addr in &config.bootstrap {
+            if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+                network.bootstrap_peers.insert(peer);
+                network.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            }
+        }
+        network.dial_bootstrap();
+        Ok(network)
+    }
+
+    /// Returns this node's peer id.
+    pub fn local_peer_id(&self) -> PeerId {
+        *self.swarm.local_peer_id()
+    }
+
+    /// Returns the connected peers.
+    pub fn connected_peers(&self) -> Vec<PeerId> {
+        self.swarm.connected_peers().copied().collect()
+    }
+
+    /// Returns the number of connected peers.
+    pub fn peer_count(&self) -> usize {
+        self.swarm.connected_peers().count()
+    }
+
+    /// Returns the last status each peer sent.
+    pub fn peer_status(&self, peer: &PeerId) -> Option<&Status> {
+        self.statuses.get(peer)
+    }
+
+    /// Dials every bootstrap peer not connected (called at start and periodically).
+    pub fn dial_bootstrap(&mut self) {
+        for addr in self.bootstrap.clone() {
+            let connected = match addr.iter().last() {
+                Some(Protocol::P2p(peer)) => self.swarm.is_connected(&peer),
+                _ => false,
+            };
+            if !connected && let Err(e) = self.swarm.dial(addr.clone()) {
+                debug!(%addr, error = %e, "bootstrap dial failed");
+            }
+        }
+        let _ = self.swarm.behaviour_mut().kad.bootstrap();
+    }
+
+    /// Publishes a block to the blocks topic.
+    pub fn publish_block(&mut self, block: &Block) {
+        let topic = self.blocks_topic.clone();
+        self.publish(topic, block.encode());
+    }
+
+    /// Publishes a transaction to the transactions topic.
+    pub fn publish_tx(&mut self, tx: &Transaction) {
+        let topic = self.txs_topic.clone();
+        self.publish(topic, tx.encode());
+    }
+
+    fn publish(&mut self, topic: IdentTopic, data: Vec<u8>) {
+        match self.swarm.behaviour_mut().gossipsub.publish(topic.clone(), data.clone()) {
+            Ok(_) | Err(PublishError::Duplicate) => {}
+            Err(PublishError::NoPeersSubscribedToTopic) => {
+                // Kept until a peer subscribes; bounded so a long isolation cannot grow it.
+                if self.unpublished.len() >= 64 {
+                    self.unpublished.remove(0);
+                }
+                self.unpublished.push((topic, data));
+            }
+            Err(e) => warn!(error = %e, "gossip publish failed"),
+        }
+    }
+
+    /// Reports the core's verdict on a gossip message: forward, drop, or drop and penalise.
+    pub fn report(&mut self, id: &MessageId, from: &PeerId, acceptance: MessageAcceptance) {
+        self.swarm.behaviour_mut().gossipsub.report_message_validation_result(id, from, acceptance);
+    }
+
+    /// Tells whether a request to `peer` is in flight.
+    pub fn is_waiting_on(&self, peer: &PeerId) -> bool {
+        self.pending.values().any(|p| p == peer)
+    }
+
+    /// Returns the peers with their last status.
+    pub fn statuses(&self) -> impl Iterator<Item = (&PeerId, &Status)> {
+        self.statuses.iter()
+    }
+
+    /// Sends a request to a peer.
+    pub fn request(&mut self, peer: PeerId, request: Request) {
+        let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+        self.pending.insert(id, peer);
+    }
+
+    /// Answers a peer's request.
+    pub fn respond(&mut self, channel: ResponseChannel<Response>, response: Response) {
+        // The peer may have gone or timed out: nothing to do then.
+        let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
+    }
+
+    /// Records a peer's status.
+    pub fn set_status(&mut self, peer: PeerId, status: Status) {
+        self.statuses.insert(peer, status);
+    }
+
+    /// Lowers a peer's score for misbehaviour; bans it below the threshold
+    /// (bootstrap peers are disconnected but never banned).
+    pub fn penalize(&mut self, peer: PeerId, reason: &str) {
+        let score = self.scores.entry(peer).or_insert(0);
+        *score += INVALID_PENALTY;
+        let score = *score;
+        warn!(%peer, score, reason, "peer penalised");
+        if score <= BAN_SCORE {
+            if self.bootstrap_peers.contains(&peer) {
+                let _ = self.swarm.disconnect_peer_id(peer);
+            } else {
+                info!(%peer, "peer banned");
+                self.swarm.behaviour_mut().blocked.block_peer(peer);
+            }
+        }
+    }
+
+    /// Disconnects and bans a peer at once (for example: another network's genesis).
+    pub fn ban(&mut self, peer: PeerId, reason: &str) {
+        warn!(%peer, reason, "peer banned");
+        if self.bootstrap_peers.contains(&peer) {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        } else {
+            self.swarm.behaviour_mut().blocked.block_peer(peer);
+        }
+    }
+
+    /// Drives the swarm until something for the event loop happens.
+    pub async fn next_event(&mut self) -> NetEvent {
+        loop {
+            let event = self.swarm.select_next_some().await;
+            if let Some(event) = self.handle_swarm_event(event) {
+                return event;
+            }
+        }
+    }
+
+    fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> Option<NetEvent> {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let full = address.with(Protocol::P2p(self.local_peer_id()));
+                info!(address = %full, "listening");
+                None
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
+                let direction = if endpoint.is_dialer() { "outbound" } else { "inbound" };
+                info!(peer = %peer_id, address = %endpoint.get_remote_address(), direction, "connection established");
+                (num_established.get() == 1).then_some(NetEvent::PeerConnected(peer_id))
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established, cause, .. } => {
+                info!(peer = %peer_id, reason = ?cause, "connection closed");
+                if num_established == 0 {
+                    self.statuses.remove(&peer_id);
+                }
+                None
+            }
+            SwarmEvent::Behaviour(event) => self.handle_behaviour_event(event),
+            _ => None,
+        }
+    }
+
+    fn handle_behaviour_event(&mut self, event: BehaviourEvent) -> Option<NetEvent> {
+        match event {
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => {
+                let from = propagation_source;
+                if message.topic == self.blocks_topic.hash() {
+                    match Block::decode(&message.data) {
+                        Ok(block) => {
+                            return Some(NetEvent::GossipBlock { block, from, id: message_id });
+                        }
+                        Err(e) => {
+                            self.report(&message_id, &from, MessageAcceptance::Reject);
+                            self.penalize(from, &format!("malformed block: {e}"));
+                        }
+                    }
+                } else if message.topic == self.txs_topic.hash() {
+                    match Transaction::decode(&message.data) {
+                        Ok(tx) => return Some(NetEvent::GossipTx { tx, from, id: message_id }),
+                        Err(e) => {
+                            self.report(&message_id, &from, MessageAcceptance::Reject);
+                            self.penalize(from, &format!("malformed transaction: {e}"));
+                        }
+                    }
+                } else {
+                    self.report(&message_id, &from, MessageAcceptance::Ignore);
+                }
+                None
+            }
+            BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic }) => {
+                info!(peer = %peer_id, %topic, "peer subscribed");
+                let waiting = std::mem::take(&mut self.unpublished);
+                for (topic, data) in waiting {
+                    self.publish(topic, data);
+                }
+                None
+            }
+            BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => {
+                match message {
+                    request_response::Message::Request { request, channel, .. } => {
+                        Some(NetEvent::Request { peer, request, channel })
+                    }
+                    request_response::Message::Response { request_id, response } => {
+                        self.pending.remove(&request_id);
+                        Some(NetEvent::Response { peer, response })
+                    }
+                }
+            }
+            BehaviourEvent::Sync(request_response::Event::OutboundFailure {
+                peer,
+                error,
+                request_id,
+                ..
+            }) => {
+                self.pending.remove(&request_id);
+                debug!(%peer, %error, "sync request failed");
+                Some(NetEvent::RequestFailed(peer))
+            }
+            BehaviourEvent::Sync(request_response::Event::InboundFailure {
+                peer, error, ..
+            }) => {
+                debug!(%peer, %error, "sync request from peer failed");
+                None
+            }
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                info!(peer = %peer_id, agent = %info.agent_version, "identify received");
+                if info.protocol_version != format!("tinychain/{}", self.network_id) {
+                    self.ban(peer_id, "another network (identify protocol version)");
+                    return None;
+                }
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+                None
+            }
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }) => {
+                if !self.swarm.is_connected(&peer) {
+                    let _ = self.swarm.dial(peer);
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Several node processes on 127.0.0.1: gossip along a line, catch-up sync, wrong networks.
+
+use std::time::Duration;
+
+use tinychain_tests::{NodeProcess, REGTEST_ADDRESS, run_node};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Starts a regtest node on an ephemeral port and returns it with its full listen multiaddr.
+fn start(datadir: &str, extra: &[&str]) -> (NodeProcess, String) {
+    let mut args = vec![
+        "run",
+        "--datadir",
+        datadir,
+        "--network",
+        "regtest",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ];
+    args.extend_from_slice(extra);
+    let mut node = NodeProcess::start(&args);
+    let line = node.wait_for_log("listening", DEADLINE);
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("address="))
+        .unwrap_or_else(|| panic!("no address in {line}"))
+        .to_string();
+    (node, addr)
+}
+
+fn inspect_tip(datadir: &str) -> (u32, String) {
+    let out = run_node(&["inspect", "--datadir", datadir, "--network", "regtest"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let field = |key: &str| {
+        stdout.lines().find_map(|l| l.strip_prefix(&format!("{key} "))).expect("field").to_string()
+    };
+    (field("height").parse().expect("height"), field("tip"))
+}
+
+#[test]
+fn blocks_mined_at_one_end_of_a_line_reach_the_other_and_a_late_node_catches_up() {
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().expect("temp dir")).collect();
+    let path = |i: usize| dirs[i].path().to_str().expect("utf-8").to_string();
+    let (a_dir, b_dir, c_dir, d_dir) = (path(0), path(1), path(2), path(3));
+
+    // A line: miner A — B — C. Each knows only its neighbour.
+    let (mut a, a_addr) =
+        start(&a_dir, &["--mine", "--mine-address", REGTEST_ADDRESS, "--miner-threads", "1"]);
+    let (mut b, b_addr) = start(&b_dir, &["--bootstrap", &a_addr]);
+    let (mut c, _) = start(&c_dir, &["--bootstrap", &b_addr]);
+    b.wait_for_log("connection established", DEADLINE);
+    c.wait_for_log("connection established", DEADLINE);
+    // Let A mine a while, then stop it and look at its final tip.
+    for _ in 0..30 {
+        a.wait_for_new_log("new tip", DEADLINE);
+    }
+    assert!(a.terminate(Duration::from_secs(10)).success());
+    let (a_height, a_tip) = inspect_tip(&a_dir);
+    // A comes back, not mining, at the same address: B re-dials it, and blocks
+    // still in flight when A stopped are synced.
+    let a_listen = a_addr.split("/p2p/").next().expect("a multiaddr").to_string();
+    let (_a, _) = start(&a_dir, &["--listen", &a_listen]);
+    // B and C reach A's last block (through gossip or sync).
+    b.wait_for_log(&format!("hash={a_tip}"), DEADLINE);
+    c.wait_for_log(&format!("hash={a_tip}"), DEADLINE);
+
+    // A late node D, knowing only C, downloads the whole chain.
+    let (mut d, _) = start(&d_dir, &["--bootstrap", &c.listen_address()]);
+    d.wait_for_log(&format!("hash={a_tip}"), DEADLINE);
+    for node in [b, c, d] {
+        assert!(node.terminate(Duration::from_secs(10)).success());
+    }
+    for dir in [&b_dir, &c_dir, &d_dir] {
+        assert_eq!(inspect_tip(dir), (a_height, a_tip.clone()));
+    }
+}
+
+#[test]
+fn a_node_of_another_network_is_refused() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().expect("temp dir")).collect();
+    let (a_dir, b_dir) = (
+        dirs[0].path().to_str().expect("utf-8").to_string(),
+        dirs[1].path().to_str().expect("utf-8").to_string(),
+    );
+    let (_a, a_addr) = start(&a_dir, &[]);
+    let args = [
+        "run",
+        "--datadir",
+        &b_dir,
+        "--network",
+        "test",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--bootstrap",
+        &a_addr,
+    ];
+    let mut b = NodeProcess::start(&args);
+    b.wait_for_log("another network", DEADLINE);
+}
