@@ -269,6 +269,9 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let measuring = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
     let rounds = if measuring { 15 } else { 1 };
+    if !measuring {
+        eprintln!("smoke run (no --bench): the numbers below are not measurements");
+    }
     let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
 
     eprintln!("building the chain (12 blocks, then a block spending {INPUTS} outputs)...");

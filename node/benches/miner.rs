@@ -116,6 +116,9 @@ fn main() {
     let measuring = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
     let (rounds, round) =
         if measuring { (5, Duration::from_millis(1000)) } else { (1, Duration::from_millis(50)) };
+    if !measuring {
+        eprintln!("smoke run (no --bench): the numbers below are not measurements");
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     let (mut miner_one, mut inner, mut compress, mut miner_all) = (0f64, 0f64, 0f64, 0f64);

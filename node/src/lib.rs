@@ -13,6 +13,7 @@ pub mod mempool;
 pub mod miner;
 pub mod node;
 pub mod p2p;
+pub mod rpc;
 pub mod store;
 pub mod template;
 pub mod utxo_digest;

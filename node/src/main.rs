@@ -30,6 +30,18 @@ enum Command {
     Run(RunArgs),
     /// Opens a stopped node's data directory, checks it, and prints its tip.
     Inspect(DirArgs),
+    /// Calls a method on a running node's RPC socket and prints the JSON result.
+    Call {
+        #[command(flatten)]
+        dir: DirArgs,
+        /// The RPC socket (default: rpc.sock in the network's data directory).
+        #[arg(long, env = "TINYCHAIN_RPC_SOCKET")]
+        rpc_socket: Option<PathBuf>,
+        /// The method, e.g. getblockchaininfo.
+        method: String,
+        /// Parameters, each JSON (a bare word is taken as a string).
+        params: Vec<String>,
+    },
     /// Prints a network's consensus parameters and genesis block.
     Params {
         /// The network.
@@ -64,6 +76,9 @@ struct RunArgs {
     /// Address to listen on for peers (repeatable), e.g. /ip4/0.0.0.0/tcp/9333.
     #[arg(long = "listen", value_name = "MULTIADDR")]
     listen: Vec<Multiaddr>,
+    /// The RPC socket's path (default: rpc.sock in the network's data directory).
+    #[arg(long, env = "TINYCHAIN_RPC_SOCKET")]
+    rpc_socket: Option<PathBuf>,
     /// A peer to connect to at start, with its /p2p/<peer id> (repeatable).
     #[arg(
         long = "bootstrap",
@@ -116,11 +131,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 mining: MiningConfig { enabled: args.mine, pay_to, threads },
                 p2p: p2p::Config { listen, bootstrap: args.bootstrap, ..Default::default() },
                 core: Default::default(),
+                rpc_socket: args.rpc_socket,
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
             runtime.block_on(node::run(config))
         }
         Command::Inspect(dir) => inspect(&dir),
+        Command::Call { dir, rpc_socket, method, params } => {
+            let socket =
+                rpc_socket.unwrap_or_else(|| dir.datadir.join(dir.network.name()).join("rpc.sock"));
+            let params: Vec<serde_json::Value> = params
+                .iter()
+                .map(|p| {
+                    serde_json::from_str(p).unwrap_or_else(|_| serde_json::Value::String(p.clone()))
+                })
+                .collect();
+            let result = call(&socket, &method, params)?;
+            println!("{}", serde_json::to_string_pretty(&result)?);
+            Ok(())
+        }
         Command::Params { network } => {
             let params = Params::new(network);
             let genesis = params.genesis_block();
@@ -135,6 +164,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Sends one JSON-RPC request over the socket and returns its result.
+fn call(
+    socket: &std::path::Path,
+    method: &str,
+    params: Vec<serde_json::Value>,
+) -> anyhow::Result<serde_json::Value> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).with_context(|| {
+        format!("cannot reach the node at {} (is it running?)", socket.display())
+    })?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+    let request =
+        serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+    writeln!(stream, "{request}")?;
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line)?;
+    let reply: serde_json::Value = serde_json::from_str(&line).context("the node's reply")?;
+    if let Some(error) = reply.get("error") {
+        anyhow::bail!(
+            "{} (code {})",
+            error.get("message").and_then(|m| m.as_str()).unwrap_or("unknown error"),
+            error.get("code").unwrap_or(&serde_json::Value::Null)
+        );
+    }
+    Ok(reply.get("result").cloned().unwrap_or(serde_json::Value::Null))
 }
 
 /// The default listen address: all interfaces, the network's port.

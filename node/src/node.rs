@@ -23,6 +23,7 @@ use crate::datadir::DataDir;
 use crate::miner::Miner;
 use crate::p2p::protocol::{MAX_BLOCKS_PER_RESPONSE, MAX_RESPONSE_SIZE, Request, Response, Status};
 use crate::p2p::{self, NetEvent, Network};
+use crate::rpc::{self, RpcCall, RpcError, methods};
 use crate::store::redb::RedbStore;
 
 /// How often the miner's template is rebuilt to pick up new transactions.
@@ -31,6 +32,8 @@ const TEMPLATE_REFRESH: Duration = Duration::from_secs(5);
 const PEER_MAINTENANCE: Duration = Duration::from_secs(10);
 /// Found blocks waiting for the event loop, at most.
 const FOUND_QUEUE: usize = 16;
+/// RPC requests waiting for the event loop, at most.
+const RPC_QUEUE: usize = 64;
 
 /// Mining settings.
 #[derive(Debug, Clone)]
@@ -56,6 +59,8 @@ pub struct Config {
     pub p2p: p2p::Config,
     /// The core's parts.
     pub core: core::Config,
+    /// The RPC socket path (default: `rpc.sock` in the network's data directory).
+    pub rpc_socket: Option<PathBuf>,
 }
 
 /// Returns the current unix time in seconds.
@@ -72,6 +77,8 @@ struct Node {
     miner: Option<(Miner, PubkeyHash)>,
     /// The peer we are downloading blocks from, if any.
     sync_peer: Option<PeerId>,
+    /// Set by the `stop` RPC.
+    stop_requested: bool,
 }
 
 /// Runs the node until SIGINT or SIGTERM.
@@ -114,7 +121,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         (true, None) => anyhow::bail!("mining needs an address to pay (--mine-address)"),
         _ => None,
     };
-    let mut node = Node { core, net, miner, sync_peer: None };
+    let mut node = Node { core, net, miner, sync_peer: None, stop_requested: false };
+
+    let socket = config.rpc_socket.clone().unwrap_or_else(|| datadir.path().join("rpc.sock"));
+    let listener = rpc::server::bind(&socket).await?;
+    let (rpc_tx, mut rpc_rx) = mpsc::channel::<RpcCall>(RPC_QUEUE);
+    let rpc_task =
+        tokio::spawn(rpc::server::serve(listener, rpc::Config::new(socket.clone()), rpc_tx));
 
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     let mut refresh = tokio::time::interval(TEMPLATE_REFRESH);
@@ -148,10 +161,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 }
                 node.maybe_sync();
             }
+            Some(call) = rpc_rx.recv() => {
+                let result = node.on_rpc(&call.method, &call.params);
+                let _ = call.reply.send(result);
+                if node.stop_requested {
+                    break;
+                }
+            }
             _ = &mut shutdown => break,
         }
     }
     info!("shutting down");
+    rpc_task.abort();
+    let _ = std::fs::remove_file(&socket);
     if let Some((miner, _)) = node.miner.take() {
         miner.shutdown();
     }
@@ -168,6 +190,101 @@ impl Node {
             tip: chain.tip(),
             height: chain.height(),
             chainwork: chain.tip_entry().chainwork,
+        }
+    }
+
+    fn on_rpc(
+        &mut self,
+        method: &str,
+        params: &[serde_json::Value],
+    ) -> Result<serde_json::Value, RpcError> {
+        use serde_json::json;
+        let now = unix_now();
+        if let Some(result) = methods::chain_method(&mut self.core, method, params, now) {
+            if method == "sendrawtransaction" {
+                // chain_method accepted it; relay it.
+                if let Ok(txid) = &result
+                    && let Some(txid) = txid.as_str().and_then(|t| t.parse().ok())
+                    && let Some(entry) = self.core.mempool().get(&txid)
+                {
+                    let tx = entry.tx.clone();
+                    self.net.publish_tx(&tx);
+                }
+            }
+            return result;
+        }
+        let chain = self.core.chain();
+        match method {
+            "getblockchaininfo" => {
+                let tip = chain.tip_entry();
+                let best_peer = self.net.statuses().map(|(_, s)| s.height).max().unwrap_or(0);
+                let headers = chain.index().best_header_height();
+                Ok(json!({
+                    "chain": chain.params().network.name(),
+                    "blocks": chain.height(),
+                    "headers": headers.max(chain.height()),
+                    "bestblockhash": chain.tip().to_string(),
+                    "chainwork": tip.chainwork.to_string(),
+                    "difficulty": methods::difficulty(chain.params(), &tip.header),
+                    "mediantime": chain.median_time_past(),
+                    "initialblockdownload": self.sync_peer.is_some(),
+                    "verificationprogress": if best_peer > chain.height() {
+                        f64::from(chain.height()) / f64::from(best_peer)
+                    } else {
+                        1.0
+                    },
+                    "utxo_digest": chain.utxo_digest().to_string(),
+                }))
+            }
+            "getpeerinfo" => Ok(json!(self.net.peer_info())),
+            "getnetworkinfo" => Ok(self.net.network_info()),
+            "getmininginfo" => {
+                let tip = chain.tip_entry();
+                Ok(json!({
+                    "blocks": chain.height(),
+                    "difficulty": methods::difficulty(chain.params(), &tip.header),
+                    "mining": self.miner.is_some(),
+                    "threads": self.miner.as_ref().map_or(0, |(m, _)| m.threads()),
+                    "hashes": self.miner.as_ref().map_or(0, |(m, _)| m.hashes()),
+                    "pooledtx": self.core.mempool().len(),
+                }))
+            }
+            "generatetoaddress" => {
+                let count = methods::param_u64(params, 0, "nblocks")?;
+                if count > methods::MAX_GENERATE {
+                    return Err(RpcError::invalid_params(format!(
+                        "at most {} blocks per call",
+                        methods::MAX_GENERATE
+                    )));
+                }
+                let address = methods::param_addresses(params, 1, chain.params())?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| RpcError::invalid_params("parameter 2 (address) is required"))?;
+                let (hashes, outputs) = self
+                    .core
+                    .generate(count as u32, address.pubkey_hash(), now)
+                    .map_err(|e| RpcError::rejected(e.to_string()))?;
+                for hash in &hashes {
+                    if let Ok(Some(block)) = self.core.chain().block(hash) {
+                        self.net.publish_block(&block);
+                    }
+                }
+                self.carry_out(outputs);
+                Ok(json!(hashes.iter().map(|h| h.to_string()).collect::<Vec<_>>()))
+            }
+            "submitblock" => {
+                let (answer, block) = methods::submitblock(&mut self.core, params, now)?;
+                if let Some(block) = block {
+                    self.net.publish_block(&block);
+                }
+                Ok(answer)
+            }
+            "stop" => {
+                self.stop_requested = true;
+                Ok(json!("tinychain-node stopping"))
+            }
+            _ => Err(RpcError::method_not_found(method)),
         }
     }
 

@@ -189,6 +189,16 @@ impl BlockIndex {
         out
     }
 
+    /// Returns the greatest height of any known valid-so-far header.
+    pub fn best_header_height(&self) -> u32 {
+        self.entries
+            .values()
+            .filter(|e| !e.status.is_invalid())
+            .map(|e| e.height)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Returns the children of `hash`.
     pub fn children(&self, hash: &BlockHash) -> &[BlockHash] {
         self.children.get(hash).map(Vec::as_slice).unwrap_or(&[])

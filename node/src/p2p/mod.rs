@@ -298,6 +298,47 @@ impl Network {
         self.swarm.connected_peers().copied().collect()
     }
 
+    /// Returns what is known of each connected peer (for `getpeerinfo`).
+    pub fn peer_info(&self) -> Vec<serde_json::Value> {
+        let mesh: HashSet<PeerId> = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .mesh_peers(&self.blocks_topic.hash())
+            .copied()
+            .collect();
+        self.swarm
+            .connected_peers()
+            .map(|peer| {
+                let status = self.statuses.get(peer);
+                serde_json::json!({
+                    "id": peer.to_string(),
+                    "height": status.map(|s| s.height),
+                    "tip": status.map(|s| s.tip.to_string()),
+                    "chainwork": status.map(|s| s.chainwork.to_string()),
+                    "score": self.scores.get(peer).copied().unwrap_or(0),
+                    "blocks_mesh": mesh.contains(peer),
+                    "bootstrap": self.bootstrap_peers.contains(peer),
+                })
+            })
+            .collect()
+    }
+
+    /// Returns the node's own network facts (for `getnetworkinfo`).
+    pub fn network_info(&self) -> serde_json::Value {
+        let id = self.local_peer_id();
+        serde_json::json!({
+            "peer_id": id.to_string(),
+            "network_id": self.network_id,
+            "connections": self.peer_count(),
+            "listen": self
+                .swarm
+                .listeners()
+                .map(|a| a.clone().with(Protocol::P2p(id)).to_string())
+                .collect::<Vec<_>>(),
+        })
+    }
+
     /// Returns the number of connected peers.
     pub fn peer_count(&self) -> usize {
         self.swarm.connected_peers().count()

@@ -1,0 +1,354 @@
+//! The RPC methods, named after bitcoind's, answered from the core's state.
+//!
+//! Owns parameter parsing and the JSON shape of each answer. Runs inside the
+//! event loop (the core's one owner), so answers are consistent snapshots.
+
+use serde_json::{Value, json};
+use tinychain_protocol::keys::Address;
+use tinychain_protocol::params::Params;
+use tinychain_protocol::pow::Target;
+use tinychain_protocol::{Block, BlockHash, BlockHeader, Transaction, Txid};
+
+use super::server::RpcError;
+use crate::core::{BlockOutcome, Core};
+use crate::store::Store;
+
+/// Largest `generatetoaddress` count in one call.
+pub const MAX_GENERATE: u64 = 10_000;
+/// Largest number of coins or history records returned per address.
+const MAX_ADDRESS_ROWS: usize = 10_000;
+
+/// Reads parameter `i` as a string.
+pub fn param_str(params: &[Value], i: usize, name: &str) -> Result<String, RpcError> {
+    params.get(i).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| {
+        RpcError::invalid_params(format!("parameter {} ({name}) must be a string", i + 1))
+    })
+}
+
+/// Reads parameter `i` as an unsigned integer.
+pub fn param_u64(params: &[Value], i: usize, name: &str) -> Result<u64, RpcError> {
+    params.get(i).and_then(Value::as_u64).ok_or_else(|| {
+        RpcError::invalid_params(format!(
+            "parameter {} ({name}) must be a non-negative integer",
+            i + 1
+        ))
+    })
+}
+
+fn param_hash<T: std::str::FromStr>(params: &[Value], i: usize, name: &str) -> Result<T, RpcError>
+where
+    T::Err: std::fmt::Display,
+{
+    param_str(params, i, name)?
+        .parse()
+        .map_err(|e| RpcError::invalid_params(format!("parameter {} ({name}): {e}", i + 1)))
+}
+
+fn decode_hex(s: &str, what: &str) -> Result<Vec<u8>, RpcError> {
+    hex::decode(s).map_err(|e| RpcError::invalid_params(format!("{what} must be hex: {e}")))
+}
+
+/// Parses the addresses parameter: one string or an array of strings.
+pub fn param_addresses(
+    params: &[Value],
+    i: usize,
+    network: &Params,
+) -> Result<Vec<Address>, RpcError> {
+    let raw: Vec<String> = match params.get(i) {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<_>>()
+            .ok_or_else(|| RpcError::invalid_params("addresses must be strings"))?,
+        _ => return Err(RpcError::invalid_params("parameter 1 (addresses) is required")),
+    };
+    raw.iter()
+        .map(|a| {
+            Address::parse(a, network.network)
+                .map_err(|e| RpcError::invalid_params(format!("address {a}: {e}")))
+        })
+        .collect()
+}
+
+/// Difficulty as bitcoind reports it: how many times harder than the easiest target.
+pub fn difficulty(params: &Params, header: &BlockHeader) -> f64 {
+    let Ok(target) = header.bits.to_target() else { return 0.0 };
+    let work = target.to_work().to_f64();
+    let base = params.pow_limit.to_work().to_f64();
+    if base == 0.0 { 0.0 } else { work / base }
+}
+
+/// The JSON view of a header.
+pub fn header_json<S: Store, P: Clone>(core: &Core<S, P>, hash: &BlockHash) -> Option<Value> {
+    let chain = core.chain();
+    let entry = chain.index().get(hash)?;
+    let confirmations =
+        if chain.is_active(hash) { i64::from(chain.height() - entry.height) + 1 } else { -1 };
+    let next = chain.hash_at(entry.height + 1).filter(|_| chain.is_active(hash));
+    Some(json!({
+        "hash": hash.to_string(),
+        "confirmations": confirmations,
+        "height": entry.height,
+        "version": entry.header.version,
+        "merkleroot": entry.header.merkle_root.to_string(),
+        "time": entry.header.time,
+        "nonce": entry.header.nonce,
+        "bits": format!("{:08x}", entry.header.bits.to_consensus()),
+        "difficulty": difficulty(chain.params(), &entry.header),
+        "chainwork": entry.chainwork.to_string(),
+        "status": format!("{:?}", entry.status),
+        "previousblockhash": entry.header.prev_blockhash.to_string(),
+        "nextblockhash": next.map(|h| h.to_string()),
+        "hex": hex::encode(entry.header.to_bytes()),
+    }))
+}
+
+/// The JSON view of a transaction.
+pub fn tx_json(tx: &Transaction, params: &Params) -> Value {
+    json!({
+        "txid": tx.txid().to_string(),
+        "size": tx.size(),
+        "version": tx.version,
+        "locktime": tx.locktime,
+        "coinbase": tx.is_coinbase(),
+        "vin": tx.inputs.iter().map(|i| json!({
+            "txid": i.prev_out.txid.to_string(),
+            "vout": i.prev_out.vout,
+            "sequence": i.sequence,
+        })).collect::<Vec<_>>(),
+        "vout": tx.outputs.iter().enumerate().map(|(n, o)| json!({
+            "n": n,
+            "value": o.value.to_string(),
+            "belushis": o.value.to_belushis(),
+            "address": Address::new(params.network, o.pubkey_hash).to_string(),
+        })).collect::<Vec<_>>(),
+        "hex": hex::encode(tx.encode()),
+    })
+}
+
+/// Answers the chain and mempool methods (those that need no network or miner).
+///
+/// Returns `None` for a method this function does not know.
+pub fn chain_method<S: Store, P: Clone>(
+    core: &mut Core<S, P>,
+    method: &str,
+    params: &[Value],
+    now: u64,
+) -> Option<Result<Value, RpcError>> {
+    Some(match method {
+        "getbestblockhash" => Ok(json!(core.chain().tip().to_string())),
+        "getblockcount" => Ok(json!(core.chain().height())),
+        "getblockhash" => getblockhash(core, params),
+        "getblockheader" => getblockheader(core, params),
+        "getblock" => getblock(core, params),
+        "getrawtransaction" | "gettransaction" => gettransaction(core, params),
+        "getmempoolinfo" => Ok(json!({
+            "size": core.mempool().len(),
+            "bytes": core.mempool().total_bytes(),
+            "orphans": core.mempool().orphan_count(),
+        })),
+        "getrawmempool" => {
+            let mut txids: Vec<String> =
+                core.mempool().entries().map(|(t, _)| t.to_string()).collect();
+            txids.sort();
+            Ok(json!(txids))
+        }
+        "getaddressutxos" => getaddressutxos(core, params),
+        "getaddresshistory" => getaddresshistory(core, params),
+        "sendrawtransaction" => return Some(sendrawtransaction(core, params, now).map(|(v, _)| v)),
+        _ => return None,
+    })
+}
+
+fn getblockhash<S: Store, P: Clone>(
+    core: &Core<S, P>,
+    params: &[Value],
+) -> Result<Value, RpcError> {
+    let height = param_u64(params, 0, "height")?;
+    u32::try_from(height)
+        .ok()
+        .and_then(|h| core.chain().hash_at(h))
+        .map(|h| json!(h.to_string()))
+        .ok_or_else(|| RpcError::invalid_params(format!("block height {height} out of range")))
+}
+
+fn getblockheader<S: Store, P: Clone>(
+    core: &Core<S, P>,
+    params: &[Value],
+) -> Result<Value, RpcError> {
+    let hash: BlockHash = param_hash(params, 0, "blockhash")?;
+    header_json(core, &hash).ok_or_else(|| RpcError::not_found(format!("block {hash} not found")))
+}
+
+fn getblock<S: Store, P: Clone>(core: &Core<S, P>, params: &[Value]) -> Result<Value, RpcError> {
+    let hash: BlockHash = param_hash(params, 0, "blockhash")?;
+    let verbosity = match params.get(1) {
+        None | Some(Value::Null) => 1,
+        Some(v) => v
+            .as_u64()
+            .filter(|v| *v <= 2)
+            .ok_or_else(|| RpcError::invalid_params("parameter 2 (verbosity) must be 0, 1 or 2"))?,
+    };
+    let block: Block = core
+        .chain()
+        .block(&hash)
+        .map_err(|e| RpcError::internal(e.to_string()))?
+        .ok_or_else(|| RpcError::not_found(format!("block {hash} not found")))?;
+    if verbosity == 0 {
+        return Ok(json!(hex::encode(block.encode())));
+    }
+    let mut view = header_json(core, &hash).unwrap_or_else(|| json!({}));
+    let params_ = core.chain().params();
+    view["size"] = json!(block.size());
+    view["tx"] = if verbosity == 1 {
+        json!(block.txdata.iter().map(|t| t.txid().to_string()).collect::<Vec<_>>())
+    } else {
+        json!(block.txdata.iter().map(|t| tx_json(t, params_)).collect::<Vec<_>>())
+    };
+    Ok(view)
+}
+
+fn gettransaction<S: Store, P: Clone>(
+    core: &Core<S, P>,
+    params: &[Value],
+) -> Result<Value, RpcError> {
+    let txid: Txid = param_hash(params, 0, "txid")?;
+    let chain = core.chain();
+    if let Some(entry) = core.mempool().get(&txid) {
+        let mut view = tx_json(&entry.tx, chain.params());
+        view["status"] = json!("mempool");
+        view["fee"] = json!(entry.fee.to_belushis());
+        return Ok(view);
+    }
+    let location =
+        chain.store().tx_location(&txid).map_err(|e| RpcError::internal(e.to_string()))?;
+    let Some(location) = location else {
+        return Err(RpcError::not_found(format!(
+            "transaction {txid} is not in the mempool or the active chain"
+        )));
+    };
+    let block = chain
+        .block(&location.block)
+        .map_err(|e| RpcError::internal(e.to_string()))?
+        .ok_or_else(|| RpcError::internal("indexed block missing"))?;
+    let tx = block
+        .txdata
+        .get(location.index as usize)
+        .ok_or_else(|| RpcError::internal("indexed transaction missing"))?;
+    let height = chain.index().get(&location.block).map_or(0, |e| e.height);
+    let mut view = tx_json(tx, chain.params());
+    view["status"] = json!("confirmed");
+    view["blockhash"] = json!(location.block.to_string());
+    view["height"] = json!(height);
+    view["confirmations"] = json!(chain.height() - height + 1);
+    Ok(view)
+}
+
+fn getaddressutxos<S: Store, P: Clone>(
+    core: &Core<S, P>,
+    params: &[Value],
+) -> Result<Value, RpcError> {
+    let chain = core.chain();
+    let addresses = param_addresses(params, 0, chain.params())?;
+    let mut rows = Vec::new();
+    for address in addresses {
+        let coins = chain
+            .store()
+            .address_coins(&address.pubkey_hash(), MAX_ADDRESS_ROWS)
+            .map_err(|e| RpcError::internal(e.to_string()))?;
+        for (outpoint, coin) in coins {
+            let confirmations = chain.height() - coin.height + 1;
+            let mature = !coin.is_coinbase
+                || chain.height() + 1 - coin.height >= chain.params().coinbase_maturity;
+            rows.push(json!({
+                "address": address.to_string(),
+                "txid": outpoint.txid.to_string(),
+                "vout": outpoint.vout,
+                "belushis": coin.output.value.to_belushis(),
+                "height": coin.height,
+                "coinbase": coin.is_coinbase,
+                "confirmations": confirmations,
+                "mature": mature,
+                "spent_in_mempool": core.mempool().spender(&outpoint).map(|t| t.to_string()),
+            }));
+        }
+    }
+    Ok(json!(rows))
+}
+
+fn getaddresshistory<S: Store, P: Clone>(
+    core: &Core<S, P>,
+    params: &[Value],
+) -> Result<Value, RpcError> {
+    let chain = core.chain();
+    let addresses = param_addresses(params, 0, chain.params())?;
+    let mut rows = Vec::new();
+    for address in addresses {
+        let history = chain
+            .store()
+            .address_history(&address.pubkey_hash(), MAX_ADDRESS_ROWS)
+            .map_err(|e| RpcError::internal(e.to_string()))?;
+        for (height, txid) in history {
+            rows.push(json!({ "address": address.to_string(), "txid": txid.to_string(), "height": height }));
+        }
+        for (txid, entry) in core.mempool().entries() {
+            if entry.tx.outputs.iter().any(|o| o.pubkey_hash == address.pubkey_hash()) {
+                rows.push(json!({ "address": address.to_string(), "txid": txid.to_string(), "height": null }));
+            }
+        }
+    }
+    Ok(json!(rows))
+}
+
+/// Accepts a raw transaction into the mempool; returns its txid and whether it is new.
+///
+/// # Errors
+///
+/// Bad hex or encoding, or the typed rejection reason.
+pub fn sendrawtransaction<S: Store, P: Clone>(
+    core: &mut Core<S, P>,
+    params: &[Value],
+    now: u64,
+) -> Result<(Value, Option<Transaction>), RpcError> {
+    let bytes = decode_hex(&param_str(params, 0, "hexstring")?, "the transaction")?;
+    let tx = Transaction::decode(&bytes)
+        .map_err(|e| RpcError::invalid_params(format!("transaction decode failed: {e}")))?;
+    let txid = tx.txid();
+    let (result, _) =
+        core.handle_tx(tx.clone(), None, now).map_err(|e| RpcError::internal(e.to_string()))?;
+    match result {
+        Ok(crate::mempool::Accepted::New { .. }) => Ok((json!(txid.to_string()), Some(tx))),
+        Ok(crate::mempool::Accepted::AlreadyKnown) => Ok((json!(txid.to_string()), None)),
+        Err(reason) => Err(RpcError::rejected(reason.to_string())),
+    }
+}
+
+/// Submits a raw block; returns bitcoind's answer (null when accepted) and the block if new.
+///
+/// # Errors
+///
+/// Bad hex or encoding.
+pub fn submitblock<S: Store, P: Clone>(
+    core: &mut Core<S, P>,
+    params: &[Value],
+    now: u64,
+) -> Result<(Value, Option<Block>), RpcError> {
+    let bytes = decode_hex(&param_str(params, 0, "hexdata")?, "the block")?;
+    let block = Block::decode(&bytes)
+        .map_err(|e| RpcError::invalid_params(format!("block decode failed: {e}")))?;
+    let (outcome, _) = core
+        .handle_block(block.clone(), None, now)
+        .map_err(|e| RpcError::internal(e.to_string()))?;
+    Ok(match outcome {
+        BlockOutcome::Accepted => (Value::Null, Some(block)),
+        BlockOutcome::Duplicate => (json!("duplicate"), None),
+        BlockOutcome::Orphan => (json!("inconclusive: parent unknown"), None),
+        BlockOutcome::Premature(r) | BlockOutcome::Invalid(r) => (json!(r), None),
+    })
+}
+
+/// Difficulty of a target relative to the pow limit (for getmininginfo).
+pub fn target_difficulty(params: &Params, target: &Target) -> f64 {
+    target.to_work().to_f64() / params.pow_limit.to_work().to_f64()
+}
