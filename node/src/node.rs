@@ -87,6 +87,7 @@ struct Node {
 ///
 /// The data directory, store, network or miner cannot be set up, or the store fails.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal()?;
     let params = Params::new(config.network);
     let genesis = params.genesis_hash();
     let datadir = DataDir::open(&config.datadir, config.network)?;
@@ -133,7 +134,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut refresh = tokio::time::interval(TEMPLATE_REFRESH);
     let mut maintenance = tokio::time::interval(PEER_MAINTENANCE);
     let mut last_hashes = 0u64;
-    let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -459,25 +459,17 @@ impl Node {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+/// Installs the SIGINT and SIGTERM handlers now (so a signal that arrives during
+/// start-up is not lost to the default action) and returns a future that
+/// completes when either arrives.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    Ok(async move {
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
+    })
 }

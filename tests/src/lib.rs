@@ -123,7 +123,7 @@ impl NodeProcess {
     pub fn listen_address(&self) -> String {
         self.log
             .iter()
-            .find(|l| l.contains("listening"))
+            .find(|l| l.contains("listening address="))
             .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("address=")))
             .expect("the node logged its listen address")
             .to_string()

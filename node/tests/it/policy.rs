@@ -375,9 +375,12 @@ fn assert_parents_first(core: &TestCore, txs: &[Transaction]) {
     }
 }
 
-/// A mempool with two packages and two lone transactions, all of one size:
-/// `poor` (1/byte) with child `rich` (20/byte), package rate 10.5;
-/// `high` (8/byte) with child `low` (1/byte), package rate 4.5; `mid` (5/byte).
+/// A mempool of three parent-child pairs and a lone transaction, all of one size:
+/// - `poor` (1/byte) with child `rich` (20/byte): ancestor rate 10.5 for `rich`;
+/// - `high` (8/byte) with child `low` (1/byte): ancestor rate 4.5 for `low`;
+/// - `base` (1/byte) with child `topping` (6/byte): ancestor rate 3.5 for `topping`,
+///   though `topping` alone pays more than `mid`;
+/// - `mid` (5/byte).
 struct Scene {
     core: TestCore,
     size: u64,
@@ -385,7 +388,16 @@ struct Scene {
     rich: Transaction,
     high: Transaction,
     low: Transaction,
+    base: Transaction,
+    topping: Transaction,
     mid: Transaction,
+}
+
+impl Scene {
+    /// Every transaction, in arrival order.
+    fn all(&self) -> [&Transaction; 7] {
+        [&self.mid, &self.poor, &self.high, &self.low, &self.base, &self.topping, &self.rich]
+    }
 }
 
 fn scene() -> Scene {
@@ -395,13 +407,16 @@ fn scene() -> Scene {
     let rich = at_rate(out(&poor, 0), 20, 2, 3);
     let high = at_rate(utxos[1], 8, 1, 4);
     let low = at_rate(out(&high, 0), 1, 4, 5);
+    let base = at_rate(utxos[3], 1, 1, 7);
+    let topping = at_rate(out(&base, 0), 6, 7, 8);
     let mid = at_rate(utxos[2], 5, 1, 6);
-    for tx in [&mid, &poor, &high, &low, &rich] {
-        accepted(&mut core, tx);
-    }
     let size = poor.size();
-    assert!([&rich, &high, &low, &mid].iter().all(|t| t.size() == size), "precondition");
-    Scene { core, size, poor, rich, high, low, mid }
+    let mut s = Scene { core, size, poor, rich, high, low, base, topping, mid };
+    for tx in s.all().map(Clone::clone) {
+        accepted(&mut s.core, &tx);
+    }
+    assert!(s.all().iter().all(|t| t.size() == size), "precondition: one size");
+    s
 }
 
 #[test]
@@ -411,27 +426,30 @@ fn the_template_orders_by_ancestor_fee_rate_with_parents_first() {
     let body = &template.block.txdata[1..];
     assert_eq!(
         body,
-        [&s.poor, &s.rich, &s.high, &s.mid, &s.low].map(Clone::clone),
-        "the rich child pulls its poor parent ahead of mid; low waits behind mid"
+        [&s.poor, &s.rich, &s.high, &s.mid, &s.low, &s.base, &s.topping].map(Clone::clone),
+        "rich pulls poor in ahead of mid; topping, richer than mid alone, is not as a package"
     );
     assert_parents_first(&s.core, body);
     let fees = sum(body.iter().map(|t| fee_of(&s.core, t)));
     assert_eq!(template.fees, fees);
-    assert_eq!(fees, Amount::from_belushis((1 + 20 + 8 + 5 + 1) * s.size));
+    assert_eq!(fees, Amount::from_belushis((1 + 20 + 8 + 5 + 1 + 1 + 6) * s.size));
 }
 
 #[test]
 fn selection_skips_packages_that_do_not_fit() {
     let s = scene();
     let mempool = s.core.mempool();
-    let cases: [(u64, Vec<&Transaction>); 6] = [
+    let cases: [(u64, Vec<&Transaction>); 8] = [
         (0, vec![]),
         // The rich package (two transactions) does not fit: the next best lone one does.
         (s.size, vec![&s.high]),
         (2 * s.size - 1, vec![&s.high]),
         (2 * s.size, vec![&s.poor, &s.rich]),
         (4 * s.size, vec![&s.poor, &s.rich, &s.high, &s.mid]),
-        (100 * s.size, vec![&s.poor, &s.rich, &s.high, &s.mid, &s.low]),
+        (5 * s.size, vec![&s.poor, &s.rich, &s.high, &s.mid, &s.low]),
+        // The topping package does not fit in the last slot; its parent alone does.
+        (6 * s.size, vec![&s.poor, &s.rich, &s.high, &s.mid, &s.low, &s.base]),
+        (100 * s.size, vec![&s.poor, &s.rich, &s.high, &s.mid, &s.low, &s.base, &s.topping]),
     ];
     for (max_bytes, expected) in cases {
         let (txs, fees) = select_transactions(mempool, max_bytes);
@@ -461,13 +479,13 @@ fn a_child_is_never_selected_without_its_parent() {
 #[test]
 fn the_mined_coinbase_pays_exactly_subsidy_plus_fees() {
     let mut s = scene();
-    let fees = sum([&s.poor, &s.rich, &s.high, &s.low, &s.mid].map(|t| fee_of(&s.core, t)));
+    let fees = sum(s.all().map(|t| fee_of(&s.core, t)));
     let height = s.core.chain().height() + 1;
     let mined = mine(&mut s.core, 1, pkh(9));
     let coinbase = &mined[0].txdata[0];
     let subsidy = block_subsidy(height, s.core.chain().params());
     assert_eq!(coinbase.outputs, vec![pay(9, subsidy.checked_add(fees).expect("small"))]);
-    assert_eq!(mined[0].txdata.len(), 6);
+    assert_eq!(mined[0].txdata.len(), 8);
     assert!(s.core.mempool().is_empty(), "all mined");
 }
 

@@ -19,7 +19,7 @@ fn start(datadir: &str, extra: &[&str]) -> (NodeProcess, String) {
     ];
     args.extend_from_slice(extra);
     let mut node = NodeProcess::start(&args);
-    let line = node.wait_for_log("listening", DEADLINE);
+    let line = node.wait_for_log("listening address=", DEADLINE);
     let addr = line
         .split_whitespace()
         .find_map(|w| w.strip_prefix("address="))
