@@ -1,5 +1,4 @@
 //! `tinychain-node`: runs a tinychain full node, and inspects one's data directory.
-#![allow(clippy::print_stdout)] // A command-line program's output goes to stdout.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -147,22 +146,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .collect();
             let result = call(&socket, &method, params)?;
-            println!("{}", serde_json::to_string_pretty(&result)?);
-            Ok(())
+            emit(&format!("{}\n", serde_json::to_string_pretty(&result)?))
         }
         Command::Params { network } => {
             let params = Params::new(network);
             let genesis = params.genesis_block();
-            println!("network:                {network}");
-            println!("genesis hash:           {}", genesis.block_hash());
-            println!("genesis block:          {}", hex::encode(genesis.encode()));
-            println!("pow limit:              {}", params.pow_limit);
-            println!("target spacing:         {} s", params.target_spacing);
-            println!("coinbase maturity:      {} blocks", params.coinbase_maturity);
-            println!("halving interval:       {} blocks", params.subsidy_halving_interval);
-            println!("max future block time:  {} s", params.max_future_block_time);
-            Ok(())
+            emit(&format!(
+                "network:                {network}\n\
+                 genesis hash:           {}\n\
+                 genesis block:          {}\n\
+                 pow limit:              {}\n\
+                 target spacing:         {} s\n\
+                 coinbase maturity:      {} blocks\n\
+                 halving interval:       {} blocks\n\
+                 max future block time:  {} s\n",
+                genesis.block_hash(),
+                hex::encode(genesis.encode()),
+                params.pow_limit,
+                params.target_spacing,
+                params.coinbase_maturity,
+                params.subsidy_halving_interval,
+                params.max_future_block_time,
+            ))
         }
+    }
+}
+
+/// Writes a command's output to stdout. A reader that went away (`| head`) is not an error.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }
 
@@ -210,10 +226,12 @@ fn inspect(dir: &DirArgs) -> anyhow::Result<()> {
     let config = chain::Config { verify_utxo_on_start: true, ..Default::default() };
     let chain = ChainState::open(store, params, config)?;
     let tip = chain.tip_entry();
-    println!("height {}", chain.height());
-    println!("tip {}", chain.tip());
-    println!("chainwork {}", tip.chainwork);
-    println!("utxo_digest {}", chain.utxo_digest());
-    println!("headers {}", chain.index().len());
-    Ok(())
+    emit(&format!(
+        "height {}\ntip {}\nchainwork {}\nutxo_digest {}\nheaders {}\n",
+        chain.height(),
+        chain.tip(),
+        tip.chainwork,
+        chain.utxo_digest(),
+        chain.index().len()
+    ))
 }

@@ -2,7 +2,6 @@
 //!
 //! For now it makes and inspects keys and addresses offline; the wallet file and
 //! the commands that talk to a node's RPC socket (balance, send, status) come next.
-#![allow(clippy::print_stdout)] // A command-line program's output goes to stdout.
 
 use std::process::ExitCode;
 
@@ -56,16 +55,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     break key;
                 }
             };
-            println!("address {}", key.public_key().address(network));
-            println!("wif {}", key.to_wif(network));
-            Ok(())
+            emit(&format!(
+                "address {}\nwif {}\n",
+                key.public_key().address(network),
+                key.to_wif(network)
+            ))
         }
         Command::AddressInfo { address } => {
             let parsed: Address = address.parse().with_context(|| format!("address {address}"))?;
-            println!("network {}", parsed.network_kind());
-            println!("pubkey_hash {}", hex::encode(parsed.pubkey_hash().to_byte_array()));
-            Ok(())
+            emit(&format!(
+                "network {}\npubkey_hash {}\n",
+                parsed.network_kind(),
+                hex::encode(parsed.pubkey_hash().to_byte_array())
+            ))
         }
+    }
+}
+
+/// Writes a command's output to stdout. A reader that went away (`| head`) is not an error.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }
 
