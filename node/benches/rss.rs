@@ -166,10 +166,10 @@ fn main() {
     );
     eprintln!(
         "  {:>8} {:>9} {:>13} {:>9} {:>14} {:>10}",
-        "blocks", "RSS MiB", "vs 1,000 blks", "redb MiB", "blocks/s (seg)", "blocks/s"
+        "blocks", "RSS MiB", "vs 1st row", "redb MiB", "blocks/s (seg)", "blocks/s"
     );
     let (started, mut segment_start, mut segment_from) = (Instant::now(), Instant::now(), 0u32);
-    let mut rss_at_1000 = None;
+    let mut first_rss = None;
     for height in 1..=blocks {
         let block = next_block(&chain);
         chain.accept_block(&block, NOW).expect("the bench's blocks are valid");
@@ -177,7 +177,7 @@ fn main() {
         assert_eq!(change.connected.len(), 1, "block {height} connects");
         if checkpoints.contains(&height) {
             let rss = rss_mib();
-            let baseline = *rss_at_1000.get_or_insert(rss);
+            let baseline = *first_rss.get_or_insert(rss);
             let segment = f64::from(height - segment_from) / segment_start.elapsed().as_secs_f64();
             let overall = f64::from(height) / started.elapsed().as_secs_f64();
             eprintln!(

@@ -9,6 +9,7 @@
 //! out the event loop's decisions.
 
 pub mod protocol;
+pub mod ratelimit;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -117,6 +118,7 @@ pub struct Network {
     statuses: HashMap<PeerId, Status>,
     pending: HashMap<OutboundRequestId, PeerId>,
     network_id: String,
+    limiter: ratelimit::RateLimiter<PeerId>,
 }
 
 impl std::fmt::Debug for Network {
@@ -277,6 +279,7 @@ impl Network {
             statuses: HashMap::new(),
             pending: HashMap::new(),
             network_id: id,
+            limiter: ratelimit::RateLimiter::new(ratelimit::Config::default()),
         };
         for addr in &config.bootstrap {
             if let Some(Protocol::P2p(peer)) = addr.iter().last() {
@@ -474,6 +477,7 @@ impl Network {
                 info!(peer = %peer_id, reason = ?cause, "connection closed");
                 if num_established == 0 {
                     self.statuses.remove(&peer_id);
+                    self.limiter.remove(&peer_id);
                 }
                 None
             }
@@ -524,7 +528,13 @@ impl Network {
             BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => {
                 match message {
                     request_response::Message::Request { request, channel, .. } => {
-                        Some(NetEvent::Request { peer, request, channel })
+                        if self.limiter.allow(peer, std::time::Instant::now()) {
+                            Some(NetEvent::Request { peer, request, channel })
+                        } else {
+                            debug!(%peer, "request rate limited");
+                            self.respond(channel, Response::Refused("rate limited".into()));
+                            None
+                        }
                     }
                     request_response::Message::Response { request_id, response } => {
                         self.pending.remove(&request_id);
