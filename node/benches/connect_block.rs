@@ -49,6 +49,7 @@ fn config(threads: usize) -> Config {
     Config {
         script_threads: NonZeroUsize::new(threads).expect("at least one thread"),
         verify_utxo_on_start: false,
+        activate_on_start: true,
     }
 }
 

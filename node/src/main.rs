@@ -223,7 +223,12 @@ fn inspect(dir: &DirArgs) -> anyhow::Result<()> {
     let params = Params::new(dir.network);
     let datadir = DataDir::open(&dir.datadir, dir.network)?;
     let store = RedbStore::open(&datadir.store_path(), params.genesis_hash())?;
-    let config = chain::Config { verify_utxo_on_start: true, ..Default::default() };
+    // Only look: do not connect blocks a crash left stored but unconnected.
+    let config = chain::Config {
+        verify_utxo_on_start: true,
+        activate_on_start: false,
+        ..Default::default()
+    };
     let chain = ChainState::open(store, params, config)?;
     let tip = chain.tip_entry();
     emit(&format!(

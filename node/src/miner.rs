@@ -4,7 +4,7 @@
 //! block template with [`Miner::set_job`] whenever the tip changes (and from time
 //! to time, to pick up new transactions); every thread then drops its old work
 //! within a few thousand hashes (well under 50 ms). Each thread searches its own
-//! extra-nonce space (thread index in the high 32 bits, a round counter in the
+//! extra-nonce space (job and thread in the high 32 bits, a round counter in the
 //! low ones), so threads never repeat each other's work, and moves to the next
 //! round when its 2^32 nonces are exhausted. Hashing uses the header midstate:
 //! the first 64 header bytes are hashed once per round, not once per nonce.
@@ -156,8 +156,11 @@ fn mine_loop(index: u64, shared: &Shared, found: &FoundBlock) {
 /// Searches the template until a block is found or the job changes.
 fn search(index: u64, generation: u64, template: &BlockTemplate, shared: &Shared) -> Option<Block> {
     let Ok(target) = template.block.header.bits.to_target() else { return None };
-    for round in 0u64.. {
-        let mut block = with_extra_nonce(template, (index << 32) | round);
+    for round in 0u64..=u64::from(u32::MAX) {
+        // Job, thread and round in the extra nonce: no two searches hash the same
+        // block, even when a job repeats an earlier template.
+        let extra_nonce = ((generation & 0xffff) << 48) | ((index & 0xffff) << 32) | round;
+        let mut block = with_extra_nonce(template, extra_nonce);
         let hasher = HeaderHasher::new(&block.header);
         let time = block.header.time;
         let mut start = 0u32;

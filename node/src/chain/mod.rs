@@ -105,6 +105,9 @@ pub struct Config {
     pub script_threads: NonZeroUsize,
     /// Check the stored UTXO digest against the stored coins at start-up.
     pub verify_utxo_on_start: bool,
+    /// Connect stored blocks with more work than the stored tip at start-up (a
+    /// crash between storing a block and connecting it leaves such blocks).
+    pub activate_on_start: bool,
 }
 
 impl Default for Config {
@@ -112,6 +115,7 @@ impl Default for Config {
         Config {
             script_threads: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
             verify_utxo_on_start: true,
+            activate_on_start: true,
         }
     }
 }
@@ -231,8 +235,12 @@ impl<S: Store> ChainState<S> {
         }
         let mut chain =
             ChainState { params, config, store, index, active, utxo_digest: tip.utxo_digest };
-        let tip_work = chain.tip_entry().chainwork;
-        chain.index.prune_candidates_below(tip_work);
+        if chain.config.activate_on_start {
+            chain.activate_best_chain()?;
+        } else {
+            let tip_work = chain.tip_entry().chainwork;
+            chain.index.prune_candidates_below(tip_work);
+        }
         Ok(chain)
     }
 
@@ -372,7 +380,8 @@ impl<S: Store> ChainState<S> {
         Ok(Accepted::New)
     }
 
-    fn add_entry(
+    /// Makes the index entry of a header on `parent`, without storing it.
+    fn new_entry(
         &mut self,
         hash: BlockHash,
         header: &BlockHeader,
@@ -383,13 +392,23 @@ impl<S: Store> ChainState<S> {
             .chainwork
             .checked_add(work_of(header)?)
             .ok_or(AcceptError::KnownInvalid(hash))?;
-        let entry = IndexEntry {
+        Ok(IndexEntry {
             header: *header,
             height: parent.height + 1,
             chainwork,
             status,
             sequence: self.index.next_sequence(),
-        };
+        })
+    }
+
+    fn add_entry(
+        &mut self,
+        hash: BlockHash,
+        header: &BlockHeader,
+        parent: &IndexEntry,
+        status: BlockStatus,
+    ) -> Result<IndexEntry, AcceptError> {
+        let entry = self.new_entry(hash, header, parent, status)?;
         let mut batch = Batch::default();
         batch.push(Op::PutIndex(hash, entry));
         self.store.write(batch)?;
@@ -441,12 +460,16 @@ impl<S: Store> ChainState<S> {
                     }
                     return Err(AcceptError::Invalid { hash, error: Box::new(error) });
                 }
-                self.add_entry(hash, &block.header, &parent, BlockStatus::HeaderOnly)?
+                // Stored below together with the block: one commit, not two.
+                self.new_entry(hash, &block.header, &parent, BlockStatus::HeaderOnly)?
             }
         };
         let ctx = self.context_after(&block.header.prev_blockhash, now).expect("parent indexed");
         if let Err(error) = contextual_check_block(block, &ctx, &self.params) {
             if error.kind() == Kind::Invalid {
+                if !self.index.contains(&hash) {
+                    self.add_entry(hash, &block.header, &parent, BlockStatus::HeaderOnly)?;
+                }
                 self.mark_invalid(hash)?;
             }
             return Err(AcceptError::Invalid { hash, error: Box::new(error) });

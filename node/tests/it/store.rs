@@ -88,3 +88,28 @@ fn mine_into(core: &mut Core<RedbStore, u32>, n: usize) {
         core.handle_block(block, None, NOW).expect("store");
     }
 }
+
+#[test]
+fn a_block_stored_but_not_connected_before_a_crash_is_connected_at_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("chain.redb");
+    let params = regtest();
+    let block = {
+        let mut core = open(&path);
+        mine_into(&mut core, 2);
+        let mut block = core.block_template(pkh(1), 0).block;
+        solve(&mut block);
+        block
+    };
+    // Simulate the crash window: accepted (stored) but never activated.
+    {
+        let store = RedbStore::open(&path, params.genesis_hash()).expect("opens");
+        let config = chain::Config { activate_on_start: false, ..Default::default() };
+        let mut chain = ChainState::open(store, params.clone(), config).expect("opens");
+        chain.accept_block(&block, u32::MAX).expect("accepted");
+        assert_eq!(chain.height(), 2, "stored, not connected");
+    }
+    let core = open(&path);
+    assert_eq!(core.chain().tip(), block.block_hash(), "connected on start");
+    assert_eq!(core.chain().height(), 3);
+}

@@ -98,3 +98,21 @@ fn a_node_of_another_network_is_refused() {
     let mut b = NodeProcess::start(&args);
     b.wait_for_log("another network", DEADLINE);
 }
+
+#[test]
+fn a_node_that_knows_only_the_seed_discovers_the_others() {
+    let dirs: Vec<_> = (0..5).map(|_| tempfile::tempdir().expect("temp dir")).collect();
+    let path = |i: usize| dirs[i].path().to_str().expect("utf-8").to_string();
+    let (seed, seed_addr) = start(&path(0), &[]);
+    let mut others = Vec::new();
+    for i in 1..4 {
+        others.push(start(&path(i), &["--bootstrap", &seed_addr]));
+    }
+    let (mut e, _) = start(&path(4), &["--bootstrap", &seed_addr]);
+    // E learns B, C and D from the seed (identify → Kademlia) and connects to them.
+    for (_, addr) in &others {
+        let peer_id = addr.rsplit('/').next().expect("a /p2p/ suffix");
+        e.wait_for_log(&format!("connection established peer={peer_id}"), DEADLINE);
+    }
+    drop(seed);
+}
