@@ -40,7 +40,11 @@ const CHECKPOINTS: [u32; 4] = [1_000, 10_000, 50_000, 100_000];
 const NOW: u32 = u32::MAX - 1;
 
 fn config() -> Config {
-    Config { script_threads: NonZeroUsize::MIN, verify_utxo_on_start: false }
+    Config {
+        script_threads: NonZeroUsize::MIN,
+        verify_utxo_on_start: false,
+        activate_on_start: true,
+    }
 }
 
 /// Returns a `kB` field of `/proc/self/status` (`VmRSS`, `VmHWM`), in KiB.
