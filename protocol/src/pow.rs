@@ -423,6 +423,15 @@ pub struct HeaderHasher {
 }
 
 /// Offset of `time` in [`HeaderHasher::tail`] (header byte 68).
+/// The second SHA-256 block of sha256d over 32 bytes: room for the digest, then
+/// the 0x80 terminator and the message length (256 bits), big-endian.
+const SECOND_BLOCK_PADDING: [u8; 64] = {
+    let mut block = [0u8; 64];
+    block[32] = 0x80;
+    block[62] = 0x01; // 256 = 0x0100
+    block
+};
+
 const TAIL_TIME: usize = 4;
 /// Offset of `nonce` in [`HeaderHasher::tail`] (header byte 76).
 const TAIL_NONCE: usize = 12;
@@ -454,13 +463,11 @@ impl HeaderHasher {
         let mut first = self.midstate;
         compress_block(&mut first, &block);
 
-        // Second SHA-256: the 32-byte digest, padding, and length 256 bits.
-        let mut second_block = [0u8; 64];
-        for (chunk, word) in second_block.chunks_exact_mut(4).zip(first) {
+        // Second SHA-256: the 32-byte digest, then constant padding and length.
+        let mut second_block = SECOND_BLOCK_PADDING;
+        for (chunk, word) in second_block[..32].chunks_exact_mut(4).zip(first) {
             chunk.copy_from_slice(&word.to_be_bytes());
         }
-        second_block[32] = 0x80;
-        second_block[56..].copy_from_slice(&256u64.to_be_bytes());
         let mut second = SHA256_IV;
         compress_block(&mut second, &second_block);
 
