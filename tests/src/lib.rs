@@ -68,30 +68,10 @@ impl NodeProcess {
     ///
     /// If the deadline passes or the process's log ends first.
     pub fn wait_for_log(&mut self, needle: &str, deadline: Duration) -> String {
-        let end = Instant::now() + deadline;
         if let Some(line) = self.log.iter().find(|l| l.contains(needle)) {
             return line.clone();
         }
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.log.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!(
-                        "no log line with {needle:?} within {deadline:?}; log:\n{}",
-                        self.log_text()
-                    )
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    panic!("the node's log ended before {needle:?}; log:\n{}", self.log_text())
-                }
-            }
-        }
+        self.wait_for_new_log(needle, deadline)
     }
 
     /// Waits for the next log line (not one already read) containing `needle`.
@@ -110,7 +90,15 @@ impl NodeProcess {
                         return line;
                     }
                 }
-                Err(_) => panic!("no new log line with {needle:?}; log:\n{}", self.log_text()),
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "no log line with {needle:?} within {deadline:?}; log:\n{}",
+                        self.log_text()
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("the node's log ended before {needle:?}; log:\n{}", self.log_text())
+                }
             }
         }
     }
