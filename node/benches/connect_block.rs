@@ -30,9 +30,8 @@ use tinychain_protocol::keys::PrivateKey;
 use tinychain_protocol::merkle::block_merkle_root;
 use tinychain_protocol::params::{Network, Params};
 use tinychain_protocol::sighash;
-use tinychain_protocol::transaction::SEQUENCE_FINAL;
 use tinychain_protocol::validation::block_subsidy;
-use tinychain_protocol::{Amount, Hash256, OutPoint, Transaction, TxIn, TxOut};
+use tinychain_protocol::{Amount, Hash256, OutPoint, Transaction, TxOut};
 
 /// Coins fanned out, and so signatures in the measured block.
 const INPUTS: usize = 2_000;
@@ -91,23 +90,9 @@ fn connect<S: Store>(chain: &mut ChainState<S>, block: &Block) {
 /// A signed transaction spending `from` (owned by the test key) into `outputs`.
 fn spend(from: &[(OutPoint, TxOut)], outputs: Vec<TxOut>) -> Transaction {
     let key = owner();
-    let mut tx = Transaction {
-        version: 1,
-        inputs: from
-            .iter()
-            .map(|(prev_out, _)| TxIn {
-                prev_out: *prev_out,
-                signature: [0; 64],
-                pubkey: [0; 33],
-                sequence: SEQUENCE_FINAL,
-            })
-            .collect(),
-        outputs,
-        locktime: 0,
-    };
-    for (i, (_, spent)) in from.iter().enumerate() {
-        sighash::sign_input(&mut tx, i, spent, &key).expect("the test key owns its coins");
-    }
+    let mut tx = Transaction::spending(from.iter().map(|(op, _)| *op), outputs);
+    let spent: Vec<TxOut> = from.iter().map(|(_, out)| *out).collect();
+    sighash::sign_all(&mut tx, &spent, &key).expect("the test key owns its coins");
     tx
 }
 

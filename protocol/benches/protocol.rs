@@ -22,12 +22,12 @@ use tinychain_protocol::merkle::block_merkle_root;
 use tinychain_protocol::params::{Network, Params};
 use tinychain_protocol::pow::{self, HeaderHasher};
 use tinychain_protocol::sighash::{self, SighashCache};
-use tinychain_protocol::transaction::{COINBASE_MESSAGE_LEN, SEQUENCE_FINAL};
+use tinychain_protocol::transaction::COINBASE_MESSAGE_LEN;
 use tinychain_protocol::validation::{
     self, Coin, block_subsidy, check_block_inputs, check_block_signatures,
 };
 use tinychain_protocol::{Amount, BlockHash, Hash256, OutPoint, PubkeyHash, Transaction};
-use tinychain_protocol::{TxIn, TxOut, Txid};
+use tinychain_protocol::{TxOut, Txid};
 
 /// Transactions in the big block, after its coinbase.
 const BLOCK_TXS: usize = 20;
@@ -59,23 +59,10 @@ fn sample_header() -> BlockHeader {
 fn spend_all(from: &[(OutPoint, TxOut)], owner: &PrivateKey) -> Transaction {
     let total = Amount::checked_sum(from.iter().map(|(_, out)| out.value))
         .expect("the fixture's coins sum to a valid amount");
-    let mut tx = Transaction {
-        version: 1,
-        inputs: from
-            .iter()
-            .map(|(prev_out, _)| TxIn {
-                prev_out: *prev_out,
-                signature: [0; 64],
-                pubkey: [0; 33],
-                sequence: SEQUENCE_FINAL,
-            })
-            .collect(),
-        outputs: vec![TxOut { value: total, pubkey_hash: owner.public_key().pubkey_hash() }],
-        locktime: 0,
-    };
-    for (i, (_, spent)) in from.iter().enumerate() {
-        sighash::sign_input(&mut tx, i, spent, owner).expect("the owner signs its own coins");
-    }
+    let outputs = vec![TxOut { value: total, pubkey_hash: owner.public_key().pubkey_hash() }];
+    let mut tx = Transaction::spending(from.iter().map(|(op, _)| *op), outputs);
+    let spent: Vec<TxOut> = from.iter().map(|(_, out)| *out).collect();
+    sighash::sign_all(&mut tx, &spent, owner).expect("the owner signs its own coins");
     tx
 }
 

@@ -167,6 +167,23 @@ pub fn sign_input(
     Ok(())
 }
 
+/// Signs every input of `tx` with `key`; `spent[i]` is the output input `i` spends.
+///
+/// # Errors
+///
+/// [`SignError::InputOutOfRange`] if `spent` and the inputs differ in number, and
+/// [`SignError::WrongKey`] if `key` does not own one of the outputs; the inputs
+/// signed before the failure keep their signatures.
+pub fn sign_all(tx: &mut Transaction, spent: &[TxOut], key: &PrivateKey) -> Result<(), SignError> {
+    if spent.len() != tx.inputs.len() {
+        return Err(SignError::InputOutOfRange { index: spent.len(), inputs: tx.inputs.len() });
+    }
+    for (i, out) in spent.iter().enumerate() {
+        sign_input(tx, i, out, key)?;
+    }
+    Ok(())
+}
+
 /// Checks that input `input_index` of `tx` is authorised to spend `spent`.
 ///
 /// To check several inputs of one transaction, [`SighashCache::verify_input`] is faster.

@@ -111,6 +111,29 @@ impl Transaction {
         }
     }
 
+    /// Builds an unsigned version-1 transaction spending `prev_outs` into `outputs`,
+    /// with final sequences and no locktime; sign it with [`crate::sighash::sign_all`]
+    /// or [`crate::sighash::sign_input`].
+    pub fn spending(
+        prev_outs: impl IntoIterator<Item = OutPoint>,
+        outputs: Vec<TxOut>,
+    ) -> Transaction {
+        Transaction {
+            version: 1,
+            inputs: prev_outs
+                .into_iter()
+                .map(|prev_out| TxIn {
+                    prev_out,
+                    signature: [0; 64],
+                    pubkey: [0; 33],
+                    sequence: SEQUENCE_FINAL,
+                })
+                .collect(),
+            outputs,
+            locktime: 0,
+        }
+    }
+
     /// Tells whether this is a coinbase: exactly one input, spending the null outpoint.
     pub fn is_coinbase(&self) -> bool {
         self.inputs.len() == 1 && self.inputs[0].prev_out.is_null()

@@ -7,10 +7,9 @@ use tinychain_protocol::block::{Block, BlockHeader};
 use tinychain_protocol::keys::PrivateKey;
 use tinychain_protocol::merkle::block_merkle_root;
 use tinychain_protocol::params::{Network, Params};
-use tinychain_protocol::sighash::sign_input;
-use tinychain_protocol::transaction::SEQUENCE_FINAL;
+use tinychain_protocol::sighash::sign_all;
 use tinychain_protocol::validation::block_subsidy;
-use tinychain_protocol::{Amount, BlockHash, OutPoint, PubkeyHash, Transaction, TxIn, TxOut};
+use tinychain_protocol::{Amount, BlockHash, OutPoint, PubkeyHash, Transaction, TxOut};
 
 /// A time far enough ahead that no test block is "too new".
 pub(crate) const NOW: u64 = 1_900_000_000;
@@ -103,23 +102,9 @@ pub(crate) fn spend(
     outputs: Vec<TxOut>,
     owner: &PrivateKey,
 ) -> Transaction {
-    let mut tx = Transaction {
-        version: 1,
-        inputs: from
-            .iter()
-            .map(|(prev_out, _)| TxIn {
-                prev_out: *prev_out,
-                signature: [0; 64],
-                pubkey: [0; 33],
-                sequence: SEQUENCE_FINAL,
-            })
-            .collect(),
-        outputs,
-        locktime: 0,
-    };
-    for (i, (_, spent)) in from.iter().enumerate() {
-        sign_input(&mut tx, i, spent, owner).expect("owner signs");
-    }
+    let mut tx = Transaction::spending(from.iter().map(|(op, _)| *op), outputs);
+    let spent: Vec<TxOut> = from.iter().map(|(_, out)| *out).collect();
+    sign_all(&mut tx, &spent, owner).expect("owner signs");
     tx
 }
 

@@ -9,7 +9,7 @@ use crate::hash::{Hash256, PubkeyHash};
 use crate::keys::PrivateKey;
 use crate::merkle::block_merkle_root;
 use crate::params::Network;
-use crate::sighash::sign_input;
+use crate::sighash::{sign_all, sign_input};
 use crate::transaction::{COINBASE_MESSAGE_LEN, TxIn};
 
 /// Checks that a rejection is the expected one.
@@ -78,23 +78,9 @@ impl Fixture {
 
     /// A signed transaction spending `from` (coins of alice) into `outputs`.
     fn spend(&self, from: &[(OutPoint, TxOut)], outputs: Vec<TxOut>) -> Transaction {
-        let mut tx = Transaction {
-            version: 1,
-            inputs: from
-                .iter()
-                .map(|(prev_out, _)| TxIn {
-                    prev_out: *prev_out,
-                    signature: [0; 64],
-                    pubkey: [0; 33],
-                    sequence: SEQUENCE_FINAL,
-                })
-                .collect(),
-            outputs,
-            locktime: 0,
-        };
-        for (i, (_, spent)) in from.iter().enumerate() {
-            sign_input(&mut tx, i, spent, &self.alice).expect("alice owns the fixture coins");
-        }
+        let mut tx = Transaction::spending(from.iter().map(|(op, _)| *op), outputs);
+        let spent: Vec<TxOut> = from.iter().map(|(_, out)| *out).collect();
+        sign_all(&mut tx, &spent, &self.alice).expect("alice owns the fixture coins");
         tx
     }
 
