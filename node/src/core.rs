@@ -142,9 +142,11 @@ impl<S: Store, P: Clone> Core<S, P> {
             orphans: OrphanBlocks::new(config.orphan_blocks),
             _peer: std::marker::PhantomData,
         };
-        for tx in saved {
+        // Each keeps the time it first entered, so restarts do not postpone expiry;
+        // what expired while the node was down goes at the first tick.
+        for (tx, entered) in saved {
             core.with_tip(|mempool, tip| {
-                let _ = mempool.accept(tx, tip, now);
+                let _ = mempool.accept(tx, tip, entered.min(now));
             })?;
         }
         Ok(core)

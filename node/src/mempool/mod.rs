@@ -231,11 +231,11 @@ impl Mempool {
         self.entries.iter()
     }
 
-    /// Returns every transaction, parents before children (entry order).
-    pub fn transactions_in_order(&self) -> Vec<Transaction> {
+    /// Returns every transaction with its entry time, parents before children (entry order).
+    pub fn transactions_in_order(&self) -> Vec<(Transaction, u64)> {
         let mut entries: Vec<&Entry> = self.entries.values().collect();
         entries.sort_by_key(|e| e.sequence);
-        entries.into_iter().map(|e| e.tx.clone()).collect()
+        entries.into_iter().map(|e| (e.tx.clone(), e.time)).collect()
     }
 
     /// Tries to add `tx`, then any orphans it makes whole.

@@ -21,7 +21,7 @@ pub struct MemoryStore {
     history: BTreeSet<(PubkeyHash, u32, Txid)>,
     tx_locations: BTreeMap<Txid, TxLocation>,
     tip: Option<StoredTip>,
-    mempool: Vec<Transaction>,
+    mempool: Vec<(Transaction, u64)>,
     /// Batches written so far (tests use it to count writes).
     pub writes: u64,
 }
@@ -87,7 +87,7 @@ impl Store for MemoryStore {
         Ok(self.tx_locations.get(txid).copied())
     }
 
-    fn mempool(&self) -> Result<Vec<Transaction>, StoreError> {
+    fn mempool(&self) -> Result<Vec<(Transaction, u64)>, StoreError> {
         Ok(self.mempool.clone())
     }
 

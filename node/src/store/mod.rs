@@ -114,8 +114,9 @@ pub enum Op {
     DeleteTxLocation(Txid),
     /// Set the active tip.
     SetTip(StoredTip),
-    /// Replace the mempool snapshot kept across restarts.
-    SetMempool(Vec<Transaction>),
+    /// Replace the mempool snapshot kept across restarts: each transaction with
+    /// the time it entered, parents first.
+    SetMempool(Vec<(Transaction, u64)>),
 }
 
 /// Changes applied in one atomic write.
@@ -243,7 +244,7 @@ pub trait Store {
     /// # Errors
     ///
     /// Backend or decoding failures.
-    fn mempool(&self) -> Result<Vec<Transaction>, StoreError>;
+    fn mempool(&self) -> Result<Vec<(Transaction, u64)>, StoreError>;
 
     /// Returns every unspent output (for checking the UTXO digest at start-up).
     ///

@@ -250,7 +250,7 @@ impl Store for RedbStore {
         self.get_value(TX_LOCATIONS, "tx location", txid.as_bytes())
     }
 
-    fn mempool(&self) -> Result<Vec<Transaction>, StoreError> {
+    fn mempool(&self) -> Result<Vec<(Transaction, u64)>, StoreError> {
         Ok(self.get_value(META, "mempool", META_MEMPOOL)?.unwrap_or_default())
     }
 

@@ -31,7 +31,8 @@ fn a_restart_keeps_the_tip_the_utxo_set_and_the_mempool() {
             blocks.push(block);
         }
         let tx = spend(&[coinbase_out(&blocks[0])], vec![pay(2, coins(49))], &alice);
-        core.handle_tx(tx.clone(), None, NOW).expect("store").0.expect("accepted");
+        // It entered the mempool a while before the restart.
+        core.handle_tx(tx.clone(), None, NOW - 100).expect("store").0.expect("accepted");
         core.save_mempool().expect("saved");
         let history = core.chain().store().address_history(&pkh(1), 100).expect("reads");
         (core.chain().tip(), core.chain().utxo_digest(), tx.txid(), history)
@@ -40,7 +41,8 @@ fn a_restart_keeps_the_tip_the_utxo_set_and_the_mempool() {
     assert_eq!(core.chain().tip(), tip);
     assert_eq!(core.chain().height(), 12);
     assert_eq!(core.chain().utxo_digest(), digest);
-    assert!(core.mempool().get(&txid).is_some(), "mempool restored");
+    let entry = core.mempool().get(&txid).expect("mempool restored");
+    assert_eq!(entry.time, NOW - 100, "the entry keeps its time, so expiry is not postponed");
     let coins_of_alice = core.chain().store().address_coins(&pkh(1), 100).expect("reads");
     assert_eq!(coins_of_alice.len(), 12, "one coinbase per block");
     assert_eq!(core.chain().store().address_history(&pkh(1), 100).expect("reads"), history);
