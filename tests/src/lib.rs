@@ -74,6 +74,23 @@ impl NodeProcess {
         self.wait_for_new_log(needle, deadline)
     }
 
+    /// Reads log lines for at most `wait`; returns the first (old or new) containing
+    /// `needle`, or `None`.
+    pub fn poll_log(&mut self, needle: &str, wait: Duration) -> Option<String> {
+        if let Some(line) = self.log.iter().find(|l| l.contains(needle)) {
+            return Some(line.clone());
+        }
+        let end = Instant::now() + wait;
+        while let Ok(line) = self.lines.recv_timeout(end.saturating_duration_since(Instant::now()))
+        {
+            self.log.push(line.clone());
+            if line.contains(needle) {
+                return Some(line);
+            }
+        }
+        None
+    }
+
     /// Waits for the next log line (not one already read) containing `needle`.
     ///
     /// # Panics

@@ -47,6 +47,8 @@ impl Default for Config {
 
 /// Score below which a peer is banned.
 const BAN_SCORE: i32 = -100;
+/// Scores of departed peers remembered at most (the map stays bounded).
+const MAX_REMEMBERED_SCORES: usize = 1024;
 /// Score lost for sending consensus-invalid data.
 const INVALID_PENALTY: i32 = -50;
 
@@ -441,6 +443,26 @@ impl Network {
         }
     }
 
+    /// Forgets a departed peer's score unless it misbehaved; keeps at most
+    /// [`MAX_REMEMBERED_SCORES`] scores of departed misbehaving peers.
+    fn forget_score(&mut self, peer: PeerId) {
+        if self.scores.get(&peer).is_some_and(|s| *s == 0) {
+            self.scores.remove(&peer);
+        }
+        if self.scores.len() > MAX_REMEMBERED_SCORES {
+            let departed: Vec<PeerId> = self
+                .scores
+                .keys()
+                .filter(|p| !self.swarm.is_connected(p))
+                .take(self.scores.len() - MAX_REMEMBERED_SCORES)
+                .copied()
+                .collect();
+            for p in departed {
+                self.scores.remove(&p);
+            }
+        }
+    }
+
     /// Disconnects and bans a peer at once (for example: another network's genesis).
     pub fn ban(&mut self, peer: PeerId, reason: &str) {
         warn!(%peer, reason, "peer banned");
@@ -478,6 +500,7 @@ impl Network {
                 if num_established == 0 {
                     self.statuses.remove(&peer_id);
                     self.limiter.remove(&peer_id);
+                    self.forget_score(peer_id);
                 }
                 None
             }
