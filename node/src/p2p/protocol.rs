@@ -162,3 +162,86 @@ impl libp2p::request_response::Codec for Codec {
         write_message(io, &res, MAX_RESPONSE_SIZE).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures::executor::block_on;
+    use futures::io::Cursor;
+    use libp2p::request_response::Codec as _;
+
+    use super::*;
+
+    fn protocol() -> StreamProtocol {
+        sync_protocol("594a1ac0b17337ca")
+    }
+
+    fn status() -> Status {
+        Status { genesis: BlockHash::ZERO, tip: BlockHash::ZERO, height: 7, chainwork: Work::ZERO }
+    }
+
+    #[test]
+    fn requests_and_responses_round_trip() {
+        let mut codec = Codec;
+        for request in [
+            Request::Status(status()),
+            Request::GetBlocksAfter { locator: vec![BlockHash::ZERO; MAX_LOCATOR] },
+            Request::GetBlocks(vec![BlockHash::ZERO; 3]),
+        ] {
+            let mut wire = Cursor::new(Vec::new());
+            block_on(codec.write_request(&protocol(), &mut wire, request.clone())).expect("writes");
+            let mut read = Cursor::new(wire.into_inner());
+            assert_eq!(
+                block_on(codec.read_request(&protocol(), &mut read)).expect("reads"),
+                request
+            );
+        }
+        let response = Response::Refused("rate limited".into());
+        let mut wire = Cursor::new(Vec::new());
+        block_on(codec.write_response(&protocol(), &mut wire, response.clone())).expect("writes");
+        let mut read = Cursor::new(wire.into_inner());
+        assert_eq!(block_on(codec.read_response(&protocol(), &mut read)).expect("reads"), response);
+    }
+
+    #[test]
+    fn oversized_truncated_and_garbage_messages_are_refused() {
+        let mut codec = Codec;
+        // Over the request limit: refused while reading, before decoding.
+        let mut big = Cursor::new(vec![0u8; MAX_REQUEST_SIZE as usize + 1]);
+        let err = block_on(codec.read_request(&protocol(), &mut big)).expect_err("oversized");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        // A valid request cut short.
+        let bytes = encode::serialize(&Request::Status(status()));
+        let mut short = Cursor::new(bytes[..bytes.len() - 1].to_vec());
+        assert!(block_on(codec.read_request(&protocol(), &mut short)).is_err());
+        // Trailing garbage, an unknown variant, and random bytes.
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(block_on(codec.read_request(&protocol(), &mut Cursor::new(long))).is_err());
+        let mut unknown = bytes.clone();
+        unknown[0] = 9;
+        assert!(block_on(codec.read_request(&protocol(), &mut Cursor::new(unknown))).is_err());
+        let garbage: Vec<u8> = (0..200u32).map(|i| (i * 37 % 251) as u8).collect();
+        assert!(block_on(codec.read_request(&protocol(), &mut Cursor::new(garbage))).is_err());
+        // A locator claiming 2^40 hashes fails on the data, without allocating them.
+        let mut claim = vec![1, 0, 0, 0];
+        claim.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        assert!(block_on(codec.read_request(&protocol(), &mut Cursor::new(claim))).is_err());
+    }
+
+    #[test]
+    fn a_response_over_the_limit_is_not_written() {
+        let mut codec = Codec;
+        let block =
+            tinychain_protocol::params::Params::new(tinychain_protocol::params::Network::Regtest)
+                .genesis_block();
+        // More blocks than fit: the writer refuses rather than sending what peers reject.
+        let per_block = block.size();
+        let count = (MAX_RESPONSE_SIZE / per_block + 2) as usize;
+        let response = Response::Blocks(vec![block; count]);
+        let mut wire = Cursor::new(Vec::new());
+        let err =
+            block_on(codec.write_response(&protocol(), &mut wire, response)).expect_err("refused");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(wire.into_inner().is_empty(), "nothing was sent");
+    }
+}
