@@ -21,7 +21,7 @@ use tinychain_protocol::difficulty::{get_next_work_required, median_time_past};
 use tinychain_protocol::params::Params;
 use tinychain_protocol::pow::{CompactTarget, Work};
 use tinychain_protocol::validation::{
-    self, BlockContext, BlockError, Coin, Kind, UtxoView, check_block, check_block_inputs,
+    self, BlockContext, BlockError, Coin, Kind, check_block, check_block_inputs,
     check_block_signatures, contextual_check_block, contextual_check_block_header,
 };
 use tinychain_protocol::{Block, BlockHash, BlockHeader, OutPoint, PubkeyHash, Transaction};
@@ -130,25 +130,6 @@ pub struct ChainState<S: Store> {
     /// The active chain: `active[h]` is the hash at height `h`.
     active: Vec<BlockHash>,
     utxo_digest: UtxoDigest,
-}
-
-/// Reads coins from the store, remembering the first store error (validation's
-/// `UtxoView` cannot return one).
-struct StoreView<'a, S: Store> {
-    store: &'a S,
-    error: std::cell::RefCell<Option<StoreError>>,
-}
-
-impl<S: Store> UtxoView for StoreView<'_, S> {
-    fn get_coin(&self, outpoint: &OutPoint) -> Option<Coin> {
-        match self.store.coin(outpoint) {
-            Ok(coin) => coin,
-            Err(e) => {
-                self.error.borrow_mut().get_or_insert(e);
-                None
-            }
-        }
-    }
 }
 
 /// An error opening the chain state.
@@ -552,15 +533,22 @@ impl<S: Store> ChainState<S> {
             detail: format!("{hash} is indexed with data but missing"),
         })?;
         let mut entry = *self.index.get(hash).expect("connecting an indexed block");
-        let view = StoreView { store: &self.store, error: Default::default() };
+        // Every coin the block could touch, in one store read: the outputs it spends
+        // and the ones it creates (which must not exist unspent already).
+        let mut touched: Vec<OutPoint> = Vec::new();
+        for tx in &block.txdata {
+            if !tx.is_coinbase() {
+                touched.extend(tx.inputs.iter().map(|i| i.prev_out));
+            }
+            let txid = tx.txid();
+            touched.extend((0..tx.outputs.len() as u32).map(|vout| OutPoint { txid, vout }));
+        }
+        let view: HashMap<OutPoint, Coin> = self.store.coins(&touched)?.into_iter().collect();
         let checked =
             check_block_inputs(&block, entry.height, &view, &self.params).and_then(|spends| {
                 check_block_signatures(&block, &spends, self.config.script_threads)?;
                 Ok(spends)
             });
-        if let Some(e) = view.error.into_inner() {
-            return Err(e);
-        }
         let spends = match checked {
             Ok(spends) => spends,
             Err(error) => return Ok(Err(error)),

@@ -209,6 +209,21 @@ pub trait Store {
     /// Backend or decoding failures.
     fn coin(&self, outpoint: &OutPoint) -> Result<Option<Coin>, StoreError>;
 
+    /// Returns those of `outpoints` that are unspent, in one read (a block's worth).
+    ///
+    /// # Errors
+    ///
+    /// Backend or decoding failures.
+    fn coins(&self, outpoints: &[OutPoint]) -> Result<Vec<(OutPoint, Coin)>, StoreError> {
+        let mut found = Vec::with_capacity(outpoints.len());
+        for op in outpoints {
+            if let Some(coin) = self.coin(op)? {
+                found.push((*op, coin));
+            }
+        }
+        Ok(found)
+    }
+
     /// Returns up to `limit` unspent outputs paying `pubkey_hash`.
     ///
     /// # Errors

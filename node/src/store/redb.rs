@@ -203,6 +203,18 @@ impl Store for RedbStore {
         self.get_value(COINS, "coin", &outpoint_key(outpoint))
     }
 
+    fn coins(&self, outpoints: &[OutPoint]) -> Result<Vec<(OutPoint, Coin)>, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let table = txn.open_table(COINS).map_err(backend)?;
+        let mut found = Vec::with_capacity(outpoints.len());
+        for op in outpoints {
+            if let Some(v) = table.get(outpoint_key(op).as_slice()).map_err(backend)? {
+                found.push((*op, decode("coin", v.value())?));
+            }
+        }
+        Ok(found)
+    }
+
     fn address_coins(
         &self,
         pubkey_hash: &PubkeyHash,
