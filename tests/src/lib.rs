@@ -214,3 +214,37 @@ pub fn run_node(args: &[&str]) -> Output {
 
 /// A regtest address for tests (private key 1's).
 pub const REGTEST_ADDRESS: &str = "mrCDrCybB6J1vRfbwM5hemdJz73FwDBC8r";
+
+/// What `tinychain-node inspect` reports about a stopped node's data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspected {
+    /// The tip's height.
+    pub height: u32,
+    /// The tip's hash.
+    pub tip: String,
+    /// The UTXO set's digest.
+    pub utxo_digest: String,
+}
+
+/// Runs `tinychain-node inspect` on a regtest data directory.
+///
+/// # Panics
+///
+/// If it fails (the store is inconsistent) or prints something unexpected.
+pub fn inspect(datadir: &str) -> Inspected {
+    let out = run_node(&["inspect", "--datadir", datadir, "--network", "regtest"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "inspect failed: {}", String::from_utf8_lossy(&out.stderr));
+    let field = |key: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} ")))
+            .unwrap_or_else(|| panic!("inspect printed no {key}: {stdout}"))
+            .to_string()
+    };
+    Inspected {
+        height: field("height").parse().expect("a height"),
+        tip: field("tip"),
+        utxo_digest: field("utxo_digest"),
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tinychain_tests::{NodeProcess, REGTEST_ADDRESS, run_node};
+use tinychain_tests::{NodeProcess, REGTEST_ADDRESS, inspect};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -29,13 +29,8 @@ fn start(datadir: &str, extra: &[&str]) -> (NodeProcess, String) {
 }
 
 fn inspect_tip(datadir: &str) -> (u32, String) {
-    let out = run_node(&["inspect", "--datadir", datadir, "--network", "regtest"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let field = |key: &str| {
-        stdout.lines().find_map(|l| l.strip_prefix(&format!("{key} "))).expect("field").to_string()
-    };
-    (field("height").parse().expect("height"), field("tip"))
+    let inspected = inspect(datadir);
+    (inspected.height, inspected.tip)
 }
 
 #[test]

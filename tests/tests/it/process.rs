@@ -7,7 +7,7 @@ use tinychain_node::store::Store;
 use tinychain_node::store::memory::MemoryStore;
 use tinychain_node::store::redb::RedbStore;
 use tinychain_protocol::params::{Network, Params};
-use tinychain_tests::{NodeProcess, REGTEST_ADDRESS, run_node};
+use tinychain_tests::{NodeProcess, REGTEST_ADDRESS};
 
 const START: Duration = Duration::from_secs(30);
 
@@ -28,20 +28,10 @@ fn run_args(datadir: &str) -> Vec<&str> {
     ]
 }
 
-/// Parses `inspect`'s "key value" lines.
+/// (height, tip, UTXO digest) of a stopped node's data directory.
 fn inspect(datadir: &str) -> (u32, String, String) {
-    let out = run_node(&["inspect", "--datadir", datadir, "--network", "regtest"]);
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "inspect failed: {stderr}");
-    let field = |key: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{key} ")))
-            .unwrap_or_else(|| panic!("inspect printed no {key}: {stdout}"))
-            .to_string()
-    };
-    (field("height").parse().expect("a height"), field("tip"), field("utxo_digest"))
+    let inspected = tinychain_tests::inspect(datadir);
+    (inspected.height, inspected.tip, inspected.utxo_digest)
 }
 
 /// xorshift64*, so the kill points replay exactly for a seed.
