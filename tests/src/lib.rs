@@ -248,3 +248,19 @@ pub fn inspect(datadir: &str) -> Inspected {
         utxo_digest: field("utxo_digest"),
     }
 }
+
+/// The arguments of `tinychain-node run` for a regtest node in `datadir` listening
+/// on an ephemeral loopback port, followed by `extra`.
+pub fn regtest_run_args<'a>(datadir: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "run",
+        "--datadir",
+        datadir,
+        "--network",
+        "regtest",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ];
+    args.extend_from_slice(extra);
+    args
+}

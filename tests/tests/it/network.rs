@@ -2,22 +2,13 @@
 
 use std::time::Duration;
 
-use tinychain_tests::{NodeProcess, REGTEST_ADDRESS, inspect};
+use tinychain_tests::{NodeProcess, REGTEST_ADDRESS, inspect, regtest_run_args};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Starts a regtest node on an ephemeral port and returns it with its full listen multiaddr.
 fn start(datadir: &str, extra: &[&str]) -> (NodeProcess, String) {
-    let mut args = vec![
-        "run",
-        "--datadir",
-        datadir,
-        "--network",
-        "regtest",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-    ];
-    args.extend_from_slice(extra);
+    let args = regtest_run_args(datadir, extra);
     let mut node = NodeProcess::start(&args);
     let line = node.wait_for_log("listening address=", DEADLINE);
     let addr = line

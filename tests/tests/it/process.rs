@@ -7,25 +7,15 @@ use tinychain_node::store::Store;
 use tinychain_node::store::memory::MemoryStore;
 use tinychain_node::store::redb::RedbStore;
 use tinychain_protocol::params::{Network, Params};
-use tinychain_tests::{NodeProcess, REGTEST_ADDRESS};
+use tinychain_tests::{NodeProcess, REGTEST_ADDRESS, regtest_run_args};
 
 const START: Duration = Duration::from_secs(30);
 
 fn run_args(datadir: &str) -> Vec<&str> {
-    vec![
-        "run",
-        "--datadir",
+    regtest_run_args(
         datadir,
-        "--network",
-        "regtest",
-        "--mine",
-        "--mine-address",
-        REGTEST_ADDRESS,
-        "--miner-threads",
-        "1",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-    ]
+        &["--mine", "--mine-address", REGTEST_ADDRESS, "--miner-threads", "1"],
+    )
 }
 
 /// (height, tip, UTXO digest) of a stopped node's data directory.
@@ -111,15 +101,7 @@ fn sigterm_stops_cleanly_and_a_restart_continues_from_the_same_tip() {
     let (height, tip, digest) = inspect(datadir);
     assert!(height > 0);
     // A restart without mining starts exactly there.
-    let mut node = NodeProcess::start(&[
-        "run",
-        "--datadir",
-        datadir,
-        "--network",
-        "regtest",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-    ]);
+    let mut node = NodeProcess::start(&regtest_run_args(datadir, &[]));
     let started = node.wait_for_log("node started", START);
     assert!(
         started.contains(&format!("height={height}")),

@@ -6,7 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use serde_json::Value;
-use tinychain_tests::{NodeProcess, REGTEST_ADDRESS, run_node};
+use tinychain_tests::{NodeProcess, REGTEST_ADDRESS, regtest_run_args, run_node};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -35,15 +35,7 @@ fn raw_line(socket: &std::path::Path, line: &[u8]) -> Value {
 fn the_rpc_socket_answers_methods_and_survives_garbage() {
     let dir = tempfile::tempdir().expect("temp dir");
     let datadir = dir.path().to_str().expect("utf-8");
-    let mut node = NodeProcess::start(&[
-        "run",
-        "--datadir",
-        datadir,
-        "--network",
-        "regtest",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-    ]);
+    let mut node = NodeProcess::start(&regtest_run_args(datadir, &[]));
     node.wait_for_log("RPC listening", DEADLINE);
     let socket = dir.path().join("regtest").join("rpc.sock");
     let mode = std::fs::metadata(&socket).expect("socket exists").permissions().mode();
