@@ -14,10 +14,10 @@ use std::cell::RefCell;
 use tinychain_protocol::params::Params;
 use tinychain_protocol::pow::HeaderHasher;
 use tinychain_protocol::validation::{Coin, Kind, UtxoView};
-use tinychain_protocol::{Block, BlockHash, OutPoint, PubkeyHash, Transaction, Txid};
+use tinychain_protocol::{Block, BlockHash, BlockHeader, OutPoint, PubkeyHash, Transaction, Txid};
 
 use crate::chain::orphans::{self, OrphanBlocks};
-use crate::chain::{self, AcceptError, Accepted, ChainState, OpenError, TipChange};
+use crate::chain::{self, AcceptError, Accepted, ChainState, HeadersOutcome, OpenError, TipChange};
 use crate::mempool::{self, Mempool, RejectReason, TipContext};
 use crate::store::{Batch, Op, Store, StoreError};
 use crate::template::{BlockTemplate, TemplateContext, create_block_template};
@@ -340,26 +340,38 @@ impl<S: Store, P: Clone> Core<S, P> {
         create_block_template(&ctx, &self.mempool, pay_to, self.chain.params())
     }
 
-    /// Returns the blocks of the active chain after the last hash of `locator` on
-    /// it (or after genesis), at most `max_count` and `max_bytes` in total.
+    /// Handles a run of headers from a peer (headers-first sync): see
+    /// [`ChainState::accept_headers`].
+    ///
+    /// # Errors
+    ///
+    /// Only store failures.
+    pub fn handle_headers(
+        &mut self,
+        headers: &[BlockHeader],
+        now: u64,
+    ) -> Result<HeadersOutcome, StoreError> {
+        self.chain.accept_headers(headers, clamp_time(now))
+    }
+
+    /// Returns the stored blocks among `hashes`, in order, at most `max_count`
+    /// and (except for the first) at most `max_bytes` in total.
     ///
     /// # Errors
     ///
     /// The store fails.
-    pub fn blocks_after(
+    pub fn blocks(
         &self,
-        locator: &[BlockHash],
+        hashes: &[BlockHash],
         max_count: usize,
         max_bytes: u64,
     ) -> Result<Vec<Block>, StoreError> {
-        let fork = self.chain.find_fork(locator);
         let mut blocks = Vec::new();
         let mut bytes = 0;
-        for height in fork + 1..=self.chain.height() {
-            let Some(hash) = self.chain.hash_at(height) else { break };
-            let Some(block) = self.chain.block(&hash)? else { break };
+        for hash in hashes.iter().take(max_count) {
+            let Some(block) = self.chain.block(hash)? else { continue };
             bytes += block.size();
-            if blocks.len() == max_count || (bytes > max_bytes && !blocks.is_empty()) {
+            if bytes > max_bytes && !blocks.is_empty() {
                 break;
             }
             blocks.push(block);

@@ -15,5 +15,6 @@ pub mod node;
 pub mod p2p;
 pub mod rpc;
 pub mod store;
+pub mod sync;
 pub mod template;
 pub mod utxo_digest;

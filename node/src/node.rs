@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use libp2p::PeerId;
@@ -16,15 +16,20 @@ use libp2p::gossipsub::MessageAcceptance;
 use tinychain_protocol::params::{Network as Chain, Params};
 use tinychain_protocol::{Block, PubkeyHash};
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
+use crate::chain;
 use crate::core::{self, BlockOutcome, Core, Output};
 use crate::datadir::DataDir;
 use crate::miner::Miner;
-use crate::p2p::protocol::{MAX_BLOCKS_PER_RESPONSE, MAX_RESPONSE_SIZE, Request, Response, Status};
+use crate::p2p::protocol::{
+    MAX_BLOCKS_PER_RESPONSE, MAX_HEADERS_PER_RESPONSE, MAX_LOCATOR, MAX_RESPONSE_SIZE, Request,
+    Response, Status,
+};
 use crate::p2p::{self, NetEvent, Network};
 use crate::rpc::{self, RpcCall, RpcError, methods};
 use crate::store::redb::RedbStore;
+use crate::sync::{self, Action, Sync};
 
 /// How often the miner's template is rebuilt to pick up new transactions.
 const TEMPLATE_REFRESH: Duration = Duration::from_secs(5);
@@ -32,6 +37,8 @@ const TEMPLATE_REFRESH: Duration = Duration::from_secs(5);
 const PEER_MAINTENANCE: Duration = Duration::from_secs(10);
 /// Found blocks waiting for the event loop, at most.
 const FOUND_QUEUE: usize = 16;
+/// Orphan blocks beyond which missing parents are left to headers-first sync.
+const MAX_ORPHAN_FETCH: usize = 8;
 /// RPC requests waiting for the event loop, at most.
 const RPC_QUEUE: usize = 64;
 
@@ -75,8 +82,10 @@ struct Node {
     core: NodeCore,
     net: Network,
     miner: Option<(Miner, PubkeyHash)>,
-    /// The peer we are downloading blocks from, if any.
-    sync_peer: Option<PeerId>,
+    /// Headers-first block download.
+    sync: Sync<PeerId>,
+    /// Sync progress for the log: when and at what height it was last reported.
+    progress: Option<(Instant, u32)>,
     /// Set by the `stop` RPC.
     stop_requested: bool,
 }
@@ -122,7 +131,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         (true, None) => anyhow::bail!("mining needs an address to pay (--mine-address)"),
         _ => None,
     };
-    let mut node = Node { core, net, miner, sync_peer: None, stop_requested: false };
+    let mut node = Node {
+        core,
+        net,
+        miner,
+        sync: Sync::new(sync::Config::default()),
+        progress: None,
+        stop_requested: false,
+    };
 
     let socket = config.rpc_socket.clone().unwrap_or_else(|| datadir.path().join("rpc.sock"));
     let listener = rpc::server::bind(&socket).await?;
@@ -139,7 +155,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tokio::select! {
             Some(block) = found_rx.recv() => node.on_found_block(block)?,
             event = node.net.next_event() => node.on_net_event(event)?,
-            _ = ticks.tick() => node.core.tick(unix_now()),
+            _ = ticks.tick() => {
+                node.core.tick(unix_now());
+                node.run_sync();
+            }
             _ = refresh.tick() => {
                 if let Some((miner, pay_to)) = &node.miner {
                     let hashes = miner.hashes();
@@ -159,7 +178,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                         node.net.request(peer, Request::Status(status));
                     }
                 }
-                node.maybe_sync();
+                node.report_progress();
             }
             Some(call) = rpc_rx.recv() => {
                 let result = node.on_rpc(&call.method, &call.params);
@@ -227,7 +246,7 @@ impl Node {
                     "chainwork": tip.chainwork.to_string(),
                     "difficulty": methods::difficulty(chain.params(), &tip.header),
                     "mediantime": chain.median_time_past(),
-                    "initialblockdownload": self.sync_peer.is_some(),
+                    "initialblockdownload": self.is_syncing(),
                     "verificationprogress": if best_peer > chain.height() {
                         f64::from(chain.height()) / f64::from(best_peer)
                     } else {
@@ -308,7 +327,11 @@ impl Node {
                 self.net.request(peer, Request::Status(status));
             }
             NetEvent::GossipBlock { block, from, id } => {
+                let hash = block.block_hash();
                 let (outcome, outputs) = self.core.handle_block(block, Some(from), now)?;
+                if matches!(outcome, BlockOutcome::Accepted | BlockOutcome::Duplicate) {
+                    self.sync.peer_has(&from, hash, self.core.chain());
+                }
                 let acceptance = match outcome {
                     BlockOutcome::Accepted => MessageAcceptance::Accept,
                     BlockOutcome::Invalid(_) => MessageAcceptance::Reject,
@@ -331,42 +354,113 @@ impl Node {
                 self.carry_out(outputs);
             }
             NetEvent::Request { peer, request, channel } => {
-                let response = match request {
-                    Request::Status(status) => {
-                        self.on_status(peer, status);
-                        Response::Status(self.status())
-                    }
-                    Request::GetBlocksAfter { locator } => {
-                        Response::Blocks(self.core.blocks_after(
-                            &locator,
-                            MAX_BLOCKS_PER_RESPONSE,
-                            MAX_RESPONSE_SIZE - 1024,
-                        )?)
-                    }
-                    Request::GetBlocks(hashes) => {
-                        let mut blocks = Vec::new();
-                        for hash in hashes.iter().take(MAX_BLOCKS_PER_RESPONSE) {
-                            if let Some(block) = self.core.chain().block(hash)? {
-                                blocks.push(block);
-                            }
-                        }
-                        Response::Blocks(blocks)
-                    }
-                };
+                let response = self.answer(peer, request)?;
                 self.net.respond(channel, response);
             }
-            NetEvent::Response { peer, response } => match response {
-                Response::Status(status) => self.on_status(peer, status),
-                Response::Blocks(blocks) => self.on_blocks(peer, blocks, now)?,
-                Response::Refused(reason) => info!(%peer, reason, "request refused"),
-            },
-            NetEvent::RequestFailed(peer) => {
-                if self.sync_peer == Some(peer) {
-                    self.sync_peer = None;
-                }
+            NetEvent::Response { peer, request, response } => {
+                self.on_response(peer, request, response, now)?;
+                self.run_sync();
+            }
+            NetEvent::RequestFailed { peer, request } => {
+                self.request_failed(peer, &request);
+                self.run_sync();
+            }
+            NetEvent::PeerDisconnected(peer) => {
+                self.sync.remove_peer(&peer);
+                self.run_sync();
             }
         }
         Ok(())
+    }
+
+    /// Answers a peer's request. A request over the protocol's limits is
+    /// malformed: refused, and the peer penalised.
+    fn answer(&mut self, peer: PeerId, request: Request) -> anyhow::Result<Response> {
+        Ok(match request {
+            Request::Status(status) => {
+                self.on_status(peer, status);
+                Response::Status(self.status())
+            }
+            Request::GetHeaders { locator } if locator.len() > MAX_LOCATOR => {
+                self.net.penalize(peer, "malformed request: locator too long");
+                Response::Refused(format!("at most {MAX_LOCATOR} locator hashes"))
+            }
+            Request::GetHeaders { locator } => Response::Headers(
+                self.core.chain().headers_after(&locator, MAX_HEADERS_PER_RESPONSE),
+            ),
+            Request::GetBlocks(hashes) if hashes.len() > MAX_BLOCKS_PER_RESPONSE => {
+                self.net.penalize(peer, "malformed request: too many blocks");
+                Response::Refused(format!("at most {MAX_BLOCKS_PER_RESPONSE} blocks per request"))
+            }
+            Request::GetBlocks(hashes) => Response::Blocks(self.core.blocks(
+                &hashes,
+                MAX_BLOCKS_PER_RESPONSE,
+                MAX_RESPONSE_SIZE - 1024,
+            )?),
+        })
+    }
+
+    fn on_response(
+        &mut self,
+        peer: PeerId,
+        request: Request,
+        response: Response,
+        now: u64,
+    ) -> anyhow::Result<()> {
+        match (request, response) {
+            (_, Response::Status(status)) => self.on_status(peer, status),
+            (Request::GetHeaders { .. }, Response::Headers(headers)) => {
+                let count = headers.len();
+                let outcome = if count > MAX_HEADERS_PER_RESPONSE {
+                    chain::HeadersOutcome::default()
+                } else {
+                    self.core.handle_headers(&headers, now)?
+                };
+                if outcome.new > 0 {
+                    info!(%peer, new = outcome.new, best_header = self.core.chain().index().best_header_height(), "headers received");
+                }
+                if let Some(m) =
+                    self.sync.headers_received(&peer, count, &outcome, self.core.chain())
+                {
+                    self.net.penalize(peer, &m.reason);
+                }
+            }
+            (Request::GetBlocks(requested), Response::Blocks(blocks)) => {
+                let delivered: Vec<_> = blocks.iter().map(Block::block_hash).collect();
+                if delivered.iter().any(|h| !requested.contains(h)) {
+                    self.net.penalize(peer, "blocks nobody asked for");
+                }
+                for (block, hash) in blocks.into_iter().zip(&delivered) {
+                    if !requested.contains(hash) {
+                        continue;
+                    }
+                    let (outcome, outputs) = self.core.handle_block(block, Some(peer), now)?;
+                    self.carry_out(outputs);
+                    if matches!(outcome, BlockOutcome::Invalid(_)) {
+                        break;
+                    }
+                }
+                self.sync.blocks_received(&peer, &requested, &delivered);
+            }
+            (request, Response::Refused(reason)) => {
+                info!(%peer, reason, "request refused");
+                self.request_failed(peer, &request);
+            }
+            (request, _) => {
+                self.net.penalize(peer, "an answer that does not fit the question");
+                self.request_failed(peer, &request);
+            }
+        }
+        Ok(())
+    }
+
+    /// Frees what a failed or refused request held in the downloader.
+    fn request_failed(&mut self, peer: PeerId, request: &Request) {
+        match request {
+            Request::GetBlocks(hashes) => self.sync.request_failed(&peer, hashes),
+            Request::GetHeaders { .. } => self.sync.request_failed(&peer, &[]),
+            Request::Status(_) => {}
+        }
     }
 
     fn on_status(&mut self, peer: PeerId, status: Status) {
@@ -376,57 +470,63 @@ impl Node {
         }
         info!(%peer, height = status.height, tip = %status.tip, "peer status");
         self.net.set_status(peer, status);
-        self.maybe_sync();
+        self.sync.set_status(peer, status, self.core.chain());
+        self.run_sync();
     }
 
-    /// Starts downloading from a peer with more work, if not already doing so.
-    fn maybe_sync(&mut self) {
-        if self.sync_peer.is_some() {
-            return;
-        }
-        let ours = self.core.chain().tip_entry().chainwork;
-        let best = self
-            .net
-            .statuses()
-            .filter(|(_, s)| s.chainwork > ours)
-            .max_by_key(|(_, s)| s.chainwork)
-            .map(|(p, s)| (*p, *s));
-        if let Some((peer, status)) = best {
-            info!(%peer, height = self.core.chain().height(), target = status.height, "sync start");
-            self.sync_peer = Some(peer);
-            self.request_blocks_after(peer);
-        }
+    /// Tells whether the node knows of a chain with more work than its tip
+    /// (from headers or peers' claims): initial block download or catch-up.
+    fn is_syncing(&self) -> bool {
+        let chain = self.core.chain();
+        let ours = chain.tip_entry().chainwork;
+        chain.index().best_header().is_some_and(|(_, e)| e.chainwork > ours)
+            || self.sync.best_claimed_work().is_some_and(|w| w > ours)
     }
 
-    fn request_blocks_after(&mut self, peer: PeerId) {
-        let locator = self.core.chain().locator();
-        self.net.request(peer, Request::GetBlocksAfter { locator });
-    }
-
-    fn on_blocks(&mut self, peer: PeerId, blocks: Vec<Block>, now: u64) -> anyhow::Result<()> {
-        let received = blocks.len();
-        for block in blocks {
-            let (outcome, outputs) = self.core.handle_block(block, Some(peer), now)?;
-            self.carry_out(outputs);
-            if matches!(outcome, BlockOutcome::Invalid(_)) {
-                break;
+    /// Asks peers for headers and blocks as the downloader decides.
+    fn run_sync(&mut self) {
+        for action in self.sync.schedule(self.core.chain(), Instant::now()) {
+            match action {
+                Action::GetHeaders { peer, locator } => {
+                    debug!(%peer, "requesting headers");
+                    self.net.request(peer, Request::GetHeaders { locator });
+                }
+                Action::GetBlocks { peer, hashes } => {
+                    self.net.request(peer, Request::GetBlocks(hashes));
+                }
+                Action::Drop { peer, reason } => self.net.disconnect(peer, &reason),
             }
         }
-        let ours = self.core.chain().tip_entry().chainwork;
-        let theirs = self.net.peer_status(&peer).map(|s| s.chainwork);
-        if received > 0 && theirs.is_some_and(|w| w > ours) {
-            self.request_blocks_after(peer);
-        } else if self.sync_peer == Some(peer) {
-            self.sync_peer = None;
-            info!(%peer, height = self.core.chain().height(), "sync end");
-            // Announce the new tip: peers that lack it fetch what they miss.
-            let tip = self.core.chain().tip();
-            if let Some(block) = self.core.chain().block(&tip)? {
-                self.net.publish_block(&block);
-            }
-            self.maybe_sync();
+        if self.progress.is_none() && self.is_syncing() {
+            let height = self.core.chain().height();
+            info!(
+                height,
+                best_header = self.core.chain().index().best_header_height(),
+                "sync start"
+            );
+            self.progress = Some((Instant::now(), height));
+        } else if self.progress.is_some() && !self.is_syncing() {
+            self.report_progress();
+            info!(height = self.core.chain().height(), tip = %self.core.chain().tip(), "sync end");
+            self.progress = None;
         }
-        Ok(())
+    }
+
+    /// Logs sync progress: heights and blocks per second since the last report.
+    fn report_progress(&mut self) {
+        let Some((since, from)) = self.progress else { return };
+        let chain = self.core.chain();
+        let height = chain.height();
+        let seconds = since.elapsed().as_secs_f64().max(0.001);
+        info!(
+            height,
+            best_header = chain.index().best_header_height(),
+            blocks_per_s = format!("{:.1}", f64::from(height.saturating_sub(from)) / seconds),
+            in_flight = self.sync.blocks_in_flight(),
+            peers = self.net.peer_count(),
+            "sync progress"
+        );
+        self.progress = Some((Instant::now(), height));
     }
 
     fn carry_out(&mut self, outputs: Vec<Output<PeerId>>) {
@@ -439,11 +539,14 @@ impl Node {
                     }
                 }
                 Output::Penalize { peer, reason } => self.net.penalize(peer, &reason),
-                Output::RequestBlock { peer, .. } => {
-                    // Fetch everything after our tip from that peer: one block or a long gap.
-                    if !self.net.is_waiting_on(&peer) {
-                        self.request_blocks_after(peer);
+                Output::RequestBlock { peer, hash } => {
+                    // A gossiped block's parent is missing. A short gap is fetched by
+                    // hash; the peer's status tells whether it is ahead by more, and
+                    // then headers-first sync takes over.
+                    if !self.is_syncing() && self.core.orphan_block_count() <= MAX_ORPHAN_FETCH {
+                        self.net.request(peer, Request::GetBlocks(vec![hash]));
                     }
+                    self.net.request(peer, Request::Status(self.status()));
                 }
                 Output::RelayTx(txid) => {
                     if let Some(entry) = self.core.mempool().get(&txid) {

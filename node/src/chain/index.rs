@@ -26,6 +26,8 @@ pub struct BlockIndex {
     /// Blocks whose data and every ancestor's data is stored (Core's `nChainTx != 0`).
     linked: HashSet<BlockHash>,
     candidates: BTreeSet<CandidateKey>,
+    /// The most-work header not known invalid (Core's `pindexBestHeader`).
+    best_header: Option<BlockHash>,
     next_sequence: u64,
 }
 
@@ -70,13 +72,43 @@ impl BlockIndex {
         if is_new && parent != BlockHash::ZERO {
             self.children.entry(parent).or_default().push(hash);
         }
+        self.consider_best_header(hash);
         self.refresh_links(hash);
+    }
+
+    /// Makes `hash` the best header if it has more work than the current one
+    /// (first seen wins ties, as for tips).
+    fn consider_best_header(&mut self, hash: BlockHash) {
+        let Some(entry) = self.entries.get(&hash) else { return };
+        if entry.status.is_invalid() {
+            if self.best_header == Some(hash) {
+                self.recompute_best_header();
+            }
+            return;
+        }
+        let better = match self.best_header.and_then(|b| self.entries.get(&b)) {
+            None => true,
+            Some(best) => entry.chainwork > best.chainwork,
+        };
+        if better {
+            self.best_header = Some(hash);
+        }
+    }
+
+    fn recompute_best_header(&mut self) {
+        self.best_header = self
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.status.is_invalid())
+            .min_by_key(|(_, e)| (Reverse(e.chainwork), e.sequence))
+            .map(|(h, _)| *h);
     }
 
     /// Changes the status of `hash`, keeping candidates right.
     pub fn set_status(&mut self, hash: &BlockHash, status: BlockStatus) {
         if let Some(entry) = self.entries.get_mut(hash) {
             entry.status = status;
+            self.consider_best_header(*hash);
             self.refresh_links(*hash);
         }
     }
@@ -156,6 +188,9 @@ impl BlockIndex {
                     .map(|c| (*c, BlockStatus::InvalidChild)),
             );
         }
+        if self.best_header.is_some_and(|b| changed.iter().any(|(h, _)| *h == b)) {
+            self.recompute_best_header();
+        }
         changed
     }
 
@@ -189,14 +224,31 @@ impl BlockIndex {
         out
     }
 
-    /// Returns the greatest height of any known valid-so-far header.
+    /// Returns the most-work header not known invalid (first seen on ties).
+    pub fn best_header(&self) -> Option<(BlockHash, &IndexEntry)> {
+        let hash = self.best_header?;
+        self.entries.get(&hash).map(|e| (hash, e))
+    }
+
+    /// Returns the height of the best header.
     pub fn best_header_height(&self) -> u32 {
-        self.entries
-            .values()
-            .filter(|e| !e.status.is_invalid())
-            .map(|e| e.height)
-            .max()
-            .unwrap_or(0)
+        self.best_header().map_or(0, |(_, e)| e.height)
+    }
+
+    /// Returns the height of the last common ancestor of `a` and `b`, if both are known.
+    pub fn fork_height(&self, a: &BlockHash, b: &BlockHash) -> Option<u32> {
+        let (mut a, mut b) = (*a, *b);
+        let (mut ea, mut eb) = (self.entries.get(&a)?, self.entries.get(&b)?);
+        while a != b {
+            if ea.height >= eb.height {
+                a = ea.header.prev_blockhash;
+                ea = self.entries.get(&a)?;
+            } else {
+                b = eb.header.prev_blockhash;
+                eb = self.entries.get(&b)?;
+            }
+        }
+        Some(ea.height)
     }
 
     /// Returns the children of `hash`.

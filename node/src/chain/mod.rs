@@ -1,7 +1,7 @@
 //! Chain state: the block index, the active chain and the UTXO set on top of a store.
 //!
 //! Owns Bitcoin Core's `ChainstateManager` logic in small form: accepting headers
-//! and blocks ([`ChainState::accept_header`], [`ChainState::accept_block`]),
+//! and blocks ([`ChainState::accept_headers`], [`ChainState::accept_block`]),
 //! choosing the valid chain with the most chainwork (first seen wins a tie),
 //! and moving to it ([`ChainState::activate_best_chain`]) by disconnecting blocks
 //! with their undo data and connecting the new branch. A block that fails while
@@ -11,8 +11,11 @@
 //! Pure: no clock, threads of its own, or I/O other than the [`Store`] it is given.
 //! Each connected or disconnected block is one atomic store batch.
 
+mod headers;
 pub mod index;
 pub mod orphans;
+
+pub use headers::HeadersOutcome;
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -21,8 +24,8 @@ use tinychain_protocol::difficulty::{get_next_work_required, median_time_past};
 use tinychain_protocol::params::Params;
 use tinychain_protocol::pow::{CompactTarget, Work};
 use tinychain_protocol::validation::{
-    self, BlockContext, BlockError, Coin, Kind, check_block, check_block_inputs,
-    check_block_signatures, contextual_check_block, contextual_check_block_header,
+    BlockContext, BlockError, Coin, Kind, check_block, check_block_inputs, check_block_signatures,
+    contextual_check_block, contextual_check_block_header,
 };
 use tinychain_protocol::{Block, BlockHash, BlockHeader, OutPoint, PubkeyHash, Transaction};
 
@@ -53,6 +56,9 @@ pub enum AcceptError {
         /// The rule broken.
         error: Box<BlockError>,
     },
+    /// A run of headers where one is not the child of the one before.
+    #[error("header {0} does not follow the header before it")]
+    NotContinuous(BlockHash),
     /// The store failed; the node cannot continue.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -63,7 +69,7 @@ impl AcceptError {
     pub fn kind(&self) -> Kind {
         match self {
             AcceptError::MissingParent(_) => Kind::Missing,
-            AcceptError::KnownInvalid(_) => Kind::Invalid,
+            AcceptError::KnownInvalid(_) | AcceptError::NotContinuous(_) => Kind::Invalid,
             AcceptError::Invalid { error, .. } => error.kind(),
             // Not the peer's fault: nothing to punish.
             AcceptError::Store(_) => Kind::Premature,
@@ -319,46 +325,6 @@ impl<S: Store> ChainState<S> {
     /// The store fails.
     pub fn coin(&self, outpoint: &OutPoint) -> Result<Option<Coin>, StoreError> {
         self.store.coin(outpoint)
-    }
-
-    /// Accepts a header (headers-first sync): checks its proof of work and its
-    /// context after a known parent, and adds it to the index as header-only.
-    ///
-    /// # Errors
-    ///
-    /// Missing parent, known-invalid ancestry, broken header rules, or the store.
-    pub fn accept_header(
-        &mut self,
-        header: &BlockHeader,
-        now: u32,
-    ) -> Result<Accepted, AcceptError> {
-        let hash = header.block_hash();
-        if let Some(entry) = self.index.get(&hash) {
-            if entry.status.is_invalid() {
-                return Err(AcceptError::KnownInvalid(hash));
-            }
-            return Ok(Accepted::Duplicate);
-        }
-        let invalid = |error| AcceptError::Invalid { hash, error: Box::new(error) };
-        validation::check_block_header(header, &self.params).map_err(invalid)?;
-        let parent = self
-            .index
-            .get(&header.prev_blockhash)
-            .copied()
-            .ok_or(AcceptError::MissingParent(header.prev_blockhash))?;
-        if parent.status.is_invalid() {
-            self.add_entry(hash, header, &parent, BlockStatus::InvalidChild)?;
-            return Err(AcceptError::KnownInvalid(hash));
-        }
-        let ctx = self.context_after(&header.prev_blockhash, now).expect("the parent is indexed");
-        if let Err(error) = contextual_check_block_header(header, &ctx, &self.params) {
-            if error.kind() == Kind::Invalid {
-                self.add_entry(hash, header, &parent, BlockStatus::Invalid)?;
-            }
-            return Err(invalid(error));
-        }
-        self.add_entry(hash, header, &parent, BlockStatus::HeaderOnly)?;
-        Ok(Accepted::New)
     }
 
     /// Makes the index entry of a header on `parent`, without storing it.
@@ -651,18 +617,7 @@ impl<S: Store> ChainState<S> {
 
     /// Returns a block locator for the tip: hashes going back exponentially, at most 101.
     pub fn locator(&self) -> Vec<BlockHash> {
-        let mut out = Vec::new();
-        let mut height = i64::from(self.height());
-        let mut step = 1i64;
-        while height > 0 && out.len() < 100 {
-            out.push(self.active[height as usize]);
-            if out.len() >= 10 {
-                step *= 2;
-            }
-            height -= step;
-        }
-        out.push(self.active[0]);
-        out
+        self.locator_from(&self.tip())
     }
 
     /// Returns the height of the last block of `locator` on the active chain.

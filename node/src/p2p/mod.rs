@@ -96,12 +96,21 @@ pub enum NetEvent {
         /// Where the answer goes.
         channel: ResponseChannel<Response>,
     },
+    /// A peer's last connection closed.
+    PeerDisconnected(PeerId),
     /// A request to a peer failed (timeout, disconnect, refused stream).
-    RequestFailed(PeerId),
+    RequestFailed {
+        /// The peer.
+        peer: PeerId,
+        /// What we asked.
+        request: Request,
+    },
     /// A peer answered our request.
     Response {
         /// The peer.
         peer: PeerId,
+        /// What we asked.
+        request: Request,
         /// The answer.
         response: Response,
     },
@@ -118,7 +127,8 @@ pub struct Network {
     bootstrap_peers: HashSet<PeerId>,
     bootstrap: Vec<Multiaddr>,
     statuses: HashMap<PeerId, Status>,
-    pending: HashMap<OutboundRequestId, PeerId>,
+    /// Our requests in flight, kept to pair each answer with its question.
+    pending: HashMap<OutboundRequestId, (PeerId, Request)>,
     network_id: String,
     limiter: ratelimit::RateLimiter<PeerId>,
 }
@@ -401,7 +411,7 @@ impl Network {
 
     /// Tells whether a request to `peer` is in flight.
     pub fn is_waiting_on(&self, peer: &PeerId) -> bool {
-        self.pending.values().any(|p| p == peer)
+        self.pending.values().any(|(p, _)| p == peer)
     }
 
     /// Returns the peers with their last status.
@@ -411,8 +421,8 @@ impl Network {
 
     /// Sends a request to a peer.
     pub fn request(&mut self, peer: PeerId, request: Request) {
-        let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
-        self.pending.insert(id, peer);
+        let id = self.swarm.behaviour_mut().sync.send_request(&peer, request.clone());
+        self.pending.insert(id, (peer, request));
     }
 
     /// Answers a peer's request.
@@ -463,6 +473,12 @@ impl Network {
         }
     }
 
+    /// Disconnects a peer (it may come back; nothing is held against it).
+    pub fn disconnect(&mut self, peer: PeerId, reason: &str) {
+        info!(%peer, reason, "disconnecting peer");
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
     /// Disconnects and bans a peer at once (for example: another network's genesis).
     pub fn ban(&mut self, peer: PeerId, reason: &str) {
         warn!(%peer, reason, "peer banned");
@@ -501,6 +517,7 @@ impl Network {
                     self.statuses.remove(&peer_id);
                     self.limiter.remove(&peer_id);
                     self.forget_score(peer_id);
+                    return Some(NetEvent::PeerDisconnected(peer_id));
                 }
                 None
             }
@@ -560,8 +577,8 @@ impl Network {
                         }
                     }
                     request_response::Message::Response { request_id, response } => {
-                        self.pending.remove(&request_id);
-                        Some(NetEvent::Response { peer, response })
+                        let (_, request) = self.pending.remove(&request_id)?;
+                        Some(NetEvent::Response { peer, request, response })
                     }
                 }
             }
@@ -571,9 +588,9 @@ impl Network {
                 request_id,
                 ..
             }) => {
-                self.pending.remove(&request_id);
                 debug!(%peer, %error, "sync request failed");
-                Some(NetEvent::RequestFailed(peer))
+                let (_, request) = self.pending.remove(&request_id)?;
+                Some(NetEvent::RequestFailed { peer, request })
             }
             BehaviourEvent::Sync(request_response::Event::InboundFailure {
                 peer, error, ..

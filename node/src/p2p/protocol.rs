@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tinychain_protocol::encode;
 use tinychain_protocol::params::MAX_BLOCK_SIZE;
 use tinychain_protocol::pow::Work;
-use tinychain_protocol::{Block, BlockHash};
+use tinychain_protocol::{Block, BlockHash, BlockHeader};
 
 /// Largest request, in bytes.
 pub const MAX_REQUEST_SIZE: u64 = 64 * 1024;
@@ -23,6 +23,8 @@ pub const MAX_BLOCKS_PER_RESPONSE: usize = 16;
 pub const MAX_RESPONSE_SIZE: u64 = MAX_BLOCKS_PER_RESPONSE as u64 * MAX_BLOCK_SIZE + 1024;
 /// Hashes in a locator at most (Bitcoin's limit is 101).
 pub const MAX_LOCATOR: usize = 101;
+/// Headers in one response at most (Bitcoin's `MAX_HEADERS_RESULTS`).
+pub const MAX_HEADERS_PER_RESPONSE: usize = 2000;
 /// The largest gossip message: one block plus gossipsub's envelope.
 pub const MAX_GOSSIP_SIZE: usize = MAX_BLOCK_SIZE as usize + 64 * 1024;
 
@@ -44,12 +46,14 @@ pub struct Status {
 pub enum Request {
     /// "Here is my status; what is yours?"
     Status(Status),
-    /// "Send the blocks of your active chain after the last of these I share with you."
-    GetBlocksAfter {
-        /// A block locator: hashes going back from the requester's tip.
+    /// "Send the headers of your active chain after the last of these we share"
+    /// (at most [`MAX_HEADERS_PER_RESPONSE`]; Bitcoin's `getheaders`).
+    GetHeaders {
+        /// A block locator: hashes going back from the requester's best header,
+        /// at most [`MAX_LOCATOR`].
         locator: Vec<BlockHash>,
     },
-    /// "Send these blocks."
+    /// "Send these blocks" (at most [`MAX_BLOCKS_PER_RESPONSE`]; Bitcoin's `getdata`).
     GetBlocks(Vec<BlockHash>),
 }
 
@@ -58,7 +62,9 @@ pub enum Request {
 pub enum Response {
     /// The responder's status.
     Status(Status),
-    /// Blocks, in chain order (possibly fewer than asked for, or none).
+    /// Headers, each the parent of the next (possibly none).
+    Headers(Vec<BlockHeader>),
+    /// Blocks, in the order asked for (possibly fewer than asked for, or none).
     Blocks(Vec<Block>),
     /// The request was refused (malformed, too large, or rate limited).
     Refused(String),
@@ -184,7 +190,7 @@ mod tests {
         let mut codec = Codec;
         for request in [
             Request::Status(status()),
-            Request::GetBlocksAfter { locator: vec![BlockHash::ZERO; MAX_LOCATOR] },
+            Request::GetHeaders { locator: vec![BlockHash::ZERO; MAX_LOCATOR] },
             Request::GetBlocks(vec![BlockHash::ZERO; 3]),
         ] {
             let mut wire = Cursor::new(Vec::new());
@@ -195,11 +201,24 @@ mod tests {
                 request
             );
         }
-        let response = Response::Refused("rate limited".into());
-        let mut wire = Cursor::new(Vec::new());
-        block_on(codec.write_response(&protocol(), &mut wire, response.clone())).expect("writes");
-        let mut read = Cursor::new(wire.into_inner());
-        assert_eq!(block_on(codec.read_response(&protocol(), &mut read)).expect("reads"), response);
+        let genesis =
+            tinychain_protocol::params::Params::new(tinychain_protocol::params::Network::Regtest)
+                .genesis_block();
+        for response in [
+            Response::Refused("rate limited".into()),
+            Response::Status(status()),
+            Response::Headers(vec![genesis.header; MAX_HEADERS_PER_RESPONSE]),
+            Response::Blocks(vec![genesis.clone(); MAX_BLOCKS_PER_RESPONSE]),
+        ] {
+            let mut wire = Cursor::new(Vec::new());
+            block_on(codec.write_response(&protocol(), &mut wire, response.clone()))
+                .expect("writes");
+            let mut read = Cursor::new(wire.into_inner());
+            assert_eq!(
+                block_on(codec.read_response(&protocol(), &mut read)).expect("reads"),
+                response
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,367 @@
+//! Block download decisions: headers first, then blocks in parallel from every
+//! suitable peer within a moving window.
+//!
+//! Owns what Bitcoin Core keeps per peer for initial block download (a peer's
+//! best known header, its blocks in flight) and the choice of what to ask whom:
+//! headers from one peer with more work at a time (with a block locator, 2,000
+//! per reply, continued until a short reply), then the blocks of the best
+//! header chain, at most [`Config::window`] heights ahead of the active chain,
+//! spread over the peers that have them, a few requests per peer. The chain
+//! state connects them strictly in order whatever order they arrive in. A
+//! request unanswered for too long marks its peer as stalling: the peer is
+//! dropped and its blocks are asked of others.
+//!
+//! Pure: time comes in as an argument and decisions go out as [`Action`]s.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use tinychain_protocol::BlockHash;
+use tinychain_protocol::pow::Work;
+
+use crate::chain::{ChainState, HeadersOutcome};
+use crate::p2p::protocol::{MAX_BLOCKS_PER_RESPONSE, MAX_HEADERS_PER_RESPONSE, Status};
+use crate::store::Store;
+
+/// Settings of the downloader.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Blocks past the active chain's fork with the best header that may be
+    /// requested (Core's `BLOCK_DOWNLOAD_WINDOW`).
+    pub window: u32,
+    /// Blocks asked for in one request.
+    pub blocks_per_request: usize,
+    /// Block requests in flight per peer.
+    pub requests_per_peer: usize,
+    /// A request unanswered this long marks its peer as stalling.
+    pub timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            window: 1024,
+            blocks_per_request: MAX_BLOCKS_PER_RESPONSE,
+            requests_per_peer: 2,
+            timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Something to ask of, or do to, a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action<P> {
+    /// Send `GetHeaders` with this locator.
+    GetHeaders {
+        /// The peer.
+        peer: P,
+        /// The locator.
+        locator: Vec<BlockHash>,
+    },
+    /// Send `GetBlocks` for these blocks.
+    GetBlocks {
+        /// The peer.
+        peer: P,
+        /// The blocks, in height order.
+        hashes: Vec<BlockHash>,
+    },
+    /// Disconnect the peer: it stalls the download.
+    Drop {
+        /// The peer.
+        peer: P,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What the downloader knows of one peer.
+#[derive(Debug, Clone)]
+struct PeerSync {
+    /// The chain the peer claims.
+    status: Status,
+    /// The most-work header in our index that the peer is known to have.
+    best_known: Option<BlockHash>,
+    /// When its headers request was sent, if one is in flight.
+    headers_since: Option<Instant>,
+    /// Its last headers reply was full: ask it for the next run.
+    more_headers_after: Option<BlockHash>,
+    /// Block requests in flight.
+    requests: usize,
+}
+
+/// The download state of all peers.
+#[derive(Debug)]
+pub struct Sync<P> {
+    config: Config,
+    peers: BTreeMap<P, PeerSync>,
+    /// Blocks requested: from whom and when.
+    in_flight: HashMap<BlockHash, (P, Instant)>,
+}
+
+/// How a peer misbehaved in sync, for its score.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Misbehaviour {
+    /// What it did.
+    pub reason: String,
+}
+
+impl<P: Ord + Clone> Sync<P> {
+    /// Makes a downloader with no peers.
+    pub fn new(config: Config) -> Sync<P> {
+        Sync { config, peers: BTreeMap::new(), in_flight: HashMap::new() }
+    }
+
+    /// Records a peer's status: what chain it claims.
+    pub fn set_status<S: Store>(&mut self, peer: P, status: Status, chain: &ChainState<S>) {
+        let entry = self.peers.entry(peer).or_insert(PeerSync {
+            status,
+            best_known: None,
+            headers_since: None,
+            more_headers_after: None,
+            requests: 0,
+        });
+        entry.status = status;
+        if chain.index().contains(&status.tip) {
+            update_best_known(entry, status.tip, chain);
+        }
+    }
+
+    /// Records that a peer has a block (it sent it by gossip, say).
+    pub fn peer_has<S: Store>(&mut self, peer: &P, hash: BlockHash, chain: &ChainState<S>) {
+        if let Some(entry) = self.peers.get_mut(peer) {
+            update_best_known(entry, hash, chain);
+        }
+    }
+
+    /// Forgets a departed peer; its blocks in flight are free to ask of others.
+    pub fn remove_peer(&mut self, peer: &P) {
+        self.peers.remove(peer);
+        self.in_flight.retain(|_, (p, _)| p != peer);
+    }
+
+    /// Tells whether a peer is known.
+    pub fn has_peer(&self, peer: &P) -> bool {
+        self.peers.contains_key(peer)
+    }
+
+    /// Returns the number of blocks in flight.
+    pub fn blocks_in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Returns the most work any peer claims.
+    pub fn best_claimed_work(&self) -> Option<Work> {
+        self.peers.values().map(|p| p.status.chainwork).max()
+    }
+
+    /// Handles a peer's headers reply, after the chain state accepted them
+    /// (`outcome`). Returns the misbehaviour, if the reply shows one.
+    pub fn headers_received<S: Store>(
+        &mut self,
+        peer: &P,
+        count: usize,
+        outcome: &HeadersOutcome,
+        chain: &ChainState<S>,
+    ) -> Option<Misbehaviour> {
+        let entry = self.peers.get_mut(peer)?;
+        let asked = entry.headers_since.take().is_some();
+        entry.more_headers_after = None;
+        if !asked {
+            return (count > 0)
+                .then(|| Misbehaviour { reason: "headers nobody asked for".to_owned() });
+        }
+        if count > MAX_HEADERS_PER_RESPONSE {
+            return Some(Misbehaviour { reason: format!("{count} headers in one reply") });
+        }
+        if let Some(error) = &outcome.error {
+            // Missing parent: the headers do not connect to our locator (the peer
+            // reorganised meanwhile); anything else breaks a rule.
+            return match error.kind() {
+                tinychain_protocol::validation::Kind::Invalid => {
+                    Some(Misbehaviour { reason: format!("invalid header: {error}") })
+                }
+                _ => None,
+            };
+        }
+        if let Some(last) = outcome.last {
+            update_best_known(entry, last, chain);
+            if count == MAX_HEADERS_PER_RESPONSE {
+                entry.more_headers_after = Some(last);
+                return None;
+            }
+        }
+        // A short reply: the peer has nothing more. It must have shown the work it claimed.
+        let shown = entry.best_known.and_then(|h| chain.index().get(&h)).map(|e| e.chainwork);
+        if shown.is_none_or(|w| w < entry.status.chainwork)
+            && !chain.index().contains(&entry.status.tip)
+        {
+            let claimed = entry.status.height;
+            // Its claim is spent: do not ask again until it sends a new status.
+            entry.status.chainwork = shown.unwrap_or(Work::ZERO);
+            return Some(Misbehaviour {
+                reason: format!("status claimed height {claimed} but its headers do not reach it"),
+            });
+        }
+        None
+    }
+
+    /// Handles a peer's blocks reply to a request for `requested`; `delivered`
+    /// are the hashes of the blocks it sent.
+    pub fn blocks_received(&mut self, peer: &P, requested: &[BlockHash], delivered: &[BlockHash]) {
+        for hash in requested {
+            if self.in_flight.get(hash).is_some_and(|(p, _)| p == peer) {
+                self.in_flight.remove(hash);
+            }
+        }
+        if let Some(entry) = self.peers.get_mut(peer) {
+            entry.requests = entry.requests.saturating_sub(1);
+            if delivered.is_empty() && !requested.is_empty() {
+                // It does not have them after all: ask others until it tells us more.
+                entry.best_known = None;
+            }
+        }
+    }
+
+    /// Handles a failed request: a headers request (`blocks` empty) or one for `blocks`.
+    pub fn request_failed(&mut self, peer: &P, blocks: &[BlockHash]) {
+        if blocks.is_empty() {
+            if let Some(entry) = self.peers.get_mut(peer) {
+                entry.headers_since = None;
+            }
+        } else {
+            self.blocks_received(peer, blocks, &[]);
+        }
+    }
+
+    /// Decides what to ask whom now: drops stalling peers, asks for headers, and
+    /// fills every suitable peer's request slots with blocks of the window.
+    pub fn schedule<S: Store>(&mut self, chain: &ChainState<S>, now: Instant) -> Vec<Action<P>> {
+        let mut actions = self.drop_stalling(now);
+        actions.extend(self.schedule_headers(chain, now));
+        actions.extend(self.schedule_blocks(chain, now));
+        actions
+    }
+
+    fn drop_stalling(&mut self, now: Instant) -> Vec<Action<P>> {
+        let timeout = self.config.timeout;
+        let late = |since: Instant| now.saturating_duration_since(since) > timeout;
+        let mut stalling: Vec<P> = self
+            .in_flight
+            .values()
+            .filter(|(_, since)| late(*since))
+            .map(|(p, _)| p.clone())
+            .collect();
+        stalling.extend(
+            self.peers
+                .iter()
+                .filter(|(_, e)| e.headers_since.is_some_and(late))
+                .map(|(p, _)| p.clone()),
+        );
+        stalling.sort();
+        stalling.dedup();
+        stalling
+            .into_iter()
+            .map(|peer| {
+                self.remove_peer(&peer);
+                Action::Drop { peer, reason: "sync request unanswered".to_owned() }
+            })
+            .collect()
+    }
+
+    fn schedule_headers<S: Store>(
+        &mut self,
+        chain: &ChainState<S>,
+        now: Instant,
+    ) -> Option<Action<P>> {
+        if self.peers.values().any(|e| e.headers_since.is_some()) {
+            return None;
+        }
+        let best_header_work = chain.index().best_header().map_or(Work::ZERO, |(_, e)| e.chainwork);
+        // A peer in the middle of a run first, else the one claiming the most work.
+        let (peer, after) =
+            match self.peers.iter().find_map(|(p, e)| Some((p, e.more_headers_after?))) {
+                Some((peer, after)) => (peer.clone(), after),
+                None => {
+                    let (peer, _) = self
+                        .peers
+                        .iter()
+                        .filter(|(_, e)| {
+                            e.status.chainwork > best_header_work
+                                && !chain.index().contains(&e.status.tip)
+                        })
+                        .max_by_key(|(_, e)| e.status.chainwork)?;
+                    let best = chain.index().best_header().map_or(chain.tip(), |(h, _)| h);
+                    (peer.clone(), best)
+                }
+            };
+        let entry = self.peers.get_mut(&peer)?;
+        entry.headers_since = Some(now);
+        entry.more_headers_after = None;
+        Some(Action::GetHeaders { peer, locator: chain.locator_from(&after) })
+    }
+
+    fn schedule_blocks<S: Store>(&mut self, chain: &ChainState<S>, now: Instant) -> Vec<Action<P>> {
+        let mut wanted =
+            chain.blocks_to_download(self.config.window, |h| !self.in_flight.contains_key(h));
+        let Some((best, _)) = chain.index().best_header() else { return Vec::new() };
+        let mut actions = Vec::new();
+        // Peers with free slots, fewest requests first: the load spreads over all.
+        let mut peers: Vec<(usize, P, u32)> = self
+            .peers
+            .iter()
+            .filter(|(_, e)| e.requests < self.config.requests_per_peer)
+            .filter_map(|(p, e)| {
+                // The peer has every block of the best header chain up to here.
+                let has_up_to = chain.index().fork_height(&e.best_known?, &best)?;
+                Some((e.requests, p.clone(), has_up_to))
+            })
+            .collect();
+        peers.sort();
+        while !wanted.is_empty() {
+            let mut progressed = false;
+            for (_, peer, has_up_to) in &peers {
+                let Some(entry) = self.peers.get_mut(peer) else { continue };
+                if entry.requests >= self.config.requests_per_peer {
+                    continue;
+                }
+                let take: Vec<usize> = wanted
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (_, height))| height <= has_up_to)
+                    .take(self.config.blocks_per_request)
+                    .map(|(i, _)| i)
+                    .collect();
+                if take.is_empty() {
+                    continue;
+                }
+                let hashes: Vec<BlockHash> = take.iter().map(|&i| wanted[i].0).collect();
+                for i in take.into_iter().rev() {
+                    wanted.remove(i);
+                }
+                for hash in &hashes {
+                    self.in_flight.insert(*hash, (peer.clone(), now));
+                }
+                entry.requests += 1;
+                actions.push(Action::GetBlocks { peer: peer.clone(), hashes });
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
+        }
+        actions
+    }
+}
+
+/// Raises a peer's best known header to `hash` if that has more work.
+fn update_best_known<S: Store>(entry: &mut PeerSync, hash: BlockHash, chain: &ChainState<S>) {
+    let index = chain.index();
+    let Some(new) = index.get(&hash) else { return };
+    let better = entry
+        .best_known
+        .and_then(|b| index.get(&b))
+        .is_none_or(|old| new.chainwork > old.chainwork);
+    if better {
+        entry.best_known = Some(hash);
+    }
+}
