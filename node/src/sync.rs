@@ -87,6 +87,9 @@ struct PeerSync {
     more_headers_after: Option<BlockHash>,
     /// Block requests in flight.
     requests: usize,
+    /// It answered a block request with nothing: not asked for blocks again
+    /// until it sends a new status.
+    came_up_empty: bool,
 }
 
 /// The download state of all peers.
@@ -119,8 +122,10 @@ impl<P: Ord + Clone> Sync<P> {
             headers_since: None,
             more_headers_after: None,
             requests: 0,
+            came_up_empty: false,
         });
         entry.status = status;
+        entry.came_up_empty = false;
         if chain.index().contains(&status.tip) {
             update_best_known(entry, status.tip, chain);
         }
@@ -217,7 +222,7 @@ impl<P: Ord + Clone> Sync<P> {
             entry.requests = entry.requests.saturating_sub(1);
             if delivered.is_empty() && !requested.is_empty() {
                 // It does not have them after all: ask others until it tells us more.
-                entry.best_known = None;
+                entry.came_up_empty = true;
             }
         }
     }
@@ -236,6 +241,12 @@ impl<P: Ord + Clone> Sync<P> {
     /// Decides what to ask whom now: drops stalling peers, asks for headers, and
     /// fills every suitable peer's request slots with blocks of the window.
     pub fn schedule<S: Store>(&mut self, chain: &ChainState<S>, now: Instant) -> Vec<Action<P>> {
+        // Headers learnt from one peer may show that others' claimed tips are known now.
+        for entry in self.peers.values_mut() {
+            if chain.index().contains(&entry.status.tip) {
+                update_best_known(entry, entry.status.tip, chain);
+            }
+        }
         let mut actions = self.drop_stalling(now);
         actions.extend(self.schedule_headers(chain, now));
         actions.extend(self.schedule_blocks(chain, now));
@@ -309,7 +320,7 @@ impl<P: Ord + Clone> Sync<P> {
         let mut peers: Vec<(usize, P, u32)> = self
             .peers
             .iter()
-            .filter(|(_, e)| e.requests < self.config.requests_per_peer)
+            .filter(|(_, e)| e.requests < self.config.requests_per_peer && !e.came_up_empty)
             .filter_map(|(p, e)| {
                 // The peer has every block of the best header chain up to here.
                 let has_up_to = chain.index().fork_height(&e.best_known?, &best)?;

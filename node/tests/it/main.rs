@@ -6,3 +6,4 @@ mod mempool;
 mod policy;
 mod sim;
 mod store;
+mod sync;
