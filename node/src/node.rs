@@ -105,7 +105,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let core: NodeCore =
         Core::open(store, params, config.core.clone(), unix_now()).context("opening the chain")?;
     let keypair = p2p::load_or_create_identity(&datadir.path().join("identity.key"))?;
-    let net = Network::start(keypair, &config.p2p, genesis)?;
+    let p2p_config =
+        p2p::Config { ban_file: Some(datadir.path().join("banlist.json")), ..config.p2p.clone() };
+    let net = Network::start(keypair, &p2p_config, genesis)?;
     info!(
         network = %config.network,
         datadir = %datadir.path().display(),
@@ -157,6 +159,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             event = node.net.next_event() => node.on_net_event(event)?,
             _ = ticks.tick() => {
                 node.core.tick(unix_now());
+                node.net.log_mesh_changes();
                 node.run_sync();
             }
             _ = refresh.tick() => {
@@ -170,6 +173,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
             _ = maintenance.tick() => {
                 node.net.dial_bootstrap();
+                node.net.maintain();
                 // Refresh every peer's status: a peer that got ahead (after a
                 // partition, or while we were busy) is noticed and synced from.
                 let status = node.status();
@@ -255,7 +259,16 @@ impl Node {
                     "utxo_digest": chain.utxo_digest().to_string(),
                 }))
             }
-            "getpeerinfo" => Ok(json!(self.net.peer_info())),
+            "getpeerinfo" => {
+                let mut peers = self.net.peer_info();
+                for (peer, info) in &mut peers {
+                    if let Some((delivered, in_flight)) = self.sync.peer_stats(peer) {
+                        info["sync"] =
+                            json!({ "blocks_delivered": delivered, "blocks_in_flight": in_flight });
+                    }
+                }
+                Ok(json!(peers.into_iter().map(|(_, info)| info).collect::<Vec<_>>()))
+            }
             "getnetworkinfo" => Ok(self.net.network_info()),
             "getmininginfo" => {
                 let tip = chain.tip_entry();
@@ -444,7 +457,15 @@ impl Node {
             }
             (request, Response::Refused(reason)) => {
                 info!(%peer, reason, "request refused");
-                self.request_failed(peer, &request);
+                match &request {
+                    Request::GetBlocks(hashes) => {
+                        self.sync.request_refused(&peer, hashes, Instant::now());
+                    }
+                    Request::GetHeaders { .. } => {
+                        self.sync.request_refused(&peer, &[], Instant::now());
+                    }
+                    Request::Status(_) => {}
+                }
             }
             (request, _) => {
                 self.net.penalize(peer, "an answer that does not fit the question");
@@ -507,7 +528,7 @@ impl Node {
             self.progress = Some((Instant::now(), height));
         } else if self.progress.is_some() && !self.is_syncing() {
             self.report_progress();
-            info!(height = self.core.chain().height(), tip = %self.core.chain().tip(), "sync end");
+            info!(height = self.core.chain().height(), hash = %self.core.chain().tip(), "sync end");
             self.progress = None;
         }
     }
@@ -533,7 +554,11 @@ impl Node {
         for output in outputs {
             match output {
                 Output::TipChanged { hash, height, disconnected } => {
-                    info!(%hash, height, disconnected, "new tip");
+                    if self.progress.is_some() {
+                        debug!(%hash, height, disconnected, "new tip");
+                    } else {
+                        info!(%hash, height, disconnected, "new tip");
+                    }
                     if let Some((miner, pay_to)) = &self.miner {
                         miner.set_job(self.core.block_template(*pay_to, unix_now()));
                     }

@@ -23,6 +23,9 @@ use crate::chain::{ChainState, HeadersOutcome};
 use crate::p2p::protocol::{MAX_BLOCKS_PER_RESPONSE, MAX_HEADERS_PER_RESPONSE, Status};
 use crate::store::Store;
 
+/// How long a peer that refused a request is left alone.
+const REST_AFTER_REFUSAL: Duration = Duration::from_secs(1);
+
 /// Settings of the downloader.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -90,6 +93,10 @@ struct PeerSync {
     /// It answered a block request with nothing: not asked for blocks again
     /// until it sends a new status.
     came_up_empty: bool,
+    /// Blocks it delivered that we asked for.
+    delivered: u64,
+    /// It refused a request (rate limited): not asked again before this.
+    resting_until: Option<Instant>,
 }
 
 /// The download state of all peers.
@@ -123,6 +130,8 @@ impl<P: Ord + Clone> Sync<P> {
             more_headers_after: None,
             requests: 0,
             came_up_empty: false,
+            delivered: 0,
+            resting_until: None,
         });
         entry.status = status;
         entry.came_up_empty = false;
@@ -147,6 +156,13 @@ impl<P: Ord + Clone> Sync<P> {
     /// Tells whether a peer is known.
     pub fn has_peer(&self, peer: &P) -> bool {
         self.peers.contains_key(peer)
+    }
+
+    /// Returns how many requested blocks a peer delivered and how many it has in flight.
+    pub fn peer_stats(&self, peer: &P) -> Option<(u64, usize)> {
+        let entry = self.peers.get(peer)?;
+        let in_flight = self.in_flight.values().filter(|(p, _)| p == peer).count();
+        Some((entry.delivered, in_flight))
     }
 
     /// Returns the number of blocks in flight.
@@ -220,10 +236,20 @@ impl<P: Ord + Clone> Sync<P> {
         }
         if let Some(entry) = self.peers.get_mut(peer) {
             entry.requests = entry.requests.saturating_sub(1);
+            entry.delivered += delivered.iter().filter(|h| requested.contains(h)).count() as u64;
             if delivered.is_empty() && !requested.is_empty() {
                 // It does not have them after all: ask others until it tells us more.
                 entry.came_up_empty = true;
             }
+        }
+    }
+
+    /// Handles a refused request: as a failed one, and the peer rests a second
+    /// before it is asked again.
+    pub fn request_refused(&mut self, peer: &P, blocks: &[BlockHash], now: Instant) {
+        self.request_failed(peer, blocks);
+        if let Some(entry) = self.peers.get_mut(peer) {
+            entry.resting_until = Some(now + REST_AFTER_REFUSAL);
         }
     }
 
@@ -245,6 +271,11 @@ impl<P: Ord + Clone> Sync<P> {
         for entry in self.peers.values_mut() {
             if chain.index().contains(&entry.status.tip) {
                 update_best_known(entry, entry.status.tip, chain);
+            }
+        }
+        for entry in self.peers.values_mut() {
+            if entry.resting_until.is_some_and(|t| t <= now) {
+                entry.resting_until = None;
             }
         }
         let mut actions = self.drop_stalling(now);
@@ -320,7 +351,11 @@ impl<P: Ord + Clone> Sync<P> {
         let mut peers: Vec<(usize, P, u32)> = self
             .peers
             .iter()
-            .filter(|(_, e)| e.requests < self.config.requests_per_peer && !e.came_up_empty)
+            .filter(|(_, e)| {
+                e.requests < self.config.requests_per_peer
+                    && !e.came_up_empty
+                    && e.resting_until.is_none()
+            })
             .filter_map(|(p, e)| {
                 // The peer has every block of the best header chain up to here.
                 let has_up_to = chain.index().fork_height(&e.best_known?, &best)?;

@@ -8,12 +8,13 @@
 //! rule: it hands what peers send to the event loop as [`NetEvent`]s and carries
 //! out the event loop's decisions.
 
+pub mod bans;
 pub mod protocol;
 pub mod ratelimit;
 
-use std::collections::{HashMap, HashSet};
-use std::path::Path;
-use std::time::Duration;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, PublishError};
@@ -37,12 +38,33 @@ pub struct Config {
     pub bootstrap: Vec<Multiaddr>,
     /// Connections kept at most.
     pub max_connections: u32,
+    /// Where bans are kept across restarts (none: in memory only).
+    pub ban_file: Option<PathBuf>,
 }
 
 impl Default for Config {
     fn default() -> Config {
-        Config { listen: Vec::new(), bootstrap: Vec::new(), max_connections: 50 }
+        Config { listen: Vec::new(), bootstrap: Vec::new(), max_connections: 50, ban_file: None }
     }
+}
+
+/// How long a ban lasts (Bitcoin Core's default `-bantime`).
+pub const BAN_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+/// Score regained per [`Network::maintain`] call (every 10 s: a -50 fades in ~8 min).
+const SCORE_DECAY: i32 = 1;
+
+/// What is known of a connected peer besides its chain.
+#[derive(Debug, Clone)]
+struct PeerMeta {
+    address: Multiaddr,
+    outbound: bool,
+    since: u64,
+    ping: Option<Duration>,
+    agent: Option<String>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Score below which a peer is banned.
@@ -131,6 +153,10 @@ pub struct Network {
     pending: HashMap<OutboundRequestId, (PeerId, Request)>,
     network_id: String,
     limiter: ratelimit::RateLimiter<PeerId>,
+    peers: HashMap<PeerId, PeerMeta>,
+    /// Gossip mesh members per topic at the last look, to log joins and leaves.
+    mesh: HashMap<String, BTreeSet<PeerId>>,
+    bans: bans::BanList,
 }
 
 impl std::fmt::Debug for Network {
@@ -256,10 +282,13 @@ impl Network {
                     kad::Config::new(kad_protocol),
                 );
                 kad.set_mode(Some(kad::Mode::Server));
-                let identify = identify::Behaviour::new(identify::Config::new(
-                    format!("tinychain/{id}"),
-                    key.public(),
-                ));
+                let identify = identify::Behaviour::new(
+                    identify::Config::new(format!("tinychain/{id}"), key.public())
+                        .with_agent_version(format!(
+                            "tinychain-node/{}",
+                            env!("CARGO_PKG_VERSION")
+                        )),
+                );
                 Ok(Behaviour {
                     limits: connection_limits::Behaviour::new(limits),
                     blocked: Default::default(),
@@ -292,7 +321,20 @@ impl Network {
             pending: HashMap::new(),
             network_id: id,
             limiter: ratelimit::RateLimiter::new(ratelimit::Config::default()),
+            peers: HashMap::new(),
+            mesh: HashMap::new(),
+            bans: match &config.ban_file {
+                Some(path) => bans::BanList::load(path, unix_now()).unwrap_or_else(|e| {
+                    warn!(error = %e, "starting with an empty ban list");
+                    bans::BanList::empty(Some(path))
+                }),
+                None => bans::BanList::empty(None),
+            },
         };
+        let banned: Vec<PeerId> = network.bans.iter().map(|(p, _)| *p).collect();
+        for peer in banned {
+            network.swarm.behaviour_mut().blocked.block_peer(peer);
+        }
         for addr in &config.bootstrap {
             if let Some(Protocol::P2p(peer)) = addr.iter().last() {
                 network.bootstrap_peers.insert(peer);
@@ -314,27 +356,36 @@ impl Network {
     }
 
     /// Returns what is known of each connected peer (for `getpeerinfo`).
-    pub fn peer_info(&self) -> Vec<serde_json::Value> {
-        let mesh: HashSet<PeerId> = self
-            .swarm
-            .behaviour()
-            .gossipsub
-            .mesh_peers(&self.blocks_topic.hash())
-            .copied()
-            .collect();
-        self.swarm
-            .connected_peers()
+    pub fn peer_info(&self) -> Vec<(PeerId, serde_json::Value)> {
+        let gossip = &self.swarm.behaviour().gossipsub;
+        let blocks_mesh: HashSet<&PeerId> = gossip.mesh_peers(&self.blocks_topic.hash()).collect();
+        let txs_mesh: HashSet<&PeerId> = gossip.mesh_peers(&self.txs_topic.hash()).collect();
+        let mut peers: Vec<&PeerId> = self.swarm.connected_peers().collect();
+        peers.sort();
+        peers
+            .into_iter()
             .map(|peer| {
                 let status = self.statuses.get(peer);
-                serde_json::json!({
+                let meta = self.peers.get(peer);
+                let info = serde_json::json!({
                     "id": peer.to_string(),
+                    "address": meta.map(|m| m.address.to_string()),
+                    "direction": meta.map(|m| if m.outbound { "outbound" } else { "inbound" }),
+                    "connected_since": meta.map(|m| m.since),
+                    "ping_ms": meta.and_then(|m| m.ping).map(|d| d.as_secs_f64() * 1000.0),
+                    "agent": meta.and_then(|m| m.agent.clone()),
                     "height": status.map(|s| s.height),
                     "tip": status.map(|s| s.tip.to_string()),
                     "chainwork": status.map(|s| s.chainwork.to_string()),
                     "score": self.scores.get(peer).copied().unwrap_or(0),
-                    "blocks_mesh": mesh.contains(peer),
+                    "mesh": {
+                        "blocks": blocks_mesh.contains(peer),
+                        "txs": txs_mesh.contains(peer),
+                    },
+                    "blocks_mesh": blocks_mesh.contains(peer),
                     "bootstrap": self.bootstrap_peers.contains(peer),
-                })
+                });
+                (*peer, info)
             })
             .collect()
     }
@@ -346,6 +397,9 @@ impl Network {
             "peer_id": id.to_string(),
             "network_id": self.network_id,
             "connections": self.peer_count(),
+            "inbound": self.peers.values().filter(|m| !m.outbound).count(),
+            "outbound": self.peers.values().filter(|m| m.outbound).count(),
+            "banned": self.bans.iter().count(),
             "listen": self
                 .swarm
                 .listeners()
@@ -444,12 +498,42 @@ impl Network {
         let score = *score;
         warn!(%peer, score, reason, "peer penalised");
         if score <= BAN_SCORE {
-            if self.bootstrap_peers.contains(&peer) {
-                let _ = self.swarm.disconnect_peer_id(peer);
-            } else {
-                info!(%peer, "peer banned");
-                self.swarm.behaviour_mut().blocked.block_peer(peer);
+            self.ban(peer, &format!("score {score} after: {reason}"));
+        }
+    }
+
+    /// Regains a little score for every peer (misbehaviour fades) and lifts
+    /// bans that ended. Called periodically.
+    pub fn maintain(&mut self) {
+        for score in self.scores.values_mut() {
+            *score = (*score + SCORE_DECAY).min(0);
+        }
+        self.scores.retain(|peer, score| *score < 0 || self.peers.contains_key(peer));
+        match self.bans.expire(unix_now()) {
+            Ok(ended) => {
+                for peer in ended {
+                    info!(%peer, "ban ended");
+                    self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                }
             }
+            Err(e) => warn!(error = %e, "saving the ban list"),
+        }
+    }
+
+    /// Logs peers joining and leaving each topic's gossip mesh (gossipsub has
+    /// no event for it). Called periodically.
+    pub fn log_mesh_changes(&mut self) {
+        for topic in [self.blocks_topic.clone(), self.txs_topic.clone()] {
+            let now: BTreeSet<PeerId> =
+                self.swarm.behaviour().gossipsub.mesh_peers(&topic.hash()).copied().collect();
+            let before = self.mesh.entry(topic.to_string()).or_default();
+            for peer in now.difference(before) {
+                info!(%peer, topic = %topic, "mesh join");
+            }
+            for peer in before.difference(&now) {
+                info!(%peer, topic = %topic, "mesh leave");
+            }
+            *before = now;
         }
     }
 
@@ -479,14 +563,25 @@ impl Network {
         let _ = self.swarm.disconnect_peer_id(peer);
     }
 
-    /// Disconnects and bans a peer at once (for example: another network's genesis).
+    /// Disconnects and bans a peer for [`BAN_DURATION`], across restarts.
+    /// Configured bootstrap peers are only disconnected, never banned.
     pub fn ban(&mut self, peer: PeerId, reason: &str) {
-        warn!(%peer, reason, "peer banned");
         if self.bootstrap_peers.contains(&peer) {
+            warn!(%peer, reason, "bootstrap peer disconnected (never banned)");
             let _ = self.swarm.disconnect_peer_id(peer);
-        } else {
-            self.swarm.behaviour_mut().blocked.block_peer(peer);
+            return;
         }
+        let until = unix_now() + BAN_DURATION.as_secs();
+        warn!(%peer, reason, until, "peer banned");
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        if let Err(e) = self.bans.ban(peer, until) {
+            warn!(error = %e, "saving the ban list");
+        }
+    }
+
+    /// Tells whether `peer` is banned.
+    pub fn is_banned(&self, peer: &PeerId) -> bool {
+        self.bans.contains(peer)
     }
 
     /// Drives the swarm until something for the event loop happens.
@@ -507,13 +602,25 @@ impl Network {
                 None
             }
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
-                let direction = if endpoint.is_dialer() { "outbound" } else { "inbound" };
-                info!(peer = %peer_id, address = %endpoint.get_remote_address(), direction, "connection established");
-                (num_established.get() == 1).then_some(NetEvent::PeerConnected(peer_id))
+                let outbound = endpoint.is_dialer();
+                let direction = if outbound { "outbound" } else { "inbound" };
+                let address = endpoint.get_remote_address().clone();
+                info!(peer = %peer_id, %address, direction, "connection established");
+                if num_established.get() != 1 {
+                    return None;
+                }
+                let meta =
+                    PeerMeta { address, outbound, since: unix_now(), ping: None, agent: None };
+                self.peers.insert(peer_id, meta);
+                Some(NetEvent::PeerConnected(peer_id))
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established, cause, .. } => {
-                info!(peer = %peer_id, reason = ?cause, "connection closed");
+            SwarmEvent::ConnectionClosed { peer_id, endpoint, num_established, cause, .. } => {
+                let direction = if endpoint.is_dialer() { "outbound" } else { "inbound" };
+                let address = endpoint.get_remote_address();
+                let reason = cause.map_or_else(|| "closed".to_owned(), |c| c.to_string());
+                info!(peer = %peer_id, %address, direction, reason, "connection closed");
                 if num_established == 0 {
+                    self.peers.remove(&peer_id);
                     self.statuses.remove(&peer_id);
                     self.limiter.remove(&peer_id);
                     self.forget_score(peer_id);
@@ -589,6 +696,11 @@ impl Network {
                 ..
             }) => {
                 debug!(%peer, %error, "sync request failed");
+                if let request_response::OutboundFailure::Io(e) = &error
+                    && e.kind() == std::io::ErrorKind::InvalidData
+                {
+                    self.penalize(peer, &format!("malformed or oversized response: {e}"));
+                }
                 let (_, request) = self.pending.remove(&request_id)?;
                 Some(NetEvent::RequestFailed { peer, request })
             }
@@ -596,16 +708,30 @@ impl Network {
                 peer, error, ..
             }) => {
                 debug!(%peer, %error, "sync request from peer failed");
+                if let request_response::InboundFailure::Io(e) = &error
+                    && e.kind() == std::io::ErrorKind::InvalidData
+                {
+                    self.penalize(peer, &format!("malformed or oversized request: {e}"));
+                }
                 None
             }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                info!(peer = %peer_id, agent = %info.agent_version, "identify received");
+                info!(peer = %peer_id, agent = %info.agent_version, listen = ?info.listen_addrs, "identify received");
+                if let Some(meta) = self.peers.get_mut(&peer_id) {
+                    meta.agent = Some(info.agent_version.clone());
+                }
                 if info.protocol_version != format!("tinychain/{}", self.network_id) {
                     self.ban(peer_id, "another network (identify protocol version)");
                     return None;
                 }
                 for addr in info.listen_addrs {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+                None
+            }
+            BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. }) => {
+                if let Some(meta) = self.peers.get_mut(&peer) {
+                    meta.ping = Some(rtt);
                 }
                 None
             }

@@ -20,7 +20,9 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Config {
-        Config { capacity: 32, per_second: 16 }
+        // Initial sync asks a peer for up to ~20 requests of 16 blocks per
+        // second; this leaves room for that and refuses floods.
+        Config { capacity: 100, per_second: 50 }
     }
 }
 

@@ -120,13 +120,29 @@ pub enum Op {
 }
 
 /// Changes applied in one atomic write.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Batch {
     /// The changes, applied in order.
     pub ops: Vec<Op>,
+    /// Whether the write must be on disk when it returns. A batch that is not
+    /// durable is still atomic and ordered: a crash loses it together with
+    /// every later batch, back to the last durable one, never half of one.
+    pub durable: bool,
+}
+
+impl Default for Batch {
+    fn default() -> Batch {
+        Batch { ops: Vec::new(), durable: true }
+    }
 }
 
 impl Batch {
+    /// An empty batch that need not reach the disk before the next durable one
+    /// (for blocks during initial sync: a crash costs a re-download, not consistency).
+    pub fn lazy() -> Batch {
+        Batch { ops: Vec::new(), durable: false }
+    }
+
     /// Adds a change.
     pub fn push(&mut self, op: Op) {
         self.ops.push(op);

@@ -280,7 +280,10 @@ impl Store for RedbStore {
     }
 
     fn write(&mut self, batch: Batch) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(backend)?;
+        let mut txn = self.db.begin_write().map_err(backend)?;
+        if !batch.durable {
+            txn.set_durability(redb::Durability::None).map_err(backend)?;
+        }
         {
             let mut meta = txn.open_table(META).map_err(backend)?;
             let mut index = txn.open_table(INDEX).map_err(backend)?;

@@ -3,6 +3,7 @@
 mod chain;
 mod harness;
 mod mempool;
+mod net;
 mod policy;
 mod sim;
 mod store;

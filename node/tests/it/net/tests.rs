@@ -1,0 +1,280 @@
+//! Nodes in one process on loopback: relay, sync, convergence, and peer discipline.
+
+use serde_json::json;
+use tinychain_node::p2p::protocol::{MAX_LOCATOR, Request, Response, Status};
+use tinychain_node::template::coinbase;
+use tinychain_protocol::encode;
+use tinychain_protocol::keys::PrivateKey;
+use tinychain_protocol::merkle::block_merkle_root;
+use tinychain_protocol::params::{Network, Params};
+use tinychain_protocol::pow::Work;
+use tinychain_protocol::sighash::sign_all;
+use tinychain_protocol::{Amount, Block, BlockHash, BlockHeader, Transaction, TxOut};
+
+use super::hostile::{Hostile, Seen};
+use super::{TestNode, runtime};
+use crate::harness::solve;
+
+fn regtest() -> Params {
+    Params::new(Network::Regtest)
+}
+
+fn block_at(node: &TestNode, hash: &str) -> Block {
+    let hex = node.call("getblock", json!([hash, 0]));
+    Block::decode(&hex::decode(hex.as_str().expect("hex")).expect("hex")).expect("a block")
+}
+
+/// A block on genesis whose coinbase pays more than the subsidy: well formed,
+/// with valid proof of work, and invalid.
+fn overpaying_block(extra_nonce: u64) -> Block {
+    let params = regtest();
+    let genesis = params.genesis_block();
+    let pay_to = one_key().public_key().pubkey_hash();
+    let txdata = vec![coinbase(1, extra_nonce, pay_to, Amount::from_coins(1000).expect("small"))];
+    let mut block = Block {
+        header: BlockHeader {
+            version: 1,
+            prev_blockhash: genesis.block_hash(),
+            merkle_root: block_merkle_root(&txdata).root,
+            time: genesis.header.time + 1,
+            bits: genesis.header.bits,
+            nonce: 0,
+        },
+        txdata,
+    };
+    solve(&mut block);
+    block
+}
+
+fn peer_of(node: &TestNode, id: &str) -> Option<serde_json::Value> {
+    node.peers().into_iter().find(|p| p["id"] == id)
+}
+
+#[test]
+fn a_block_mined_at_one_end_of_a_line_of_five_reaches_the_other_and_transactions_spread() {
+    let rt = runtime();
+    let mut line: Vec<TestNode> = Vec::new();
+    for i in 0..5 {
+        let bootstrap: Vec<&TestNode> = line.last().into_iter().collect();
+        let node = TestNode::start(&rt, &bootstrap);
+        if i > 0 {
+            node.wait_for("a peer", |n| (!n.peers().is_empty()).then_some(()));
+        }
+        line.push(node);
+    }
+    let (first, last) = (&line[0], &line[4]);
+    // Maturity is 10 blocks on regtest: 11 make block 1's coinbase spendable.
+    let hashes = first.generate(11);
+    last.wait_for_tip(&hashes[10]);
+
+    let funding = block_at(first, &hashes[0]);
+    let spent = funding.txdata[0].outputs[0];
+    let key = one_key();
+    let to =
+        TxOut { value: Amount::from_coins(10).expect("small"), pubkey_hash: spent.pubkey_hash };
+    let change = TxOut {
+        value: spent
+            .value
+            .checked_sub(to.value)
+            .and_then(|v| v.checked_sub(Amount::from_belushis(10_000)))
+            .expect("funds"),
+        pubkey_hash: spent.pubkey_hash,
+    };
+    let mut tx = Transaction::spending(
+        [tinychain_protocol::OutPoint { txid: funding.txdata[0].txid(), vout: 0 }],
+        vec![to, change],
+    );
+    sign_all(&mut tx, &[spent], &key).expect("signs");
+    let txid = last.call("sendrawtransaction", json!([hex::encode(tx.encode())]));
+    first.wait_for("the transaction in the far mempool", |n| {
+        let pool = n.call("getrawmempool", json!([]));
+        pool.as_array()?.contains(&txid).then_some(())
+    });
+    // Mined at the first node, confirmed at the last.
+    let mined = first.generate(1);
+    last.wait_for_tip(&mined[0]);
+    assert!(block_at(last, &mined[0]).txdata.iter().any(|t| t.txid().to_string() == txid));
+}
+
+#[test]
+fn a_late_node_syncs_over_2000_blocks_from_several_peers() {
+    let rt = runtime();
+    let seed = TestNode::start(&rt, &[]);
+    for _ in 0..5 {
+        seed.generate(410);
+    }
+    let tip = seed.tip();
+    assert_eq!(seed.height(), 2050);
+    let a = TestNode::start(&rt, &[&seed]);
+    let b = TestNode::start(&rt, &[&seed]);
+    a.wait_for_tip(&tip);
+    b.wait_for_tip(&tip);
+    let late = TestNode::start(&rt, &[&seed, &a, &b]);
+    late.wait_for_tip(&tip);
+    let served: Vec<u64> = late
+        .peers()
+        .iter()
+        .filter_map(|p| p["sync"]["blocks_delivered"].as_u64())
+        .filter(|n| *n > 0)
+        .collect();
+    assert!(served.len() >= 2, "blocks came from {} peers: {served:?}", served.len());
+    assert_eq!(served.iter().sum::<u64>(), 2050, "each block fetched once");
+    let info = late.call("getblockchaininfo", json!([]));
+    assert_eq!(info["utxo_digest"], seed.call("getblockchaininfo", json!([]))["utxo_digest"]);
+    assert_eq!(info["initialblockdownload"], false);
+}
+
+#[test]
+fn groups_that_mined_apart_converge_on_the_most_work_chain_when_joined() {
+    let rt = runtime();
+    let a = TestNode::start(&rt, &[]);
+    let b = TestNode::start(&rt, &[]);
+    a.generate(5);
+    let heavier = b.generate(8);
+    let bridge = TestNode::start(&rt, &[&a, &b]);
+    for node in [&a, &b, &bridge] {
+        node.wait_for_tip(&heavier[7]);
+    }
+    // A's five blocks are a side branch there now; mining goes on from the winner.
+    let next = a.generate(1);
+    b.wait_for_tip(&next[0]);
+}
+
+#[test]
+fn a_peer_sending_invalid_blocks_is_penalised_then_banned_and_stays_banned() {
+    let rt = runtime();
+    let node = TestNode::start(&rt, &[]);
+    let evil = Hostile::start(&rt, regtest().genesis_hash());
+    evil.connect(&node.addr);
+    let evil_id = node
+        .wait_for("the hostile peer", |n| {
+            n.peers().first().map(|p| p["id"].as_str().map(str::to_owned))
+        })
+        .expect("id");
+
+    evil.publish_block_bytes(overpaying_block(1).encode());
+    node.wait_for("a penalty", |n| (peer_of(n, &evil_id)?["score"].as_i64()? < 0).then_some(()));
+    evil.publish_block_bytes(overpaying_block(2).encode());
+    evil.expect("the ban's disconnect", |s| matches!(s, Seen::Disconnected));
+    node.wait_for("the banned peer gone", |n| n.peers().is_empty().then_some(()));
+    assert!(!evil.try_connect(&node.addr), "a banned peer cannot come back");
+    // The node is fine and at genesis.
+    assert_eq!(node.height(), 0);
+    assert_eq!(node.call("getnetworkinfo", json!([]))["banned"], 1);
+}
+
+#[test]
+fn a_peer_of_another_genesis_is_refused() {
+    let rt = runtime();
+    let node = TestNode::start(&rt, &[]);
+    let evil = Hostile::start(&rt, regtest().genesis_hash());
+    evil.connect(&node.addr);
+    let peer = node.peer_id.parse().expect("peer id");
+    let other = Params::new(Network::Test);
+    let status = Status {
+        genesis: other.genesis_hash(),
+        tip: other.genesis_hash(),
+        height: 0,
+        chainwork: Work::ZERO,
+    };
+    evil.request(peer, encode::serialize(&Request::Status(status)));
+    evil.expect("the disconnect", |s| matches!(s, Seen::Disconnected));
+    assert!(!evil.try_connect(&node.addr));
+
+    // And a node of the test network never gets in either.
+    let foreign = TestNode::start_on(&rt, Network::Test, vec![node.addr.clone()]);
+    let honest = TestNode::start(&rt, &[&node]);
+    honest.wait_for("the honest peer", |n| (!n.peers().is_empty()).then_some(()));
+    assert!(node.peers().iter().all(|p| p["id"] != foreign.peer_id.as_str()));
+}
+
+#[test]
+fn hostile_input_leaves_the_node_up_and_serving_honest_peers() {
+    let rt = runtime();
+    let node = TestNode::start(&rt, &[]);
+    let tip = node.generate(30).pop().expect("blocks");
+    let evil = Hostile::start(&rt, regtest().genesis_hash());
+    evil.connect(&node.addr);
+    let peer = node.peer_id.parse().expect("peer id");
+
+    // Garbage, truncated and oversized gossip.
+    evil.publish_block_bytes(vec![0xff; 300]);
+    evil.publish_tx_bytes(vec![1, 2, 3]);
+    let block = block_at(&node, &tip).encode();
+    evil.publish_block_bytes(block[..block.len() - 1].to_vec());
+    evil.publish_block_bytes(vec![0; 2 << 20]);
+    // Garbage, truncated, oversized and over-limit sync requests.
+    evil.request(peer, vec![0xde, 0xad, 0xbe, 0xef]);
+    let status = encode::serialize(&Request::Status(Status {
+        genesis: regtest().genesis_hash(),
+        tip: BlockHash::ZERO,
+        height: 0,
+        chainwork: Work::ZERO,
+    }));
+    evil.request(peer, status[..status.len() - 3].to_vec());
+    evil.request(peer, vec![0; 200 * 1024]);
+    evil.request(
+        peer,
+        encode::serialize(&Request::GetHeaders { locator: vec![BlockHash::ZERO; MAX_LOCATOR + 1] }),
+    );
+
+    // The node is up, and an honest newcomer still syncs from it.
+    let honest = TestNode::start(&rt, &[&node]);
+    honest.wait_for_tip(&tip);
+    assert_eq!(node.height(), 30);
+    // The sender paid for it: penalised (or banned and gone).
+    let evil_score = node
+        .peers()
+        .iter()
+        .filter(|p| p["id"] != honest.peer_id.as_str())
+        .filter_map(|p| p["score"].as_i64())
+        .min();
+    assert!(evil_score.is_none_or(|s| s < 0), "score {evil_score:?}");
+    assert!(node.peers().iter().any(|p| p["id"] == honest.peer_id.as_str() && p["score"] == 0));
+}
+
+#[test]
+fn a_flooding_peer_is_rate_limited_while_honest_peers_are_served() {
+    let rt = runtime();
+    let node = TestNode::start(&rt, &[]);
+    let tip = node.generate(50).pop().expect("blocks");
+    let evil = Hostile::start(&rt, regtest().genesis_hash());
+    evil.connect(&node.addr);
+    let peer = node.peer_id.parse().expect("peer id");
+    let request =
+        encode::serialize(&Request::GetHeaders { locator: vec![regtest().genesis_hash()] });
+    let honest = TestNode::start(&rt, &[&node]);
+    // Waves of 16 requests (under the node's stream limit), as fast as answered.
+    let (mut refused, mut served) = (0, 0);
+    for _ in 0..20 {
+        for _ in 0..16 {
+            evil.request(peer, request.clone());
+        }
+        for _ in 0..16 {
+            let answer =
+                evil.expect("an answer", |s| matches!(s, Seen::Response(_) | Seen::Failed));
+            if let Seen::Response(bytes) = answer {
+                match encode::deserialize::<Response>(&bytes, u64::MAX) {
+                    Ok(Response::Refused(reason)) if reason == "rate limited" => refused += 1,
+                    Ok(Response::Headers(_)) => served += 1,
+                    other => panic!("unexpected answer {other:?}"),
+                }
+            }
+        }
+        if refused > 0 {
+            break;
+        }
+    }
+    assert!(refused > 0, "no request was rate limited ({served} served)");
+    assert!(served >= 32, "the burst allowance was served ({served})");
+    honest.wait_for_tip(&tip);
+    // Flooding is not misbehaviour: it is answered, not punished.
+    assert!(node.peers().len() == 2);
+}
+
+/// Private key 1, whose address is [`super::ADDRESS`].
+fn one_key() -> PrivateKey {
+    let mut bytes = [0; 32];
+    bytes[31] = 1;
+    PrivateKey::from_bytes(&bytes).expect("a valid scalar")
+}
