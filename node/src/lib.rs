@@ -17,4 +17,5 @@ pub mod rpc;
 pub mod store;
 pub mod sync;
 pub mod template;
+pub mod testnet;
 pub mod utxo_digest;

@@ -188,25 +188,8 @@ fn call(
     method: &str,
     params: Vec<serde_json::Value>,
 ) -> anyhow::Result<serde_json::Value> {
-    use std::io::{BufRead, BufReader, Write};
-    let mut stream = std::os::unix::net::UnixStream::connect(socket).with_context(|| {
-        format!("cannot reach the node at {} (is it running?)", socket.display())
-    })?;
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
-    let request =
-        serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
-    writeln!(stream, "{request}")?;
-    let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line)?;
-    let reply: serde_json::Value = serde_json::from_str(&line).context("the node's reply")?;
-    if let Some(error) = reply.get("error") {
-        anyhow::bail!(
-            "{} (code {})",
-            error.get("message").and_then(|m| m.as_str()).unwrap_or("unknown error"),
-            error.get("code").unwrap_or(&serde_json::Value::Null)
-        );
-    }
-    Ok(reply.get("result").cloned().unwrap_or(serde_json::Value::Null))
+    let timeout = std::time::Duration::from_secs(60);
+    Ok(tinychain_node::rpc::client::call(socket, method, params.into(), timeout)?)
 }
 
 /// The default listen address: all interfaces, the network's port.

@@ -1,5 +1,6 @@
-//! The local RPC interface: the socket server and the methods behind it.
+//! The local RPC interface: the socket server, the methods behind it, and a client.
 
+pub mod client;
 pub mod methods;
 pub mod server;
 

@@ -1,21 +1,17 @@
 //! Several nodes in one process on loopback, and a hostile peer to poke them.
 //!
-//! Each [`TestNode`] runs the real event loop (`node::run`) on a shared tokio
-//! runtime with its own data directory and RPC socket; tests talk to it through
-//! that socket and wait for conditions with deadlines.
+//! Each [`TestNode`] is a [`LocalNode`] (the real event loop on a shared tokio
+//! runtime) with its own temporary data directory; tests talk to it through
+//! its RPC socket and wait for conditions with deadlines.
 
 mod hostile;
 mod tests;
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use libp2p::Multiaddr;
 use serde_json::{Value, json};
-use tinychain_node::node::{self, MiningConfig};
-use tinychain_node::p2p;
+use tinychain_node::testnet::{LocalNode, local_config};
 use tinychain_protocol::params::Network;
 
 /// The address mined coins go to in these tests (private key 1).
@@ -35,10 +31,10 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
         .expect("a runtime")
 }
 
-/// A node running in this process.
+/// A node running in this process, with its temporary data directory.
 pub(crate) struct TestNode {
     _dir: tempfile::TempDir,
-    socket: PathBuf,
+    node: LocalNode,
     /// Its full listen address, with `/p2p/<peer id>`.
     pub(crate) addr: Multiaddr,
     pub(crate) peer_id: String,
@@ -56,54 +52,14 @@ impl TestNode {
         bootstrap: Vec<Multiaddr>,
     ) -> TestNode {
         let dir = tempfile::tempdir().expect("tempdir");
-        let socket = dir.path().join("rpc.sock");
-        let mut core = tinychain_node::core::Config::default();
-        core.chain.verify_utxo_on_start = false;
-        let config = node::Config {
-            datadir: dir.path().to_owned(),
-            network,
-            mining: MiningConfig { enabled: false, pay_to: None, threads: 1 },
-            p2p: p2p::Config {
-                listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")],
-                bootstrap,
-                ..Default::default()
-            },
-            core,
-            rpc_socket: Some(socket.clone()),
-        };
-        rt.spawn(async move {
-            if let Err(e) = node::run(config).await {
-                panic!("node failed: {e:#}");
-            }
-        });
-        let mut node = TestNode {
-            _dir: dir,
-            socket,
-            addr: "/ip4/127.0.0.1".parse().expect("ok"),
-            peer_id: String::new(),
-        };
-        let info = node.wait_for("a listen address", |n| {
-            let info = n.try_call("getnetworkinfo", json!([])).ok()?;
-            (!info["listen"].as_array()?.is_empty()).then_some(info)
-        });
-        node.peer_id = info["peer_id"].as_str().expect("peer id").to_owned();
-        node.addr = info["listen"][0].as_str().expect("address").parse().expect("multiaddr");
-        node
+        let config = local_config(dir.path(), network, bootstrap);
+        let node = LocalNode::start(rt.handle(), config, DEADLINE).expect("the node starts");
+        TestNode { addr: node.addr.clone(), peer_id: node.peer_id.clone(), _dir: dir, node }
     }
 
-    /// Calls an RPC method; `Err` holds the JSON-RPC error or the I/O failure.
+    /// Calls an RPC method; `Err` holds the error.
     pub(crate) fn try_call(&self, method: &str, params: Value) -> Result<Value, String> {
-        let mut stream = UnixStream::connect(&self.socket).map_err(|e| e.to_string())?;
-        stream.set_read_timeout(Some(DEADLINE)).map_err(|e| e.to_string())?;
-        let request = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
-        writeln!(stream, "{request}").map_err(|e| e.to_string())?;
-        let mut line = String::new();
-        BufReader::new(&stream).read_line(&mut line).map_err(|e| e.to_string())?;
-        let reply: Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
-        match reply.get("error") {
-            Some(error) => Err(error.to_string()),
-            None => Ok(reply["result"].clone()),
-        }
+        self.node.call(method, params).map_err(|e| e.to_string())
     }
 
     /// Calls an RPC method that must succeed.
@@ -143,15 +99,10 @@ impl TestNode {
     pub(crate) fn wait_for_tip(&self, tip: &str) {
         self.wait_for(&format!("tip {tip}"), |n| (n.tip() == tip).then_some(()));
     }
-
-    /// Stops the node through its socket.
-    pub(crate) fn stop(&self) {
-        let _ = self.try_call("stop", json!([]));
-    }
 }
 
 impl Drop for TestNode {
     fn drop(&mut self) {
-        self.stop();
+        self.node.stop();
     }
 }
