@@ -345,6 +345,9 @@ impl Node {
                 if matches!(outcome, BlockOutcome::Accepted | BlockOutcome::Duplicate) {
                     self.sync.peer_has(&from, hash, self.core.chain());
                 }
+                // Accepted gossip is forwarded by gossipsub itself.
+                let outputs: Vec<_> =
+                    outputs.into_iter().filter(|o| *o != Output::RelayBlock(hash)).collect();
                 let acceptance = match outcome {
                     BlockOutcome::Accepted => MessageAcceptance::Accept,
                     BlockOutcome::Invalid(_) => MessageAcceptance::Reject,
@@ -421,7 +424,7 @@ impl Node {
         now: u64,
     ) -> anyhow::Result<()> {
         match (request, response) {
-            (_, Response::Status(status)) => self.on_status(peer, status),
+            (Request::Status(_), Response::Status(status)) => self.on_status(peer, status),
             (Request::GetHeaders { .. }, Response::Headers(headers)) => {
                 let count = headers.len();
                 let outcome = if count > MAX_HEADERS_PER_RESPONSE {
@@ -501,7 +504,7 @@ impl Node {
         let chain = self.core.chain();
         let ours = chain.tip_entry().chainwork;
         chain.index().best_header().is_some_and(|(_, e)| e.chainwork > ours)
-            || self.sync.best_claimed_work().is_some_and(|w| w > ours)
+            || self.sync.best_unknown_claim().is_some_and(|w| w > ours)
     }
 
     /// Asks peers for headers and blocks as the downloader decides.
@@ -579,9 +582,16 @@ impl Node {
                         self.net.publish_tx(&tx);
                     }
                 }
-                // Gossiped blocks are forwarded by gossipsub on Accept; our own are
-                // published where they are found.
-                Output::RelayBlock(_) => {}
+                // New blocks that did not arrive by gossip (fetched, or connected out
+                // of the orphan pool) are published; while syncing, nobody needs them.
+                // Publishing a block peers have is a no-op (content-addressed ids).
+                Output::RelayBlock(hash) => {
+                    if !self.is_syncing()
+                        && let Ok(Some(block)) = self.core.chain().block(&hash)
+                    {
+                        self.net.publish_block(&block);
+                    }
+                }
             }
         }
     }

@@ -170,9 +170,14 @@ impl<P: Ord + Clone> Sync<P> {
         self.in_flight.len()
     }
 
-    /// Returns the most work any peer claims.
-    pub fn best_claimed_work(&self) -> Option<Work> {
-        self.peers.values().map(|p| p.status.chainwork).max()
+    /// Returns the most work claimed by a peer whose tip we have not seen yet
+    /// (a claim for a tip we know is settled: we have it, or it is invalid).
+    pub fn best_unknown_claim(&self) -> Option<Work> {
+        self.peers
+            .values()
+            .filter(|p| p.best_known != Some(p.status.tip))
+            .map(|p| p.status.chainwork)
+            .max()
     }
 
     /// Handles a peer's headers reply, after the chain state accepted them
@@ -229,6 +234,10 @@ impl<P: Ord + Clone> Sync<P> {
     /// Handles a peer's blocks reply to a request for `requested`; `delivered`
     /// are the hashes of the blocks it sent.
     pub fn blocks_received(&mut self, peer: &P, requested: &[BlockHash], delivered: &[BlockHash]) {
+        // Only requests this downloader made count (not, say, an orphan's parent).
+        if !requested.iter().any(|h| self.in_flight.get(h).is_some_and(|(p, _)| p == peer)) {
+            return;
+        }
         for hash in requested {
             if self.in_flight.get(hash).is_some_and(|(p, _)| p == peer) {
                 self.in_flight.remove(hash);
@@ -320,22 +329,26 @@ impl<P: Ord + Clone> Sync<P> {
         }
         let best_header_work = chain.index().best_header().map_or(Work::ZERO, |(_, e)| e.chainwork);
         // A peer in the middle of a run first, else the one claiming the most work.
-        let (peer, after) =
-            match self.peers.iter().find_map(|(p, e)| Some((p, e.more_headers_after?))) {
-                Some((peer, after)) => (peer.clone(), after),
-                None => {
-                    let (peer, _) = self
-                        .peers
-                        .iter()
-                        .filter(|(_, e)| {
-                            e.status.chainwork > best_header_work
-                                && !chain.index().contains(&e.status.tip)
-                        })
-                        .max_by_key(|(_, e)| e.status.chainwork)?;
-                    let best = chain.index().best_header().map_or(chain.tip(), |(h, _)| h);
-                    (peer.clone(), best)
-                }
-            };
+        let next_run = self
+            .peers
+            .iter()
+            .filter(|(_, e)| e.resting_until.is_none())
+            .find_map(|(p, e)| Some((p, e.more_headers_after?)));
+        let (peer, after) = match next_run {
+            Some((peer, after)) => (peer.clone(), after),
+            None => {
+                let (peer, _) = self
+                    .peers
+                    .iter()
+                    .filter(|(_, e)| {
+                        e.status.chainwork > best_header_work
+                            && !chain.index().contains(&e.status.tip)
+                    })
+                    .max_by_key(|(_, e)| e.status.chainwork)?;
+                let best = chain.index().best_header().map_or(chain.tip(), |(h, _)| h);
+                (peer.clone(), best)
+            }
+        };
         let entry = self.peers.get_mut(&peer)?;
         entry.headers_since = Some(now);
         entry.more_headers_after = None;

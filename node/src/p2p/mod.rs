@@ -67,7 +67,7 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Score below which a peer is banned.
+/// Score at or below which a peer is banned.
 const BAN_SCORE: i32 = -100;
 /// Scores of departed peers remembered at most (the map stays bounded).
 const MAX_REMEMBERED_SCORES: usize = 1024;

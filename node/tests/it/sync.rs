@@ -233,3 +233,23 @@ fn headers_are_served_from_the_active_chain_after_the_locator() {
     // An unknown locator starts after genesis.
     assert_eq!(chain.headers_after(&[BlockHash::ZERO], 3), headers(&blocks[..3]));
 }
+
+#[test]
+fn answers_to_requests_the_downloader_did_not_make_change_nothing() {
+    let (src, blocks) = source(40);
+    let mut node = new_core(regtest());
+    node.handle_headers(&headers(&blocks), NOW).expect("store");
+    let mut sync = Sync::new(Config { requests_per_peer: 1, ..Config::default() });
+    let t0 = Instant::now();
+    sync.set_status(1, status(&src), node.chain());
+    let asked = requested_blocks(&sync.schedule(node.chain(), t0));
+    assert_eq!(asked.len(), 1);
+    // An orphan's parent fetched by hash, answered with nothing, then failed.
+    let other = [blocks[39].block_hash()];
+    sync.blocks_received(&1, &other, &[]);
+    sync.request_failed(&1, &other);
+    assert_eq!(sync.peer_stats(&1), Some((0, 16)), "the real request is still in flight");
+    // The real answer frees the slot: the next blocks are asked of the same peer.
+    sync.blocks_received(&1, &asked[0].1, &asked[0].1);
+    assert_eq!(requested_blocks(&sync.schedule(node.chain(), t0)).len(), 1);
+}

@@ -1,0 +1,317 @@
+//! Network benchmarks on loopback, with real nodes in one process.
+//!
+//! 1. Initial block download: a regtest chain of `IBD_BLOCKS` blocks with
+//!    `TXS_PER_BLOCK` signed transactions each is built into a store, copied to
+//!    three serving nodes, and a fresh fourth node downloads it from them. Its
+//!    blocks/s and transactions/s are set beside the rate at which the same
+//!    blocks connect into a fresh store with no network in between.
+//! 2. Block propagation: 10 nodes (node i bootstraps from nodes i-1 and
+//!    (i-1)/2, then discovery adds more links); node 0 mines blocks of about
+//!    1 MB (12 transactions of ~2,700 outputs each, relayed to every mempool
+//!    first) and the time until each other node has the block as its tip is
+//!    recorded; p50/p99 over all rounds and nodes. Empty blocks too.
+//!
+//! Run with `cargo bench -p tinychain-node --bench p2p`; `cargo bench ... -- quick`
+//! runs small sizes.
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use tinychain_node::core::{BlockOutcome, Core};
+use tinychain_node::datadir::DataDir;
+use tinychain_node::store::redb::RedbStore;
+use tinychain_node::testnet::{LocalNode, local_config};
+use tinychain_protocol::keys::PrivateKey;
+use tinychain_protocol::params::{Network, Params};
+use tinychain_protocol::sighash::sign_all;
+use tinychain_protocol::{Amount, Block, OutPoint, Transaction, TxOut};
+
+const DEADLINE: Duration = Duration::from_secs(600);
+
+fn key() -> PrivateKey {
+    let mut bytes = [0; 32];
+    bytes[31] = 1;
+    PrivateKey::from_bytes(&bytes).expect("a valid scalar")
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+type BenchCore = Core<RedbStore, u32>;
+
+fn open_core(base: &Path) -> (DataDir, BenchCore) {
+    let params = Params::new(Network::Regtest);
+    let datadir = DataDir::open(base, Network::Regtest).expect("data dir");
+    let store = RedbStore::open(&datadir.store_path(), params.genesis_hash()).expect("store");
+    let core = Core::open(store, params, Default::default(), unix_now()).expect("core");
+    (datadir, core)
+}
+
+fn solve(block: &mut Block) {
+    let target = block.header.bits.to_target().expect("valid bits");
+    while !target.is_met_by(block.header.block_hash()) {
+        block.header.nonce += 1;
+    }
+}
+
+/// Builds `blocks` blocks with `txs_per_block` transactions each (every one
+/// splits a coin of the key in two), block times one minute apart ending now.
+fn build_chain(core: &mut BenchCore, blocks: u32, txs_per_block: usize) -> Vec<Block> {
+    let key = key();
+    let pkh = key.public_key().pubkey_hash();
+    let maturity = core.chain().params().coinbase_maturity;
+    let start_time = unix_now() - u64::from(blocks) * 60 - 600;
+    let mut coins: std::collections::VecDeque<(OutPoint, TxOut)> = Default::default();
+    let mut chain = Vec::with_capacity(blocks as usize);
+    for height in 1..=blocks {
+        let now = start_time + u64::from(height) * 60;
+        for _ in 0..txs_per_block {
+            let Some((outpoint, spent)) = coins.pop_front() else { break };
+            let half = Amount::from_belushis((spent.value.to_belushis() - 400) / 2);
+            let outputs = vec![TxOut { value: half, pubkey_hash: pkh }; 2];
+            let mut tx = Transaction::spending([outpoint], outputs);
+            sign_all(&mut tx, &[spent], &key).expect("signs");
+            let txid = tx.txid();
+            let (result, _) = core.handle_tx(tx.clone(), None, now).expect("store");
+            assert!(result.is_ok(), "{result:?}");
+            for vout in 0..2 {
+                coins.push_back((OutPoint { txid, vout }, tx.outputs[vout as usize]));
+            }
+        }
+        let mut block = core.block_template(pkh, now).block;
+        solve(&mut block);
+        let (outcome, _) = core.handle_block(block.clone(), None, now).expect("store");
+        assert_eq!(outcome, BlockOutcome::Accepted);
+        if height > maturity {
+            let matured: &Block = &chain[(height - maturity - 1) as usize];
+            let coinbase = &matured.txdata[0];
+            coins.push_back((OutPoint { txid: coinbase.txid(), vout: 0 }, coinbase.outputs[0]));
+        }
+        chain.push(block);
+    }
+    chain
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < DEADLINE, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn height(node: &LocalNode) -> u64 {
+    node.call("getblockcount", json!([])).ok().and_then(|v| v.as_u64()).unwrap_or(0)
+}
+
+fn ibd(rt: &tokio::runtime::Runtime, blocks: u32, txs_per_block: usize) {
+    let source = tempfile::tempdir().expect("tempdir");
+    let t = Instant::now();
+    let (datadir, mut core) = open_core(source.path());
+    let chain = build_chain(&mut core, blocks, txs_per_block);
+    let txs: usize = chain.iter().map(|b| b.txdata.len() - 1).sum();
+    drop(core);
+    drop(datadir);
+    println!("ibd: built {blocks} blocks with {txs} transactions in {:.1?}", t.elapsed());
+
+    // Baseline: the same blocks connected into a fresh store, no network.
+    let fresh = tempfile::tempdir().expect("tempdir");
+    let (_dir, mut core) = open_core(fresh.path());
+    let t = Instant::now();
+    for block in &chain {
+        let (outcome, _) = core.handle_block(block.clone(), Some(1), unix_now()).expect("store");
+        assert_eq!(outcome, BlockOutcome::Accepted);
+    }
+    let local = t.elapsed().as_secs_f64();
+    let local_rate = f64::from(blocks) / local;
+    println!(
+        "ibd: connect without network: {local:.1} s = {local_rate:.0} blocks/s, {:.0} tx/s",
+        txs as f64 / local
+    );
+    drop(core);
+
+    // Three serving nodes with copies of the chain, and a fresh one syncing.
+    let mut servers = Vec::new();
+    let mut dirs = Vec::new();
+    for _ in 0..3 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let to = dir.path().join("regtest");
+        std::fs::create_dir_all(&to).expect("mkdir");
+        std::fs::copy(source.path().join("regtest/chain.redb"), to.join("chain.redb"))
+            .expect("copy the chain");
+        let bootstrap = servers.iter().map(|s: &LocalNode| s.addr.clone()).collect();
+        let node = LocalNode::start(
+            rt.handle(),
+            local_config(dir.path(), Network::Regtest, bootstrap),
+            DEADLINE,
+        )
+        .expect("a server starts");
+        servers.push(node);
+        dirs.push(dir);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bootstrap = servers.iter().map(|s| s.addr.clone()).collect();
+    let t = Instant::now();
+    let fresh = LocalNode::start(
+        rt.handle(),
+        local_config(dir.path(), Network::Regtest, bootstrap),
+        DEADLINE,
+    )
+    .expect("the syncing node starts");
+    wait_until("initial block download", || height(&fresh) == u64::from(blocks));
+    let synced = t.elapsed().as_secs_f64();
+    let rate = f64::from(blocks) / synced;
+    let peers: Vec<u64> = fresh
+        .call("getpeerinfo", json!([]))
+        .ok()
+        .and_then(|v| serde_json::from_value::<Vec<Value>>(v).ok())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p["sync"]["blocks_delivered"].as_u64())
+        .collect();
+    println!(
+        "ibd: {blocks} blocks from 3 peers in {synced:.1} s = {rate:.0} blocks/s, {:.0} tx/s \
+         = {:.0} % of connect without network; blocks per peer {peers:?}",
+        txs as f64 / synced,
+        100.0 * rate / local_rate
+    );
+    for node in servers.iter().chain([&fresh]) {
+        node.stop();
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn propagation(rt: &tokio::runtime::Runtime, rounds: usize) {
+    let mut nodes: Vec<LocalNode> = Vec::new();
+    let mut dirs = Vec::new();
+    for i in 0..10usize {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut bootstrap = Vec::new();
+        if i > 0 {
+            bootstrap.push(nodes[i - 1].addr.clone());
+            bootstrap.push(nodes[(i - 1) / 2].addr.clone());
+        }
+        let node = LocalNode::start(
+            rt.handle(),
+            local_config(dir.path(), Network::Regtest, bootstrap),
+            DEADLINE,
+        )
+        .expect("a node starts");
+        nodes.push(node);
+        dirs.push(dir);
+    }
+    // The address of `key()` on regtest.
+    let address = "mrCDrCybB6J1vRfbwM5hemdJz73FwDBC8r".to_owned();
+    let txs_per_block = 12;
+    let mined: Vec<String> = serde_json::from_value(
+        nodes[0]
+            .call("generatetoaddress", json!([rounds * txs_per_block + 11, address]))
+            .expect("generates"),
+    )
+    .expect("hashes");
+    let tip = mined.last().cloned().expect("blocks");
+    for node in &nodes {
+        wait_until("the first blocks everywhere", || {
+            node.call("getbestblockhash", json!([]))
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                == Some(tip.clone())
+        });
+    }
+    let mut full = Vec::new();
+    let mut empty = Vec::new();
+    let mut size = 0;
+    for round in 0..rounds {
+        // Twelve fat transactions into every mempool, then one block with them.
+        for t in 0..txs_per_block {
+            let funding = &mined[round * txs_per_block + t];
+            let hex = nodes[0].call("getblock", json!([funding, 0])).expect("block");
+            let block = Block::decode(&hex::decode(hex.as_str().expect("hex")).expect("hex"))
+                .expect("block");
+            let coinbase = &block.txdata[0];
+            let spent = coinbase.outputs[0];
+            let outputs = 2_700u64;
+            let fee = 2 * 80_000;
+            let each = Amount::from_belushis((spent.value.to_belushis() - fee) / outputs);
+            let out = TxOut { value: each, pubkey_hash: spent.pubkey_hash };
+            let mut tx = Transaction::spending(
+                [OutPoint { txid: coinbase.txid(), vout: 0 }],
+                vec![out; outputs as usize],
+            );
+            sign_all(&mut tx, &[spent], &key()).expect("signs");
+            nodes[0]
+                .call("sendrawtransaction", json!([hex::encode(tx.encode())]))
+                .expect("accepted");
+        }
+        for node in &nodes {
+            wait_until("the transactions everywhere", || {
+                node.call("getmempoolinfo", json!([])).ok().and_then(|v| v["size"].as_u64())
+                    == Some(txs_per_block as u64)
+            });
+        }
+        full.extend(time_block(&nodes, &address));
+        let last = nodes[0].call("getbestblockhash", json!([])).expect("tip");
+        size = nodes[0]
+            .call("getblock", json!([last, 1]))
+            .ok()
+            .and_then(|b| b["size"].as_u64())
+            .unwrap_or(0);
+        empty.extend(time_block(&nodes, &address));
+    }
+    println!("propagation: the full blocks were {size} B");
+    for (name, samples) in [("full", &mut full), ("empty", &mut empty)] {
+        samples.sort_by(f64::total_cmp);
+        println!(
+            "propagation of {name} blocks over 10 nodes: {} samples, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            samples.len(),
+            percentile(samples, 0.5),
+            percentile(samples, 0.99),
+            samples.last().copied().unwrap_or(0.0)
+        );
+    }
+    for node in &nodes {
+        node.stop();
+    }
+}
+
+/// Mines one block on node 0 and returns, for every other node, the
+/// milliseconds until it has the block as its tip.
+fn time_block(nodes: &[LocalNode], address: &str) -> Vec<f64> {
+    let t = Instant::now();
+    let hashes = nodes[0].call("generatetoaddress", json!([1, address])).expect("mined");
+    let hash = hashes[0].as_str().expect("hash").to_owned();
+    let mut arrived = vec![None; nodes.len()];
+    wait_until("the block everywhere", || {
+        for (i, node) in nodes.iter().enumerate().skip(1) {
+            if arrived[i].is_none()
+                && node
+                    .call("getbestblockhash", json!([]))
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    == Some(hash.clone())
+            {
+                arrived[i] = Some(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        arrived.iter().skip(1).all(Option::is_some)
+    });
+    arrived.into_iter().flatten().collect()
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "quick") || !std::env::args().any(|a| a == "--bench");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    if quick {
+        ibd(&rt, 300, 5);
+        propagation(&rt, 2);
+    } else {
+        ibd(&rt, 10_000, 10);
+        propagation(&rt, 10);
+    }
+}
