@@ -114,7 +114,7 @@ fn ibd(rt: &tokio::runtime::Runtime, blocks: u32, txs_per_block: usize) {
     let txs: usize = chain.iter().map(|b| b.txdata.len() - 1).sum();
     drop(core);
     drop(datadir);
-    println!("ibd: built {blocks} blocks with {txs} transactions in {:.1?}", t.elapsed());
+    eprintln!("ibd: built {blocks} blocks with {txs} transactions in {:.1?}", t.elapsed());
 
     // Baseline: the same blocks connected into a fresh store, no network.
     let fresh = tempfile::tempdir().expect("tempdir");
@@ -126,7 +126,7 @@ fn ibd(rt: &tokio::runtime::Runtime, blocks: u32, txs_per_block: usize) {
     }
     let local = t.elapsed().as_secs_f64();
     let local_rate = f64::from(blocks) / local;
-    println!(
+    eprintln!(
         "ibd: connect without network: {local:.1} s = {local_rate:.0} blocks/s, {:.0} tx/s",
         txs as f64 / local
     );
@@ -171,7 +171,7 @@ fn ibd(rt: &tokio::runtime::Runtime, blocks: u32, txs_per_block: usize) {
         .iter()
         .filter_map(|p| p["sync"]["blocks_delivered"].as_u64())
         .collect();
-    println!(
+    eprintln!(
         "ibd: {blocks} blocks from 3 peers in {synced:.1} s = {rate:.0} blocks/s, {:.0} tx/s \
          = {:.0} % of connect without network; blocks per peer {peers:?}",
         txs as f64 / synced,
@@ -264,10 +264,10 @@ fn propagation(rt: &tokio::runtime::Runtime, rounds: usize) {
             .unwrap_or(0);
         empty.extend(time_block(&nodes, &address));
     }
-    println!("propagation: the full blocks were {size} B");
+    eprintln!("propagation: the full blocks were {size} B");
     for (name, samples) in [("full", &mut full), ("empty", &mut empty)] {
         samples.sort_by(f64::total_cmp);
-        println!(
+        eprintln!(
             "propagation of {name} blocks over 10 nodes: {} samples, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             samples.len(),
             percentile(samples, 0.5),
