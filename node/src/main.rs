@@ -86,6 +86,9 @@ struct RunArgs {
         value_delimiter = ','
     )]
     bootstrap: Vec<Multiaddr>,
+    /// Discover peers on the local network with mDNS (needs a build with `--features mdns`).
+    #[arg(long)]
+    mdns: bool,
 }
 
 fn main() -> ExitCode {
@@ -128,7 +131,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 datadir: args.dir.datadir,
                 network: args.dir.network,
                 mining: MiningConfig { enabled: args.mine, pay_to, threads },
-                p2p: p2p::Config { listen, bootstrap: args.bootstrap, ..Default::default() },
+                p2p: p2p::Config {
+                    listen,
+                    bootstrap: args.bootstrap,
+                    mdns: args.mdns,
+                    ..Default::default()
+                },
                 core: Default::default(),
                 rpc_socket: args.rpc_socket,
             };

@@ -40,13 +40,30 @@ pub struct Config {
     pub max_connections: u32,
     /// Where bans are kept across restarts (none: in memory only).
     pub ban_file: Option<PathBuf>,
+    /// Peers the node tries to keep: below this it looks for more.
+    pub target_peers: usize,
+    /// Discover peers on the local network with mDNS (needs the `mdns` build feature).
+    pub mdns: bool,
 }
 
 impl Default for Config {
     fn default() -> Config {
-        Config { listen: Vec::new(), bootstrap: Vec::new(), max_connections: 50, ban_file: None }
+        Config {
+            listen: Vec::new(),
+            bootstrap: Vec::new(),
+            max_connections: 50,
+            ban_file: None,
+            target_peers: 8,
+            mdns: false,
+        }
     }
 }
+
+/// mDNS when built with it; otherwise a behaviour that never does anything.
+#[cfg(feature = "mdns")]
+type Mdns = libp2p::mdns::tokio::Behaviour;
+#[cfg(not(feature = "mdns"))]
+type Mdns = libp2p::swarm::dummy::Behaviour;
 
 /// How long a ban lasts (Bitcoin Core's default `-bantime`).
 pub const BAN_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
@@ -84,6 +101,7 @@ struct Behaviour {
     kad: kad::Behaviour<kad::store::MemoryStore>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
+    mdns: libp2p::swarm::behaviour::toggle::Toggle<Mdns>,
 }
 
 /// What the network hands to the event loop.
@@ -154,6 +172,7 @@ pub struct Network {
     network_id: String,
     limiter: ratelimit::RateLimiter<PeerId>,
     peers: HashMap<PeerId, PeerMeta>,
+    target_peers: usize,
     /// Gossip mesh members per topic at the last look, to log joins and leaves.
     mesh: HashMap<String, BTreeSet<PeerId>>,
     bans: bans::BanList,
@@ -180,6 +199,16 @@ pub enum NetError {
     /// libp2p refused a setting or a listen address.
     #[error("network setup: {0}")]
     Setup(String),
+}
+
+#[cfg(feature = "mdns")]
+fn mdns_behaviour(peer_id: PeerId) -> Result<Mdns, Box<dyn std::error::Error + Send + Sync>> {
+    Ok(libp2p::mdns::tokio::Behaviour::new(libp2p::mdns::Config::default(), peer_id)?)
+}
+
+#[cfg(not(feature = "mdns"))]
+fn mdns_behaviour(_: PeerId) -> Result<Mdns, Box<dyn std::error::Error + Send + Sync>> {
+    Err("this build has no mDNS: build tinychain-node with `--features mdns`".into())
 }
 
 fn setup(e: impl std::fmt::Display) -> NetError {
@@ -289,7 +318,9 @@ impl Network {
                             env!("CARGO_PKG_VERSION")
                         )),
                 );
+                let mdns = if config.mdns { Some(mdns_behaviour(peer_id)?) } else { None };
                 Ok(Behaviour {
+                    mdns: mdns.into(),
                     limits: connection_limits::Behaviour::new(limits),
                     blocked: Default::default(),
                     gossipsub,
@@ -322,6 +353,7 @@ impl Network {
             network_id: id,
             limiter: ratelimit::RateLimiter::new(ratelimit::Config::default()),
             peers: HashMap::new(),
+            target_peers: config.target_peers,
             mesh: HashMap::new(),
             bans: match &config.ban_file {
                 Some(path) => bans::BanList::load(path, unix_now()).unwrap_or_else(|e| {
@@ -505,6 +537,7 @@ impl Network {
     /// Regains a little score for every peer (misbehaviour fades) and lifts
     /// bans that ended. Called periodically.
     pub fn maintain(&mut self) {
+        self.top_up();
         for score in self.scores.values_mut() {
             *score = (*score + SCORE_DECAY).min(0);
         }
@@ -518,6 +551,29 @@ impl Network {
             }
             Err(e) => warn!(error = %e, "saving the ban list"),
         }
+    }
+
+    /// Below the target peer count: dials peers Kademlia knows and asks it to
+    /// look for more.
+    fn top_up(&mut self) {
+        let missing = self.target_peers.saturating_sub(self.peer_count());
+        if missing == 0 {
+            return;
+        }
+        let mut known: Vec<PeerId> = Vec::new();
+        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+            known.extend(bucket.iter().map(|e| *e.node.key.preimage()));
+        }
+        let candidates: Vec<PeerId> = known
+            .into_iter()
+            .filter(|p| !self.swarm.is_connected(p) && !self.bans.contains(p))
+            .take(missing)
+            .collect();
+        for peer in candidates {
+            debug!(%peer, "dialing to reach the target peer count");
+            let _ = self.swarm.dial(peer);
+        }
+        self.swarm.behaviour_mut().kad.get_closest_peers(PeerId::random());
     }
 
     /// Logs peers joining and leaving each topic's gossip mesh (gossipsub has
@@ -736,8 +792,16 @@ impl Network {
                 None
             }
             BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }) => {
-                if !self.swarm.is_connected(&peer) {
+                if !self.swarm.is_connected(&peer) && self.peer_count() < self.target_peers {
                     let _ = self.swarm.dial(peer);
+                }
+                None
+            }
+            #[cfg(feature = "mdns")]
+            BehaviourEvent::Mdns(libp2p::mdns::Event::Discovered(found)) => {
+                for (peer, addr) in found {
+                    info!(%peer, %addr, "found on the local network (mDNS)");
+                    self.swarm.behaviour_mut().kad.add_address(&peer, addr);
                 }
                 None
             }

@@ -120,3 +120,13 @@ fn a_node_that_knows_only_the_seed_discovers_the_others() {
     }
     drop(seed);
 }
+
+#[test]
+fn mdns_is_opt_in_and_a_build_without_it_says_so() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let datadir = dir.path().to_str().expect("utf-8");
+    let out = tinychain_tests::run_node(&regtest_run_args(datadir, &["--mdns"]));
+    assert!(!out.status.success(), "a build without the mdns feature refuses --mdns");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--features mdns"), "{stderr}");
+}
