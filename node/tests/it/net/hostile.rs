@@ -84,6 +84,7 @@ pub(crate) enum Seen {
     Response(Vec<u8>),
     Failed,
     DialFailed,
+    Listening(Multiaddr),
 }
 
 enum Command {
@@ -98,6 +99,7 @@ pub(crate) struct Hostile {
     seen: std_mpsc::Receiver<Seen>,
     blocks_topic: IdentTopic,
     txs_topic: IdentTopic,
+    addr: Option<Multiaddr>,
 }
 
 impl Hostile {
@@ -145,6 +147,8 @@ impl Hostile {
             .expect("behaviour")
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
             .build();
+        let peer_id = *swarm.local_peer_id();
+        swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")).expect("listens");
         let blocks_topic = IdentTopic::new(protocol::blocks_topic(&id));
         let txs_topic = IdentTopic::new(protocol::txs_topic(&id));
         swarm.behaviour_mut().gossipsub.subscribe(&blocks_topic).expect("subscribe");
@@ -173,6 +177,9 @@ impl Hostile {
                             SwarmEvent::ConnectionEstablished { .. } => Seen::Connected,
                             SwarmEvent::ConnectionClosed { .. } => Seen::Disconnected,
                             SwarmEvent::OutgoingConnectionError { .. } => Seen::DialFailed,
+                            SwarmEvent::NewListenAddr { address, .. } => {
+                                Seen::Listening(address.with(libp2p::multiaddr::Protocol::P2p(peer_id)))
+                            }
                             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(
                                 gossipsub::Event::Subscribed { .. },
                             )) => Seen::Subscribed,
@@ -192,7 +199,18 @@ impl Hostile {
                 }
             }
         });
-        Hostile { commands, seen, blocks_topic, txs_topic }
+        let hostile = Hostile { commands, seen, blocks_topic, txs_topic, addr: None };
+        let Seen::Listening(addr) =
+            hostile.expect("a listen address", |s| matches!(s, Seen::Listening(_)))
+        else {
+            unreachable!("matched above")
+        };
+        Hostile { addr: Some(addr), ..hostile }
+    }
+
+    /// Its full listen address, with `/p2p/<peer id>`.
+    pub(crate) fn addr(&self) -> Multiaddr {
+        self.addr.clone().expect("set at start")
     }
 
     /// Dials `addr` and waits until the node has subscribed to both topics.
