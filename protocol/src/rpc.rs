@@ -473,7 +473,10 @@ mod tests {
         let back: TransactionInfo = serde_json::from_value(json).expect("parses");
         assert_eq!(back, info);
 
-        let mempool = TransactionInfo { location: Some(TxLocation::Mempool { fee: Amount::ZERO }), ..info.clone() };
+        let mempool = TransactionInfo {
+            location: Some(TxLocation::Mempool { fee: Amount::ZERO }),
+            ..info.clone()
+        };
         let json = serde_json::to_value(&mempool).expect("serializes");
         assert_eq!(json["status"], "mempool");
         assert_eq!(serde_json::from_value::<TransactionInfo>(json).expect("parses"), mempool);
