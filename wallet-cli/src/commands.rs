@@ -113,7 +113,7 @@ fn connect(ctx: &Context) -> Result<Client> {
 
 /// `create`: a new wallet file with a first address.
 pub(crate) fn create(ctx: &Context, label: &str) -> Result<Report> {
-    let _lock = Wallet::lock(&ctx.wallet)?;
+    let _lock = Wallet::lock(&ctx.wallet, true)?;
     let mut wallet = Wallet::new(ctx.network);
     let key = wallet::generate_key().map_err(Error::Random)?;
     let address = wallet.add_key(&key, label, false)?;
@@ -126,7 +126,7 @@ pub(crate) fn create(ctx: &Context, label: &str) -> Result<Report> {
 
 /// `new-address`: a fresh key.
 pub(crate) fn new_address(ctx: &Context, label: &str) -> Result<Report> {
-    let _lock = Wallet::lock(&ctx.wallet)?;
+    let _lock = Wallet::lock(&ctx.wallet, false)?;
     let (mut wallet, _) = Wallet::load(&ctx.wallet, ctx.network)?;
     let key = wallet::generate_key().map_err(Error::Random)?;
     let address = wallet.add_key(&key, label, false)?;
@@ -153,7 +153,7 @@ pub(crate) fn import_key(ctx: &Context, wif: &str, label: &str) -> Result<Report
     if !kind.includes(ctx.network) {
         return Err(Error::KeyNetwork { expected: ctx.network, found: kind });
     }
-    let _lock = Wallet::lock(&ctx.wallet)?;
+    let _lock = Wallet::lock(&ctx.wallet, false)?;
     let (mut wallet, _) = Wallet::load(&ctx.wallet, ctx.network)?;
     let address = wallet.add_key(&key, label, false)?;
     wallet.save(&ctx.wallet)?;
@@ -285,12 +285,18 @@ pub(crate) fn balance(ctx: &Context) -> Result<Report> {
     let total = sum([confirmed, immature, change, incoming]);
     let maturity = Params::new(ctx.network).coinbase_maturity;
     let text = format!(
-        "confirmed             {confirmed:>20}\n\
-         unconfirmed incoming  {incoming:>20}\n\
-         unconfirmed change    {change:>20}\n\
-         pending outgoing      {outgoing:>20}\n\
-         immature coinbase     {immature:>20}  (spendable after {maturity} confirmations)\n\
-         total                 {total:>20}\n"
+        "confirmed             {:>17}\n\
+         unconfirmed incoming  {:>17}\n\
+         unconfirmed change    {:>17}\n\
+         pending outgoing      {:>17}\n\
+         immature coinbase     {:>17}  (spendable after {maturity} confirmations)\n\
+         total                 {:>17}\n",
+        confirmed.to_string(),
+        incoming.to_string(),
+        change.to_string(),
+        outgoing.to_string(),
+        immature.to_string(),
+        total.to_string(),
     );
     let json = json!({
         "confirmed": confirmed,
@@ -314,10 +320,10 @@ pub(crate) fn utxos(ctx: &Context) -> Result<Report> {
     for (u, state) in &scan.confirmed {
         let _ = writeln!(
             text,
-            "{}:{:<3} {:>20} {:>6} conf  {:<16} {}{}",
+            "{}:{:<3} {:>17} {:>6} conf  {:<18} {}{}",
             u.txid,
             u.vout,
-            u.belushis,
+            u.belushis.to_string(),
             u.confirmations,
             state.name(),
             u.address,
@@ -333,8 +339,12 @@ pub(crate) fn utxos(ctx: &Context) -> Result<Report> {
         let address = Address::new(ctx.network, c.output.pubkey_hash);
         let _ = writeln!(
             text,
-            "{}:{:<3} {:>20} {:>6} conf  {:<16} {address}",
-            c.outpoint.txid, c.outpoint.vout, c.output.value, 0, "unconfirmed change"
+            "{}:{:<3} {:>17} {:>6} conf  {:<18} {address}",
+            c.outpoint.txid,
+            c.outpoint.vout,
+            c.output.value.to_string(),
+            0,
+            "unconfirmed change"
         );
         rows.push(json!({
             "txid": c.outpoint.txid.to_string(), "vout": c.outpoint.vout,
@@ -365,7 +375,7 @@ pub(crate) struct SendArgs {
 pub(crate) fn send(ctx: &Context, args: &SendArgs) -> Result<Report> {
     let to = parse_address(&args.to, ctx.network)?;
     let amount = coins::parse_amount(&args.amount, args.belushis)?;
-    let _lock = Wallet::lock(&ctx.wallet)?;
+    let _lock = Wallet::lock(&ctx.wallet, false)?;
     let (mut wallet, original) = Wallet::load(&ctx.wallet, ctx.network)?;
     let mut client = connect(ctx)?;
     let scan = scan(&mut client, &wallet)?;
@@ -524,7 +534,7 @@ pub(crate) fn history(ctx: &Context) -> Result<Report> {
             (None, Some(info)) => ("received", paid_to(&wallet, info), String::new()),
             (None, None) => ("received", Amount::ZERO, String::new()),
         };
-        let text = format!("{height:>8}  {kind:<8} {amount:>20}  {txid} {detail}");
+        let text = format!("{height:>8}  {kind:<8} {:>17}  {txid} {detail}", amount.to_string());
         let mut json = location_json(txid, location);
         json["kind"] = json!(kind);
         json["amount"] = json!(amount);

@@ -151,12 +151,24 @@ impl Wallet {
         }
     }
 
-    /// Takes the exclusive lock of the wallet at `path` (waits for another command to finish).
+    /// Takes the exclusive lock of the wallet at `path` (waits for another command to
+    /// finish). For `create` (`new`), makes the directory; otherwise the wallet must exist.
     ///
     /// # Errors
     ///
-    /// The lock file cannot be opened or locked.
-    pub(crate) fn lock(path: &Path) -> Result<Lock, Error> {
+    /// [`Error::NotFound`]; the directory or lock file cannot be made or locked.
+    pub(crate) fn lock(path: &Path, new: bool) -> Result<Lock, Error> {
+        if new {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|source| Error::Io { path: dir.to_owned(), source })?;
+            }
+        } else if path.symlink_metadata().is_err() {
+            return Err(Error::NotFound(path.to_owned()));
+        }
         let lock_path = sibling(path, ".lock");
         let io = |source| Error::Io { path: lock_path.clone(), source };
         let file = OpenOptions::new()
@@ -470,7 +482,7 @@ mod tests {
     fn the_lock_is_exclusive_until_dropped() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("wallet.json");
-        let lock = Wallet::lock(&path).expect("locks");
+        let lock = Wallet::lock(&path, true).expect("locks");
         let other = File::open(sibling(&path, ".lock")).expect("opens");
         assert!(other.try_lock().is_err(), "held");
         drop(lock);
