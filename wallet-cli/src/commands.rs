@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use tinychain_protocol::keys::{Address, AddressError, PrivateKey, WifError};
@@ -26,10 +26,16 @@ use crate::wallet::{self, SentRecord, Wallet};
 pub(crate) struct Context {
     /// The network.
     pub(crate) network: Network,
-    /// The wallet file.
-    pub(crate) wallet: PathBuf,
-    /// The node's RPC socket.
-    pub(crate) socket: PathBuf,
+    /// The wallet file, if known (`--wallet` or from `--datadir`).
+    pub(crate) wallet: Option<PathBuf>,
+    /// The node's RPC socket, if known (`--rpc-socket` or from `--datadir`).
+    pub(crate) socket: Option<PathBuf>,
+}
+
+impl Context {
+    fn wallet(&self) -> Result<&Path> {
+        self.wallet.as_deref().ok_or(Error::NoWallet)
+    }
 }
 
 /// What a command has to say: text for people, JSON for programs.
@@ -92,6 +98,12 @@ pub(crate) enum Error {
     /// Signing failed (the wallet file lost a key it listed).
     #[error("signing: {0}")]
     Sign(#[from] SignError),
+    /// Neither `--wallet` nor `--datadir` says where the wallet is.
+    #[error("give --datadir or --wallet to say where the wallet file is")]
+    NoWallet,
+    /// Neither `--rpc-socket` nor `--datadir` says where the node is.
+    #[error("give --datadir or --rpc-socket to say where the node's socket is")]
+    NoSocket,
     /// The OS has no randomness.
     #[error("reading the OS's randomness: {0}")]
     Random(getrandom::Error),
@@ -108,35 +120,36 @@ fn parse_txid(input: &str) -> Result<Txid> {
 }
 
 fn connect(ctx: &Context) -> Result<Client> {
-    Ok(Client::connect(&ctx.socket, ctx.network)?)
+    let socket = ctx.socket.as_ref().ok_or(Error::NoSocket)?;
+    Ok(Client::connect(socket, ctx.network)?)
 }
 
 /// `create`: a new wallet file with a first address.
 pub(crate) fn create(ctx: &Context, label: &str) -> Result<Report> {
-    let _lock = Wallet::lock(&ctx.wallet, true)?;
+    let _lock = Wallet::lock(ctx.wallet()?, true)?;
     let mut wallet = Wallet::new(ctx.network);
     let key = wallet::generate_key().map_err(Error::Random)?;
     let address = wallet.add_key(&key, label, false)?;
-    wallet.create(&ctx.wallet)?;
+    wallet.create(ctx.wallet()?)?;
     Ok(Report {
-        text: format!("created {}\naddress {address}\n", ctx.wallet.display()),
+        text: format!("created {}\naddress {address}\n", ctx.wallet()?.display()),
         json: json!({ "wallet": ctx.wallet, "network": ctx.network, "address": address }),
     })
 }
 
 /// `new-address`: a fresh key.
 pub(crate) fn new_address(ctx: &Context, label: &str) -> Result<Report> {
-    let _lock = Wallet::lock(&ctx.wallet, false)?;
-    let (mut wallet, _) = Wallet::load(&ctx.wallet, ctx.network)?;
+    let _lock = Wallet::lock(ctx.wallet()?, false)?;
+    let (mut wallet, _) = Wallet::load(ctx.wallet()?, ctx.network)?;
     let key = wallet::generate_key().map_err(Error::Random)?;
     let address = wallet.add_key(&key, label, false)?;
-    wallet.save(&ctx.wallet)?;
+    wallet.save(ctx.wallet()?)?;
     Ok(Report { text: format!("{address}\n"), json: json!({ "address": address, "label": label }) })
 }
 
 /// `addresses`: every key's address and label.
 pub(crate) fn addresses(ctx: &Context) -> Result<Report> {
-    let (wallet, _) = Wallet::load(&ctx.wallet, ctx.network)?;
+    let (wallet, _) = Wallet::load(ctx.wallet()?, ctx.network)?;
     let mut text = String::new();
     let mut rows = Vec::new();
     for key in &wallet.keys {
@@ -153,10 +166,10 @@ pub(crate) fn import_key(ctx: &Context, wif: &str, label: &str) -> Result<Report
     if !kind.includes(ctx.network) {
         return Err(Error::KeyNetwork { expected: ctx.network, found: kind });
     }
-    let _lock = Wallet::lock(&ctx.wallet, false)?;
-    let (mut wallet, _) = Wallet::load(&ctx.wallet, ctx.network)?;
+    let _lock = Wallet::lock(ctx.wallet()?, false)?;
+    let (mut wallet, _) = Wallet::load(ctx.wallet()?, ctx.network)?;
     let address = wallet.add_key(&key, label, false)?;
-    wallet.save(&ctx.wallet)?;
+    wallet.save(ctx.wallet()?)?;
     Ok(Report {
         text: format!("imported {address}\n"),
         json: json!({ "address": address, "label": label }),
@@ -166,7 +179,7 @@ pub(crate) fn import_key(ctx: &Context, wif: &str, label: &str) -> Result<Report
 /// `export-key`: prints an address's private key in WIF.
 pub(crate) fn export_key(ctx: &Context, address: &str) -> Result<Report> {
     let address = parse_address(address, ctx.network)?;
-    let (wallet, _) = Wallet::load(&ctx.wallet, ctx.network)?;
+    let (wallet, _) = Wallet::load(ctx.wallet()?, ctx.network)?;
     let record = wallet.key_record(&address).ok_or(Error::NotMine(address))?;
     Ok(Report {
         text: format!("{}\n", record.wif),
@@ -272,7 +285,7 @@ fn sum(amounts: impl IntoIterator<Item = Amount>) -> Amount {
 
 /// `balance`: confirmed, unconfirmed incoming, own unconfirmed change, pending outgoing, immature.
 pub(crate) fn balance(ctx: &Context) -> Result<Report> {
-    let (wallet, _) = Wallet::load(&ctx.wallet, ctx.network)?;
+    let (wallet, _) = Wallet::load(ctx.wallet()?, ctx.network)?;
     let mut client = connect(ctx)?;
     let scan = scan(&mut client, &wallet)?;
     let of =
@@ -312,7 +325,7 @@ pub(crate) fn balance(ctx: &Context) -> Result<Report> {
 
 /// `utxos`: every coin of the wallet, confirmed or the wallet's own unconfirmed change.
 pub(crate) fn utxos(ctx: &Context) -> Result<Report> {
-    let (wallet, _) = Wallet::load(&ctx.wallet, ctx.network)?;
+    let (wallet, _) = Wallet::load(ctx.wallet()?, ctx.network)?;
     let mut client = connect(ctx)?;
     let scan = scan(&mut client, &wallet)?;
     let mut text = String::new();
@@ -375,8 +388,8 @@ pub(crate) struct SendArgs {
 pub(crate) fn send(ctx: &Context, args: &SendArgs) -> Result<Report> {
     let to = parse_address(&args.to, ctx.network)?;
     let amount = coins::parse_amount(&args.amount, args.belushis)?;
-    let _lock = Wallet::lock(&ctx.wallet, false)?;
-    let (mut wallet, original) = Wallet::load(&ctx.wallet, ctx.network)?;
+    let _lock = Wallet::lock(ctx.wallet()?, false)?;
+    let (mut wallet, original) = Wallet::load(ctx.wallet()?, ctx.network)?;
     let mut client = connect(ctx)?;
     let scan = scan(&mut client, &wallet)?;
     let mut candidates: Vec<Candidate> = scan
@@ -427,11 +440,11 @@ pub(crate) fn send(ctx: &Context, args: &SendArgs) -> Result<Report> {
         hex: hex::encode(tx.encode()),
     });
     // The change key is on disk before the coins move to it.
-    wallet.save(&ctx.wallet)?;
+    wallet.save(ctx.wallet()?)?;
     if let Err(e) =
         client.call::<String>("sendrawtransaction", vec![json!(hex::encode(tx.encode()))])
     {
-        Wallet::restore(&ctx.wallet, &original)?;
+        Wallet::restore(ctx.wallet()?, &original)?;
         return Err(e.into());
     }
 
@@ -507,7 +520,7 @@ pub(crate) fn status(ctx: &Context, txid: &str) -> Result<Report> {
 
 /// `history`: the wallet's transactions, oldest first, mempool and unknown last.
 pub(crate) fn history(ctx: &Context) -> Result<Report> {
-    let (wallet, _) = Wallet::load(&ctx.wallet, ctx.network)?;
+    let (wallet, _) = Wallet::load(ctx.wallet()?, ctx.network)?;
     let mut client = connect(ctx)?;
     let entries: Vec<AddressHistoryEntry> =
         client.call("getaddresshistory", vec![json!(wallet.addresses())])?;

@@ -130,22 +130,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn context(global: &Global) -> anyhow::Result<Context> {
+fn context(global: &Global) -> Context {
     let network_dir = global.datadir.as_ref().map(|d| d.join(global.network.name()));
-    let need =
-        |what: &str| anyhow::anyhow!("give --datadir (or --{what}) to say where the {what} is");
-    let wallet = match (&global.wallet, &network_dir) {
-        (Some(path), _) => path.clone(),
-        (None, Some(dir)) => dir.join("wallet.json"),
-        (None, None) => return Err(need("wallet")),
-    };
-    let socket = match (&global.rpc_socket, &network_dir) {
-        (Some(path), _) => path.clone(),
-        (None, Some(dir)) => dir.join("rpc.sock"),
-        // Offline commands need no socket; a node command will fail to connect and say where.
-        (None, None) => PathBuf::from("rpc.sock"),
-    };
-    Ok(Context { network: global.network, wallet, socket })
+    let wallet =
+        global.wallet.clone().or_else(|| network_dir.as_ref().map(|d| d.join("wallet.json")));
+    // Offline commands need no socket; the others say so when it is missing.
+    let socket = global.rpc_socket.clone().or_else(|| network_dir.map(|d| d.join("rpc.sock")));
+    Context { network: global.network, wallet, socket }
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -177,19 +168,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             clap_complete::generate(shell, &mut Cli::command(), "tinychain-wallet", &mut script);
             return emit(&String::from_utf8_lossy(&script));
         }
-        Command::Create { label } => commands::create(&context(global)?, &label)?,
-        Command::NewAddress { label } => commands::new_address(&context(global)?, &label)?,
-        Command::Addresses => commands::addresses(&context(global)?)?,
-        Command::ImportKey { wif, label } => commands::import_key(&context(global)?, &wif, &label)?,
-        Command::ExportKey { address } => commands::export_key(&context(global)?, &address)?,
-        Command::Balance => commands::balance(&context(global)?)?,
-        Command::Utxos => commands::utxos(&context(global)?)?,
+        Command::Create { label } => commands::create(&context(global), &label)?,
+        Command::NewAddress { label } => commands::new_address(&context(global), &label)?,
+        Command::Addresses => commands::addresses(&context(global))?,
+        Command::ImportKey { wif, label } => commands::import_key(&context(global), &wif, &label)?,
+        Command::ExportKey { address } => commands::export_key(&context(global), &address)?,
+        Command::Balance => commands::balance(&context(global))?,
+        Command::Utxos => commands::utxos(&context(global))?,
         Command::Send { address, amount, fee_rate, belushis } => {
             let args = SendArgs { to: address, amount, belushis, fee_rate };
-            commands::send(&context(global)?, &args)?
+            commands::send(&context(global), &args)?
         }
-        Command::Status { txid } => commands::status(&context(global)?, &txid)?,
-        Command::History => commands::history(&context(global)?)?,
+        Command::Status { txid } => commands::status(&context(global), &txid)?,
+        Command::History => commands::history(&context(global))?,
     };
     if global.json {
         emit(&format!("{}\n", serde_json::to_string_pretty(&report.json)?))
@@ -255,14 +246,15 @@ mod tests {
             "regtest",
         ])
         .expect("parses");
-        let ctx = context(&cli.global).expect("a context");
-        assert_eq!(ctx.wallet, PathBuf::from("/d/regtest/wallet.json"));
-        assert_eq!(ctx.socket, PathBuf::from("/d/regtest/rpc.sock"));
+        let ctx = context(&cli.global);
+        assert_eq!(ctx.wallet, Some(PathBuf::from("/d/regtest/wallet.json")));
+        assert_eq!(ctx.socket, Some(PathBuf::from("/d/regtest/rpc.sock")));
         let cli = Cli::try_parse_from(["tinychain-wallet", "balance"]).expect("parses");
         if std::env::var_os("TINYCHAIN_DATADIR").is_none()
             && std::env::var_os("TINYCHAIN_WALLET").is_none()
         {
-            assert!(context(&cli.global).is_err(), "no wallet location");
+            let err = commands::balance(&context(&cli.global)).expect_err("no wallet location");
+            assert!(err.to_string().contains("--wallet"), "{err}");
         }
     }
 }

@@ -137,7 +137,9 @@ pub(crate) struct Wallet {
 
 /// An exclusive lock on a wallet file, held until dropped.
 #[derive(Debug)]
-pub(crate) struct Lock(#[allow(dead_code)] File);
+pub(crate) struct Lock {
+    _file: File,
+}
 
 impl Wallet {
     /// An empty wallet for `network`.
@@ -179,7 +181,7 @@ impl Wallet {
             .open(&lock_path)
             .map_err(io)?;
         file.lock().map_err(io)?;
-        Ok(Lock(file))
+        Ok(Lock { _file: file })
     }
 
     /// Loads and checks the wallet at `path`; returns it with the file's exact bytes.
