@@ -293,3 +293,31 @@ fn setmining_and_the_client_views_work_on_a_running_node() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the node at"));
 }
+
+#[test]
+fn a_send_the_node_rejects_leaves_the_wallet_file_as_it_was() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path().to_str().expect("utf-8").to_string();
+    let (node, _) = start(&d, &[]);
+    let address = wallet_json(&d, &["create"])["address"].as_str().expect("address").to_string();
+    // One mature coin: every later send spends the previous one's change, a chain
+    // of unconfirmed transactions that the node's ancestor limit (25) ends.
+    call(&d, "generatetoaddress", &["1", &address]);
+    call(&d, "generatetoaddress", &["10", REGTEST_ADDRESS]);
+    let wallet_file = dir.path().join("regtest").join("wallet.json");
+    for sent in 0..30 {
+        let bytes = std::fs::read(&wallet_file).expect("wallet file");
+        let out = wallet(&d, &["send", REGTEST_ADDRESS, "0.01"]);
+        if out.status.success() {
+            continue;
+        }
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(sent, 25, "the 26th chained transaction is the first refused: {err}");
+        assert!(err.contains("ancestors"), "{err}");
+        assert_eq!(std::fs::read(&wallet_file).expect("wallet file"), bytes, "restored");
+        assert_eq!(mempool(&d).len(), 25);
+        drop(node);
+        return;
+    }
+    panic!("the node accepted 30 chained transactions");
+}
