@@ -268,13 +268,15 @@ fn field(peer: &Value, names: &[&str]) -> String {
 
 /// Renders the `peers` table from `getpeerinfo` (fields a node does not report show "-").
 pub fn render_peers(peers: &[Value]) -> String {
-    let columns: [(&str, &[&str]); 7] = [
+    // Several names per column: getpeerinfo's newer fields may be named either way.
+    let columns: [(&str, &[&str]); 8] = [
         ("PEER ID", &["id"]),
         ("ADDRESS", &["address", "addr"]),
         ("DIRECTION", &["direction"]),
-        ("PING MS", &["ping_ms", "pingtime"]),
+        ("PING MS", &["ping_ms", "ping", "pingtime"]),
         ("HEIGHT", &["height"]),
         ("MESH", &["blocks_mesh"]),
+        ("CONNECTED SINCE", &["connected_since", "conntime"]),
         ("AGENT", &["agent", "subver"]),
     ];
     let rows: Vec<Vec<String>> =

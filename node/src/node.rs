@@ -298,9 +298,9 @@ impl Node {
         let on = methods::param_switch(params, 0, "mining")?;
         let address = match params.get(1) {
             None | Some(serde_json::Value::Null) => None,
-            Some(_) => methods::param_addresses(params, 1, self.core.chain().params())?
-                .into_iter()
-                .next(),
+            Some(_) => {
+                methods::param_addresses(params, 1, self.core.chain().params())?.into_iter().next()
+            }
         };
         if let Some(address) = address {
             self.mining.pay_to = Some(address.pubkey_hash());
@@ -311,10 +311,8 @@ impl Node {
                 info!("mining stopped (setmining)");
             }
             (false, None) => {}
-            (true, Some((miner, _))) => {
-                let pay_to = self.mining.pay_to.ok_or_else(|| {
-                    RpcError::internal("the running miner lost its address")
-                })?;
+            (true, Some((miner, running))) => {
+                let pay_to = self.mining.pay_to.unwrap_or(running);
                 miner.set_job(self.core.block_template(pay_to, unix_now()));
                 self.miner = Some((miner, pay_to));
             }

@@ -9,8 +9,8 @@ use tinychain_protocol::keys::Address;
 use tinychain_protocol::params::Params;
 use tinychain_protocol::pow::Target;
 use tinychain_protocol::rpc::{
-    AddressHistoryEntry, AddressUtxo, BlockHeaderInfo, BlockchainInfo, BlockInfo, MempoolInfo, TransactionInfo, TxInputInfo,
-    TxLocation, TxOutputInfo,
+    AddressHistoryEntry, AddressUtxo, BlockHeaderInfo, BlockInfo, BlockchainInfo, MempoolInfo,
+    TransactionInfo, TxInputInfo, TxLocation, TxOutputInfo,
 };
 use tinychain_protocol::{Block, BlockHash, BlockHeader, Transaction, Txid};
 
