@@ -31,20 +31,20 @@ const MAX_REPLY: u64 = 256 * 1024 * 1024;
 #[non_exhaustive]
 pub enum Error {
     /// Nothing answers on the socket.
-    #[error("cannot reach the node at {path} (is it running? {source})")]
+    #[error("cannot reach the node at {path} (is it running? {cause})")]
     Unreachable {
         /// The socket.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The connection failed mid-call.
-    #[error("talking to the node at {path}: {source}")]
+    #[error("talking to the node at {path}: {cause}")]
     Io {
         /// The socket.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The reply is not understood.
     #[error("the node's answer to {method} is not understood: {reason}")]
@@ -111,8 +111,8 @@ impl Client {
     /// [`Error::Unreachable`] if no node answers there.
     pub fn connect(path: &Path) -> Result<Client, Error> {
         let stream = UnixStream::connect(path)
-            .map_err(|source| Error::Unreachable { path: path.to_owned(), source })?;
-        let io = |source| Error::Io { path: path.to_owned(), source };
+            .map_err(|cause| Error::Unreachable { path: path.to_owned(), cause })?;
+        let io = |cause| Error::Io { path: path.to_owned(), cause };
         stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
         stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
         let writer = stream.try_clone().map_err(io)?;
@@ -147,7 +147,7 @@ impl Client {
         method: &str,
         params: Vec<Value>,
     ) -> Result<T, Error> {
-        let io = |source| Error::Io { path: self.path.clone(), source };
+        let io = |cause| Error::Io { path: self.path.clone(), cause };
         let bad = |reason: String| Error::BadReply { method: method.to_owned(), reason };
         let mut line = serde_json::to_vec(&Request::new(self.next_id, method, params))
             .map_err(|e| bad(e.to_string()))?;

@@ -95,6 +95,17 @@ pub(crate) enum Error {
     /// `send` refuses (fee cap and the like); nothing was broadcast.
     #[error("{0}; nothing was sent")]
     Refused(String),
+    /// The node's answer to the broadcast was lost.
+    #[error(
+        "{cause}; transaction {txid} may have been broadcast: the wallet kept it \
+         (`status {txid}` tells)"
+    )]
+    Unknown {
+        /// The transaction.
+        txid: Txid,
+        /// What failed.
+        cause: rpc::Error,
+    },
     /// Signing failed (the wallet file lost a key it listed).
     #[error("signing: {0}")]
     Sign(#[from] SignError),
@@ -441,11 +452,15 @@ pub(crate) fn send(ctx: &Context, args: &SendArgs) -> Result<Report> {
     });
     // The change key is on disk before the coins move to it.
     wallet.save(ctx.wallet()?)?;
-    if let Err(e) =
-        client.call::<String>("sendrawtransaction", vec![json!(hex::encode(tx.encode()))])
-    {
-        Wallet::restore(ctx.wallet()?, &original)?;
-        return Err(e.into());
+    match client.call::<String>("sendrawtransaction", vec![json!(hex::encode(tx.encode()))]) {
+        Ok(_) => {}
+        // The node refused it: it never left, so the wallet forgets it.
+        Err(e @ rpc::Error::Rpc { .. }) => {
+            Wallet::restore(ctx.wallet()?, &original)?;
+            return Err(e.into());
+        }
+        // The answer was lost: the node may have it, so the record and change key stay.
+        Err(e) => return Err(Error::Unknown { txid, cause: e }),
     }
 
     let mut text = format!(

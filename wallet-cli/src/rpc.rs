@@ -24,20 +24,20 @@ const MAX_REPLY: u64 = 256 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
     /// Nothing answers on the socket.
-    #[error("cannot reach the node at {path} (is tinychain-node running? {source})")]
+    #[error("cannot reach the node at {path} (is tinychain-node running? {cause})")]
     Unreachable {
         /// The socket.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The connection failed mid-call.
-    #[error("talking to the node at {path}: {source}")]
+    #[error("talking to the node at {path}: {cause}")]
     Io {
         /// The socket.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The reply is not what this wallet understands.
     #[error("the node's answer to {method} is not understood: {reason}")]
@@ -92,9 +92,9 @@ impl Client {
     ///
     /// [`Error::Unreachable`], [`Error::WrongNetwork`], or a failed first call.
     pub(crate) fn connect(path: &Path, network: Network) -> Result<Client, Error> {
-        let unreachable = |source| Error::Unreachable { path: path.to_owned(), source };
+        let unreachable = |cause| Error::Unreachable { path: path.to_owned(), cause };
         let stream = UnixStream::connect(path).map_err(unreachable)?;
-        let io = |source| Error::Io { path: path.to_owned(), source };
+        let io = |cause| Error::Io { path: path.to_owned(), cause };
         stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
         stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
         let writer = stream.try_clone().map_err(io)?;
@@ -121,7 +121,7 @@ impl Client {
         method: &str,
         params: Vec<Value>,
     ) -> Result<T, Error> {
-        let io = |source| Error::Io { path: self.path.clone(), source };
+        let io = |cause| Error::Io { path: self.path.clone(), cause };
         let bad = |reason: String| Error::BadReply { method: method.to_owned(), reason };
         let request = Request::new(self.next_id, method, params);
         self.next_id += 1;

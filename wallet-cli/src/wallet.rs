@@ -70,12 +70,12 @@ pub(crate) enum Error {
     #[error("the wallet already has the key of {0}")]
     DuplicateKey(Address),
     /// The OS failed.
-    #[error("wallet file {path}: {source}")]
+    #[error("wallet file {path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -166,13 +166,13 @@ impl Wallet {
                     .recursive(true)
                     .mode(0o700)
                     .create(dir)
-                    .map_err(|source| Error::Io { path: dir.to_owned(), source })?;
+                    .map_err(|cause| Error::Io { path: dir.to_owned(), cause })?;
             }
         } else if path.symlink_metadata().is_err() {
             return Err(Error::NotFound(path.to_owned()));
         }
         let lock_path = sibling(path, ".lock");
-        let io = |source| Error::Io { path: lock_path.clone(), source };
+        let io = |cause| Error::Io { path: lock_path.clone(), cause };
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -195,7 +195,7 @@ impl Wallet {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::NotFound(path.to_owned()));
             }
-            Err(source) => return Err(Error::Io { path: path.to_owned(), source }),
+            Err(cause) => return Err(Error::Io { path: path.to_owned(), cause }),
         };
         let wallet = Wallet::parse(&bytes, path, network)?;
         Ok((wallet, bytes))
@@ -255,7 +255,7 @@ impl Wallet {
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .map_err(|source| Error::Io { path: dir.to_owned(), source })?;
+                .map_err(|cause| Error::Io { path: dir.to_owned(), cause })?;
         }
         self.save(path)
     }
@@ -267,7 +267,7 @@ impl Wallet {
     /// I/O errors; the old file is then unchanged.
     pub(crate) fn save(&self, path: &Path) -> Result<(), Error> {
         let mut bytes = serde_json::to_vec_pretty(self)
-            .map_err(|e| Error::Io { path: path.to_owned(), source: std::io::Error::other(e) })?;
+            .map_err(|e| Error::Io { path: path.to_owned(), cause: std::io::Error::other(e) })?;
         bytes.push(b'\n');
         write_atomic(path, &bytes)
     }
@@ -355,7 +355,7 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 
 /// Writes `bytes` to `path` so that a crash leaves the old file or the new one, never a mix.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let io = |source| Error::Io { path: path.to_owned(), source };
+    let io = |cause| Error::Io { path: path.to_owned(), cause };
     let tmp = sibling(path, &format!(".tmp-{}", std::process::id()));
     // A temporary file left by a crashed run of this same pid is ours to replace.
     let _ = std::fs::remove_file(&tmp);
