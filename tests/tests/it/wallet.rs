@@ -321,3 +321,37 @@ fn a_send_the_node_rejects_leaves_the_wallet_file_as_it_was() {
     }
     panic!("the node accepted 30 chained transactions");
 }
+
+#[test]
+fn keys_are_made_labelled_exported_and_imported_offline() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path().to_str().expect("utf-8").to_string();
+    wallet_json(&d, &["create"]);
+    let file = dir.path().join("regtest").join("wallet.json");
+    let mode = std::fs::metadata(&file).expect("exists").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let savings = wallet_json(&d, &["new-address", "--label", "savings"]);
+    let savings = savings["address"].as_str().expect("address").to_string();
+    let listed = wallet_json(&d, &["addresses"]);
+    let rows = listed.as_array().expect("rows");
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().any(|r| r["address"] == savings.as_str() && r["label"] == "savings"));
+
+    let wif = wallet_json(&d, &["export-key", &savings])["wif"].as_str().expect("wif").to_string();
+    let other = format!("{d}/other.json");
+    wallet_json(&d, &["--wallet", &other, "create"]);
+    let imported = wallet_json(&d, &["--wallet", &other, "import-key", &wif]);
+    assert_eq!(imported["address"], savings.as_str());
+    let err = wallet_refused(&d, &["--wallet", &other, "import-key", &wif]);
+    assert!(err.contains("already has"), "{err}");
+    // Private key 1 on main: refused by a regtest wallet.
+    let main_wif = "KwDiBf89QgGbjEhKnhXJuH7LrciVrZi3qYjgd9M7rFU73sVHnoWn";
+    let err = wallet_refused(&d, &["--wallet", &other, "import-key", main_wif]);
+    assert!(err.contains("main"), "{err}");
+    let err = wallet_refused(&d, &["export-key", REGTEST_ADDRESS]);
+    assert!(err.contains("no key"), "{err}");
+    let script = wallet(&d, &["completions", "bash"]);
+    assert!(script.status.success());
+    assert!(String::from_utf8_lossy(&script.stdout).contains("tinychain-wallet"));
+}
