@@ -261,6 +261,7 @@ fn field(peer: &Value, names: &[&str]) -> String {
         |v| match v {
             Value::String(s) => s.clone(),
             Value::Bool(b) => if *b { "yes" } else { "no" }.to_owned(),
+            Value::Number(n) if n.is_f64() => format!("{:.1}", n.as_f64().unwrap_or(0.0)),
             other => other.to_string(),
         },
     )
@@ -483,7 +484,7 @@ mod tests {
         let peers = vec![
             json!({ "id": "12D3KooWA", "height": 7, "blocks_mesh": true }),
             json!({ "id": "12D3KooWB", "height": null, "blocks_mesh": false,
-                    "address": "/ip4/127.0.0.1/tcp/1", "direction": "outbound", "ping_ms": 3 }),
+                    "address": "/ip4/127.0.0.1/tcp/1", "direction": "outbound", "ping_ms": 3.125 }),
         ];
         let table = render_peers(&peers);
         let lines: Vec<&str> = table.lines().collect();
@@ -491,6 +492,7 @@ mod tests {
         assert!(lines[1].contains("12D3KooWA") && lines[1].contains(" - "), "{table}");
         assert!(lines[1].contains("yes"), "{table}");
         assert!(lines[2].contains("outbound") && lines[2].contains("/ip4/127.0.0.1/tcp/1"));
+        assert!(lines[2].contains(" 3.1 "), "ping in ms with one decimal: {table}");
         assert_eq!(render_peers(&[]).lines().nth(1), Some("no peers connected"));
     }
 
