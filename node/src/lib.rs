@@ -7,6 +7,7 @@
 //! `docs/architecture.md` for how a block travels from the socket to the store.
 
 pub mod chain;
+pub mod client;
 pub mod core;
 pub mod datadir;
 pub mod mempool;

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use libp2p::Multiaddr;
 use tinychain_node::chain::{self, ChainState};
+use tinychain_node::client;
 use tinychain_node::datadir::DataDir;
 use tinychain_node::node::{self, MiningConfig};
 use tinychain_node::p2p;
@@ -41,6 +42,34 @@ enum Command {
         /// Parameters, each JSON (a bare word is taken as a string).
         params: Vec<String>,
     },
+    /// Shows a running node's chain, sync, mempool, mining and peer count.
+    Status(ClientArgs),
+    /// Lists a running node's peers (`--dot`: a Graphviz graph of it and its neighbours).
+    Peers {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Prints a Graphviz graph instead of a table.
+        #[arg(long)]
+        dot: bool,
+    },
+    /// Lists a running node's mempool.
+    Mempool(ClientArgs),
+    /// Shows a block of a running node, by hash or height.
+    Block {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The block's hash or height.
+        block: String,
+    },
+    /// Shows a transaction and where it is (mempool or block).
+    Tx {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The txid.
+        txid: String,
+    },
+    /// Stops a running node.
+    Stop(ClientArgs),
     /// Prints a network's consensus parameters and genesis block.
     Params {
         /// The network.
@@ -57,6 +86,41 @@ struct DirArgs {
     /// The network.
     #[arg(long, default_value = "main", env = "TINYCHAIN_NETWORK")]
     network: Network,
+}
+
+/// Flags of the client commands (shared with `tinychain-wallet`).
+#[derive(clap::Args, Debug)]
+struct ClientArgs {
+    /// Base data directory; the socket is <datadir>/<network>/rpc.sock.
+    #[arg(long, env = "TINYCHAIN_DATADIR")]
+    datadir: Option<PathBuf>,
+    /// The network.
+    #[arg(long, default_value = "main", env = "TINYCHAIN_NETWORK")]
+    network: Network,
+    /// The RPC socket (default: rpc.sock in the network's data directory).
+    #[arg(long, env = "TINYCHAIN_RPC_SOCKET")]
+    rpc_socket: Option<PathBuf>,
+    /// Prints JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ClientArgs {
+    fn socket(&self) -> anyhow::Result<PathBuf> {
+        Ok(client::socket_path(self.rpc_socket.as_deref(), self.datadir.as_deref(), self.network)?)
+    }
+
+    fn show(&self, view: client::View) -> anyhow::Result<()> {
+        if self.json {
+            emit(&format!(
+                "{}
+",
+                serde_json::to_string_pretty(&view.json)?
+            ))
+        } else {
+            emit(&view.text)
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -153,9 +217,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     serde_json::from_str(p).unwrap_or_else(|_| serde_json::Value::String(p.clone()))
                 })
                 .collect();
-            let result = call(&socket, &method, params)?;
+            let result: serde_json::Value =
+                client::Client::connect(&socket)?.call(&method, params)?;
             emit(&format!("{}\n", serde_json::to_string_pretty(&result)?))
         }
+        Command::Status(args) => args.show(client::status(&args.socket()?, args.network)?),
+        Command::Peers { client: args, dot } => {
+            args.show(client::peers(&args.socket()?, args.network, dot)?)
+        }
+        Command::Mempool(args) => args.show(client::mempool(&args.socket()?, args.network)?),
+        Command::Block { client: args, block } => {
+            args.show(client::block(&args.socket()?, args.network, &block)?)
+        }
+        Command::Tx { client: args, txid } => {
+            args.show(client::tx(&args.socket()?, args.network, &txid)?)
+        }
+        Command::Stop(args) => args.show(client::stop(&args.socket()?, args.network)?),
         Command::Params { network } => {
             let params = Params::new(network);
             let genesis = params.genesis_block();
@@ -188,16 +265,6 @@ fn emit(text: &str) -> anyhow::Result<()> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
     }
-}
-
-/// Sends one JSON-RPC request over the socket and returns its result.
-fn call(
-    socket: &std::path::Path,
-    method: &str,
-    params: Vec<serde_json::Value>,
-) -> anyhow::Result<serde_json::Value> {
-    let timeout = std::time::Duration::from_secs(60);
-    Ok(tinychain_node::rpc::client::call(socket, method, params.into(), timeout)?)
 }
 
 /// The default listen address: all interfaces, the network's port.

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use libp2p::PeerId;
 use libp2p::gossipsub::MessageAcceptance;
+use tinychain_protocol::keys::Address;
 use tinychain_protocol::params::{Network as Chain, Params};
+use tinychain_protocol::rpc::{MiningInfo, SetMining};
 use tinychain_protocol::{Block, PubkeyHash};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -21,7 +23,7 @@ use tracing::{debug, info, warn};
 use crate::chain;
 use crate::core::{self, BlockOutcome, Core, Output};
 use crate::datadir::DataDir;
-use crate::miner::Miner;
+use crate::miner::{FoundBlock, Miner};
 use crate::p2p::protocol::{
     MAX_BLOCKS_PER_RESPONSE, MAX_HEADERS_PER_RESPONSE, MAX_LOCATOR, MAX_RESPONSE_SIZE, Request,
     Response, Status,
@@ -82,6 +84,8 @@ struct Node {
     core: NodeCore,
     net: Network,
     miner: Option<(Miner, PubkeyHash)>,
+    /// What `setmining` needs to start the miner at run time.
+    mining: MiningControl,
     /// Headers-first block download.
     sync: Sync<PeerId>,
     /// Sync progress for the log: when and at what height it was last reported.
@@ -119,12 +123,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
 
     let (found_tx, mut found_rx) = mpsc::channel::<Block>(FOUND_QUEUE);
+    let found: FoundBlock = Arc::new(move |block: Block| {
+        // The event loop may be shutting down; a lost block then is fine.
+        let _ = found_tx.blocking_send(block);
+    });
+    let mining = MiningControl {
+        found: Arc::clone(&found),
+        threads: config.mining.threads.max(1),
+        pay_to: config.mining.pay_to,
+    };
     let miner = match (&config.mining.enabled, config.mining.pay_to) {
         (true, Some(pay_to)) => {
-            let found = Arc::new(move |block: Block| {
-                // The event loop may be shutting down; a lost block then is fine.
-                let _ = found_tx.blocking_send(block);
-            });
             let miner = Miner::start(config.mining.threads.max(1), found)?;
             miner.set_job(core.block_template(pay_to, unix_now()));
             info!(threads = miner.threads(), "mining");
@@ -137,6 +146,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         core,
         net,
         miner,
+        mining,
         sync: Sync::new(sync::Config::default()),
         progress: None,
         stop_requested: false,
@@ -239,25 +249,9 @@ impl Node {
         let chain = self.core.chain();
         match method {
             "getblockchaininfo" => {
-                let tip = chain.tip_entry();
                 let best_peer = self.net.statuses().map(|(_, s)| s.height).max().unwrap_or(0);
-                let headers = chain.index().best_header_height();
-                Ok(json!({
-                    "chain": chain.params().network.name(),
-                    "blocks": chain.height(),
-                    "headers": headers.max(chain.height()),
-                    "bestblockhash": chain.tip().to_string(),
-                    "chainwork": tip.chainwork.to_string(),
-                    "difficulty": methods::difficulty(chain.params(), &tip.header),
-                    "mediantime": chain.median_time_past(),
-                    "initialblockdownload": self.is_syncing(),
-                    "verificationprogress": if best_peer > chain.height() {
-                        f64::from(chain.height()) / f64::from(best_peer)
-                    } else {
-                        1.0
-                    },
-                    "utxo_digest": chain.utxo_digest().to_string(),
-                }))
+                let syncing = self.is_syncing();
+                methods::to_json(&methods::blockchain_info(&self.core, best_peer, syncing))
             }
             "getpeerinfo" => {
                 let mut peers = self.net.peer_info();
@@ -272,15 +266,17 @@ impl Node {
             "getnetworkinfo" => Ok(self.net.network_info()),
             "getmininginfo" => {
                 let tip = chain.tip_entry();
-                Ok(json!({
-                    "blocks": chain.height(),
-                    "difficulty": methods::difficulty(chain.params(), &tip.header),
-                    "mining": self.miner.is_some(),
-                    "threads": self.miner.as_ref().map_or(0, |(m, _)| m.threads()),
-                    "hashes": self.miner.as_ref().map_or(0, |(m, _)| m.hashes()),
-                    "pooledtx": self.core.mempool().len(),
-                }))
+                methods::to_json(&MiningInfo {
+                    blocks: chain.height(),
+                    difficulty: methods::difficulty(chain.params(), &tip.header),
+                    mining: self.miner.is_some(),
+                    threads: self.miner.as_ref().map_or(0, |(m, _)| m.threads() as u64),
+                    hashes: self.miner.as_ref().map_or(0, |(m, _)| m.hashes()),
+                    pooledtx: self.core.mempool().len() as u64,
+                    address: self.mining_address(),
+                })
             }
+            "setmining" => self.set_mining(params),
             "generatetoaddress" => {
                 let count = methods::param_u64(params, 0, "nblocks")?;
                 if count > methods::MAX_GENERATE {
@@ -318,6 +314,60 @@ impl Node {
             }
             _ => Err(RpcError::method_not_found(method)),
         }
+    }
+
+    /// The address the miner pays (running or not), if one is known.
+    fn mining_address(&self) -> Option<Address> {
+        let network = self.core.chain().params().network;
+        self.miner
+            .as_ref()
+            .map(|(_, pay_to)| *pay_to)
+            .or(self.mining.pay_to)
+            .map(|hash| Address::new(network, hash))
+    }
+
+    /// `setmining <on|off> [address]`: starts, re-targets or stops the miner.
+    fn set_mining(&mut self, params: &[serde_json::Value]) -> Result<serde_json::Value, RpcError> {
+        let on = methods::param_switch(params, 0, "mining")?;
+        let address = match params.get(1) {
+            None | Some(serde_json::Value::Null) => None,
+            Some(_) => {
+                methods::param_addresses(params, 1, self.core.chain().params())?.into_iter().next()
+            }
+        };
+        if let Some(address) = address {
+            self.mining.pay_to = Some(address.pubkey_hash());
+        }
+        match (on, self.miner.take()) {
+            (false, Some((miner, _))) => {
+                miner.shutdown();
+                info!("mining stopped (setmining)");
+            }
+            (false, None) => {}
+            (true, Some((miner, running))) => {
+                let pay_to = self.mining.pay_to.unwrap_or(running);
+                miner.set_job(self.core.block_template(pay_to, unix_now()));
+                self.miner = Some((miner, pay_to));
+            }
+            (true, None) => {
+                let pay_to = self.mining.pay_to.ok_or_else(|| {
+                    RpcError::invalid_params(
+                        "the node has no mining address: give one (setmining true <address>)",
+                    )
+                })?;
+                let found = Arc::clone(&self.mining.found);
+                let miner = Miner::start(self.mining.threads, found)
+                    .map_err(|e| RpcError::internal(format!("starting the miner: {e}")))?;
+                miner.set_job(self.core.block_template(pay_to, unix_now()));
+                info!(threads = miner.threads(), "mining (setmining)");
+                self.miner = Some((miner, pay_to));
+            }
+        }
+        methods::to_json(&SetMining {
+            mining: self.miner.is_some(),
+            threads: self.miner.as_ref().map_or(0, |(m, _)| m.threads() as u64),
+            address: self.mining_address(),
+        })
     }
 
     fn on_found_block(&mut self, block: Block) -> anyhow::Result<()> {
@@ -595,6 +645,16 @@ impl Node {
             }
         }
     }
+}
+
+/// What the event loop keeps to start the miner at run time (`setmining`).
+struct MiningControl {
+    /// Where the miner threads send the blocks they find.
+    found: FoundBlock,
+    /// Threads to start.
+    threads: usize,
+    /// The address to pay when none is given (`--mine-address` or the last `setmining`).
+    pay_to: Option<PubkeyHash>,
 }
 
 /// Installs the SIGINT and SIGTERM handlers now (so a signal that arrives during

@@ -12,12 +12,9 @@ use libp2p::Multiaddr;
 use serde_json::{Value, json};
 use tinychain_protocol::params::Network;
 
+use crate::client::{self, Client};
 use crate::node::{self, MiningConfig};
 use crate::p2p;
-use crate::rpc::client::{self, ClientError};
-
-/// How long an RPC call may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A node running in this process.
 #[derive(Debug)]
@@ -92,8 +89,13 @@ impl LocalNode {
     /// # Errors
     ///
     /// The node is gone or answered with an error.
-    pub fn call(&self, method: &str, params: Value) -> Result<Value, ClientError> {
-        client::call(&self.socket, method, params, CALL_TIMEOUT)
+    pub fn call(&self, method: &str, params: Value) -> Result<Value, client::Error> {
+        let params = match params {
+            Value::Array(params) => params,
+            Value::Null => Vec::new(),
+            one => vec![one],
+        };
+        Client::connect(&self.socket)?.call(method, params)
     }
 
     /// Asks the node to stop (its task then ends).

@@ -1,31 +1,118 @@
 //! `tinychain-wallet`: the wallet command-line client.
 //!
-//! For now it makes and inspects keys and addresses offline; the wallet file and
-//! the commands that talk to a node's RPC socket (balance, send, status) come next.
+//! Owns the command line: global flags (shared with `tinychain-node`'s client
+//! commands), where the wallet file and the node's socket are, printing each
+//! command's report (readable, or JSON with `--json`) and turning errors into one
+//! line on stderr and a non-zero exit code. The work is in the modules: [`wallet`]
+//! (the file), [`rpc`] (the node's socket), [`coins`] (selection and fees) and
+//! [`commands`].
 
+mod coins;
+mod commands;
+mod rpc;
+mod wallet;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use clap::{Parser, Subcommand};
-use tinychain_protocol::keys::{Address, PrivateKey};
+use anyhow::Context as _;
+use clap::{CommandFactory, Parser, Subcommand};
+use tinychain_protocol::keys::Address;
 use tinychain_protocol::params::Network;
 
-/// The tinychain wallet.
+use commands::{Context, Report, SendArgs};
+
+/// The tinychain wallet: keys, balances and payments, talking to a node's RPC socket.
 #[derive(Parser, Debug)]
 #[command(name = "tinychain-wallet", version, about)]
 struct Cli {
+    #[command(flatten)]
+    global: Global,
     #[command(subcommand)]
     command: Command,
 }
 
+/// Flags shared with `tinychain-node`'s client commands.
+#[derive(clap::Args, Debug)]
+struct Global {
+    /// Base data directory; the wallet and the node's socket are in its network subdirectory.
+    #[arg(long, global = true, env = "TINYCHAIN_DATADIR")]
+    datadir: Option<PathBuf>,
+    /// The network.
+    #[arg(long, global = true, default_value = "main", env = "TINYCHAIN_NETWORK")]
+    network: Network,
+    /// The node's RPC socket (default: <datadir>/<network>/rpc.sock).
+    #[arg(long, global = true, env = "TINYCHAIN_RPC_SOCKET")]
+    rpc_socket: Option<PathBuf>,
+    /// The wallet file (default: <datadir>/<network>/wallet.json).
+    #[arg(long, global = true, env = "TINYCHAIN_WALLET")]
+    wallet: Option<PathBuf>,
+    /// Prints JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Makes a new private key from the OS's randomness and prints it (WIF) with its address.
-    Keygen {
-        /// The network the address is for.
-        #[arg(long, default_value = "main", env = "TINYCHAIN_NETWORK")]
-        network: Network,
+    /// Creates a wallet file with a first address (never overwrites one).
+    Create {
+        /// A label for the first address.
+        #[arg(long, default_value = "")]
+        label: String,
     },
+    /// Adds a fresh address.
+    NewAddress {
+        /// A label for it.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// Lists the wallet's addresses.
+    Addresses,
+    /// Adds a private key given in Wallet Import Format.
+    ImportKey {
+        /// The key (WIF).
+        wif: String,
+        /// A label for its address.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// Prints the private key (WIF) of one of the wallet's addresses.
+    ExportKey {
+        /// The address.
+        address: String,
+    },
+    /// Shows confirmed, unconfirmed incoming, pending outgoing and immature amounts.
+    Balance,
+    /// Lists the wallet's coins.
+    Utxos,
+    /// Pays an address; change goes to a fresh address of the wallet.
+    Send {
+        /// The address to pay.
+        address: String,
+        /// The amount in coins (up to 8 decimals), or in belushis with --belushis.
+        #[arg(allow_hyphen_values = true)]
+        amount: String,
+        /// Fee rate in belushis per byte (the node's minimum relay rate is 1).
+        #[arg(long, default_value_t = coins::DEFAULT_FEE_RATE)]
+        fee_rate: u64,
+        /// The amount is a whole number of belushis.
+        #[arg(long)]
+        belushis: bool,
+    },
+    /// Tells where a transaction is: mempool, mined (block, height, confirmations), or not found.
+    Status {
+        /// The txid.
+        txid: String,
+    },
+    /// Lists the wallet's transactions.
+    History,
+    /// Prints a shell completion script.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Makes a new private key (not stored) and prints it (WIF) with its address.
+    Keygen,
     /// Checks an address and prints its network and public-key hash.
     AddressInfo {
         /// The address.
@@ -43,32 +130,62 @@ fn main() -> ExitCode {
     }
 }
 
+fn context(global: &Global) -> Context {
+    let network_dir = global.datadir.as_ref().map(|d| d.join(global.network.name()));
+    let wallet =
+        global.wallet.clone().or_else(|| network_dir.as_ref().map(|d| d.join("wallet.json")));
+    // Offline commands need no socket; the others say so when it is missing.
+    let socket = global.rpc_socket.clone().or_else(|| network_dir.map(|d| d.join("rpc.sock")));
+    Context { network: global.network, wallet, socket }
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Keygen { network } => {
-            let key = loop {
-                let mut secret = [0u8; 32];
-                getrandom::fill(&mut secret)
-                    .map_err(|e| anyhow::anyhow!("reading the OS's randomness: {e}"))?;
-                // Fails only for 0 or ≥ the curve order: about 2^-128 of draws.
-                if let Ok(key) = PrivateKey::from_bytes(&secret) {
-                    break key;
-                }
-            };
-            emit(&format!(
-                "address {}\nwif {}\n",
-                key.public_key().address(network),
-                key.to_wif(network)
-            ))
+    let global = &cli.global;
+    let report = match cli.command {
+        Command::Keygen => {
+            let key = wallet::generate_key()
+                .map_err(|e| anyhow::anyhow!("reading the OS's randomness: {e}"))?;
+            let address = key.public_key().address(global.network);
+            let wif = key.to_wif(global.network);
+            Report {
+                text: format!("address {address}\nwif {wif}\n"),
+                json: serde_json::json!({ "address": address, "wif": wif }),
+            }
         }
         Command::AddressInfo { address } => {
             let parsed: Address = address.parse().with_context(|| format!("address {address}"))?;
-            emit(&format!(
-                "network {}\npubkey_hash {}\n",
-                parsed.network_kind(),
-                hex::encode(parsed.pubkey_hash().to_byte_array())
-            ))
+            let hash = hex::encode(parsed.pubkey_hash().to_byte_array());
+            Report {
+                text: format!("network {}\npubkey_hash {hash}\n", parsed.network_kind()),
+                json: serde_json::json!({
+                    "network": parsed.network_kind().to_string(),
+                    "pubkey_hash": hash,
+                }),
+            }
         }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "tinychain-wallet", &mut script);
+            return emit(&String::from_utf8_lossy(&script));
+        }
+        Command::Create { label } => commands::create(&context(global), &label)?,
+        Command::NewAddress { label } => commands::new_address(&context(global), &label)?,
+        Command::Addresses => commands::addresses(&context(global))?,
+        Command::ImportKey { wif, label } => commands::import_key(&context(global), &wif, &label)?,
+        Command::ExportKey { address } => commands::export_key(&context(global), &address)?,
+        Command::Balance => commands::balance(&context(global))?,
+        Command::Utxos => commands::utxos(&context(global))?,
+        Command::Send { address, amount, fee_rate, belushis } => {
+            let args = SendArgs { to: address, amount, belushis, fee_rate };
+            commands::send(&context(global), &args)?
+        }
+        Command::Status { txid } => commands::status(&context(global), &txid)?,
+        Command::History => commands::history(&context(global))?,
+    };
+    if global.json {
+        emit(&format!("{}\n", serde_json::to_string_pretty(&report.json)?))
+    } else {
+        emit(&report.text)
     }
 }
 
@@ -84,22 +201,60 @@ fn emit(text: &str) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use tinychain_protocol::keys::PrivateKey;
+
     use super::*;
 
     #[test]
     fn the_command_line_parses() {
-        use clap::CommandFactory;
         Cli::command().debug_assert();
         let cli = Cli::try_parse_from(["tinychain-wallet", "keygen", "--network", "regtest"])
             .expect("parses");
-        assert!(matches!(cli.command, Command::Keygen { network: Network::Regtest }));
+        assert!(matches!(cli.command, Command::Keygen));
+        assert_eq!(cli.global.network, Network::Regtest);
         assert!(Cli::try_parse_from(["tinychain-wallet", "keygen", "--network", "x"]).is_err());
+        let cli = Cli::try_parse_from(["tinychain-wallet", "send", "mxyz", "-1", "--json"])
+            .expect("a negative amount reaches the amount parser");
+        assert!(matches!(cli.command, Command::Send { ref amount, .. } if amount == "-1"));
     }
 
     #[test]
     fn keygen_makes_a_valid_address_and_key() {
-        assert!(run(Cli { command: Command::Keygen { network: Network::Regtest } }).is_ok());
-        let bad = Command::AddressInfo { address: "1BgGZ9tcN4rm9KBzDn7KprQz87SZ26SAMh".into() };
-        assert!(run(Cli { command: bad }).is_err(), "a bad checksum is refused");
+        let cli = Cli::try_parse_from(["tinychain-wallet", "keygen", "--network", "regtest"])
+            .expect("parses");
+        assert!(run(cli).is_ok());
+        let key = wallet::generate_key().expect("the OS has randomness");
+        let wif = key.to_wif(Network::Regtest);
+        assert!(PrivateKey::from_wif(&wif).is_ok());
+        let bad = Cli::try_parse_from([
+            "tinychain-wallet",
+            "address-info",
+            "1BgGZ9tcN4rm9KBzDn7KprQz87SZ26SAMh",
+        ])
+        .expect("parses");
+        assert!(run(bad).is_err(), "a bad checksum is refused");
+    }
+
+    #[test]
+    fn paths_come_from_the_data_directory_unless_given() {
+        let cli = Cli::try_parse_from([
+            "tinychain-wallet",
+            "balance",
+            "--datadir",
+            "/d",
+            "--network",
+            "regtest",
+        ])
+        .expect("parses");
+        let ctx = context(&cli.global);
+        assert_eq!(ctx.wallet, Some(PathBuf::from("/d/regtest/wallet.json")));
+        assert_eq!(ctx.socket, Some(PathBuf::from("/d/regtest/rpc.sock")));
+        let cli = Cli::try_parse_from(["tinychain-wallet", "balance"]).expect("parses");
+        if std::env::var_os("TINYCHAIN_DATADIR").is_none()
+            && std::env::var_os("TINYCHAIN_WALLET").is_none()
+        {
+            let err = commands::balance(&context(&cli.global)).expect_err("no wallet location");
+            assert!(err.to_string().contains("--wallet"), "{err}");
+        }
     }
 }

@@ -64,7 +64,6 @@ impl Network {
                         "blocks": blocks_mesh.contains(peer),
                         "txs": txs_mesh.contains(peer),
                     },
-                    "blocks_mesh": blocks_mesh.contains(peer),
                     "bootstrap": self.bootstrap_peers.contains(peer),
                 });
                 (*peer, info)

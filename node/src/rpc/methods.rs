@@ -3,10 +3,15 @@
 //! Owns parameter parsing and the JSON shape of each answer. Runs inside the
 //! event loop (the core's one owner), so answers are consistent snapshots.
 
+use serde::Serialize;
 use serde_json::{Value, json};
 use tinychain_protocol::keys::Address;
 use tinychain_protocol::params::Params;
 use tinychain_protocol::pow::Target;
+use tinychain_protocol::rpc::{
+    AddressHistoryEntry, AddressUtxo, BlockHeaderInfo, BlockInfo, BlockchainInfo, MempoolInfo,
+    TransactionInfo, TxInputInfo, TxLocation, TxOutputInfo,
+};
 use tinychain_protocol::{Block, BlockHash, BlockHeader, Transaction, Txid};
 
 use super::server::RpcError;
@@ -17,6 +22,15 @@ use crate::store::Store;
 pub const MAX_GENERATE: u64 = 10_000;
 /// Largest number of coins or history records returned per address.
 const MAX_ADDRESS_ROWS: usize = 10_000;
+
+/// Turns an answer into JSON.
+///
+/// # Errors
+///
+/// Never for the `tinychain_protocol::rpc` types (no maps with non-string keys).
+pub fn to_json<T: Serialize>(value: &T) -> Result<Value, RpcError> {
+    serde_json::to_value(value).map_err(|e| RpcError::internal(format!("encoding the answer: {e}")))
+}
 
 /// Reads parameter `i` as a string.
 pub fn param_str(params: &[Value], i: usize, name: &str) -> Result<String, RpcError> {
@@ -79,52 +93,63 @@ pub fn difficulty(params: &Params, header: &BlockHeader) -> f64 {
     if base == 0.0 { 0.0 } else { work / base }
 }
 
-/// The JSON view of a header.
-pub fn header_json<S: Store, P: Clone>(core: &Core<S, P>, hash: &BlockHash) -> Option<Value> {
+/// The view of a header.
+pub fn header_info<S: Store, P: Clone>(
+    core: &Core<S, P>,
+    hash: &BlockHash,
+) -> Option<BlockHeaderInfo> {
     let chain = core.chain();
     let entry = chain.index().get(hash)?;
     let confirmations =
         if chain.is_active(hash) { i64::from(chain.height() - entry.height) + 1 } else { -1 };
     let next = chain.hash_at(entry.height + 1).filter(|_| chain.is_active(hash));
-    Some(json!({
-        "hash": hash.to_string(),
-        "confirmations": confirmations,
-        "height": entry.height,
-        "version": entry.header.version,
-        "merkleroot": entry.header.merkle_root.to_string(),
-        "time": entry.header.time,
-        "nonce": entry.header.nonce,
-        "bits": format!("{:08x}", entry.header.bits.to_consensus()),
-        "difficulty": difficulty(chain.params(), &entry.header),
-        "chainwork": entry.chainwork.to_string(),
-        "status": format!("{:?}", entry.status),
-        "previousblockhash": entry.header.prev_blockhash.to_string(),
-        "nextblockhash": next.map(|h| h.to_string()),
-        "hex": hex::encode(entry.header.to_bytes()),
-    }))
+    Some(BlockHeaderInfo {
+        hash: *hash,
+        confirmations,
+        height: entry.height,
+        version: entry.header.version,
+        merkleroot: entry.header.merkle_root,
+        time: entry.header.time,
+        nonce: entry.header.nonce,
+        bits: format!("{:08x}", entry.header.bits.to_consensus()),
+        difficulty: difficulty(chain.params(), &entry.header),
+        chainwork: entry.chainwork,
+        status: format!("{:?}", entry.status),
+        previousblockhash: entry.header.prev_blockhash,
+        nextblockhash: next,
+        hex: hex::encode(entry.header.to_bytes()),
+    })
 }
 
-/// The JSON view of a transaction.
-pub fn tx_json(tx: &Transaction, params: &Params) -> Value {
-    json!({
-        "txid": tx.txid().to_string(),
-        "size": tx.size(),
-        "version": tx.version,
-        "locktime": tx.locktime,
-        "coinbase": tx.is_coinbase(),
-        "vin": tx.inputs.iter().map(|i| json!({
-            "txid": i.prev_out.txid.to_string(),
-            "vout": i.prev_out.vout,
-            "sequence": i.sequence,
-        })).collect::<Vec<_>>(),
-        "vout": tx.outputs.iter().enumerate().map(|(n, o)| json!({
-            "n": n,
-            "value": o.value.to_string(),
-            "belushis": o.value.to_belushis(),
-            "address": Address::new(params.network, o.pubkey_hash).to_string(),
-        })).collect::<Vec<_>>(),
-        "hex": hex::encode(tx.encode()),
-    })
+/// The view of a transaction, without its location.
+pub fn tx_info(tx: &Transaction, params: &Params) -> TransactionInfo {
+    TransactionInfo {
+        txid: tx.txid(),
+        size: tx.size(),
+        version: tx.version,
+        locktime: tx.locktime,
+        coinbase: tx.is_coinbase(),
+        vin: tx
+            .inputs
+            .iter()
+            .map(|i| TxInputInfo {
+                txid: i.prev_out.txid,
+                vout: i.prev_out.vout,
+                sequence: i.sequence,
+            })
+            .collect(),
+        vout: (0u32..)
+            .zip(&tx.outputs)
+            .map(|(n, o)| TxOutputInfo {
+                n,
+                value: o.value,
+                belushis: o.value,
+                address: Address::new(params.network, o.pubkey_hash),
+            })
+            .collect(),
+        hex: hex::encode(tx.encode()),
+        location: None,
+    }
 }
 
 /// Answers the chain and mempool methods (those that need no network or miner).
@@ -143,11 +168,11 @@ pub fn chain_method<S: Store, P: Clone>(
         "getblockheader" => getblockheader(core, params),
         "getblock" => getblock(core, params),
         "getrawtransaction" | "gettransaction" => gettransaction(core, params),
-        "getmempoolinfo" => Ok(json!({
-            "size": core.mempool().len(),
-            "bytes": core.mempool().total_bytes(),
-            "orphans": core.mempool().orphan_count(),
-        })),
+        "getmempoolinfo" => to_json(&MempoolInfo {
+            size: core.mempool().len() as u64,
+            bytes: core.mempool().total_bytes(),
+            orphans: core.mempool().orphan_count() as u64,
+        }),
         "getrawmempool" => {
             let mut txids: Vec<String> =
                 core.mempool().entries().map(|(t, _)| t.to_string()).collect();
@@ -178,7 +203,9 @@ fn getblockheader<S: Store, P: Clone>(
     params: &[Value],
 ) -> Result<Value, RpcError> {
     let hash: BlockHash = param_hash(params, 0, "blockhash")?;
-    header_json(core, &hash).ok_or_else(|| RpcError::not_found(format!("block {hash} not found")))
+    let info = header_info(core, &hash)
+        .ok_or_else(|| RpcError::not_found(format!("block {hash} not found")))?;
+    to_json(&info)
 }
 
 fn getblock<S: Store, P: Clone>(core: &Core<S, P>, params: &[Value]) -> Result<Value, RpcError> {
@@ -198,14 +225,17 @@ fn getblock<S: Store, P: Clone>(core: &Core<S, P>, params: &[Value]) -> Result<V
     if verbosity == 0 {
         return Ok(json!(hex::encode(block.encode())));
     }
-    let mut view = header_json(core, &hash).unwrap_or_else(|| json!({}));
+    let header = header_info(core, &hash)
+        .ok_or_else(|| RpcError::internal(format!("block {hash} is stored but not indexed")))?;
     let params_ = core.chain().params();
+    if verbosity == 1 {
+        let txids = block.txdata.iter().map(Transaction::txid).collect();
+        return to_json(&BlockInfo { header, size: block.size(), tx: txids });
+    }
+    let mut view = to_json(&header)?;
     view["size"] = json!(block.size());
-    view["tx"] = if verbosity == 1 {
-        json!(block.txdata.iter().map(|t| t.txid().to_string()).collect::<Vec<_>>())
-    } else {
-        json!(block.txdata.iter().map(|t| tx_json(t, params_)).collect::<Vec<_>>())
-    };
+    let txs: Vec<TransactionInfo> = block.txdata.iter().map(|t| tx_info(t, params_)).collect();
+    view["tx"] = to_json(&txs)?;
     Ok(view)
 }
 
@@ -216,10 +246,9 @@ fn gettransaction<S: Store, P: Clone>(
     let txid: Txid = param_hash(params, 0, "txid")?;
     let chain = core.chain();
     if let Some(entry) = core.mempool().get(&txid) {
-        let mut view = tx_json(&entry.tx, chain.params());
-        view["status"] = json!("mempool");
-        view["fee"] = json!(entry.fee.to_belushis());
-        return Ok(view);
+        let mut info = tx_info(&entry.tx, chain.params());
+        info.location = Some(TxLocation::Mempool { fee: entry.fee });
+        return to_json(&info);
     }
     let location =
         chain.store().tx_location(&txid).map_err(|e| RpcError::internal(e.to_string()))?;
@@ -237,12 +266,13 @@ fn gettransaction<S: Store, P: Clone>(
         .get(location.index as usize)
         .ok_or_else(|| RpcError::internal("indexed transaction missing"))?;
     let height = chain.index().get(&location.block).map_or(0, |e| e.height);
-    let mut view = tx_json(tx, chain.params());
-    view["status"] = json!("confirmed");
-    view["blockhash"] = json!(location.block.to_string());
-    view["height"] = json!(height);
-    view["confirmations"] = json!(chain.height() - height + 1);
-    Ok(view)
+    let mut info = tx_info(tx, chain.params());
+    info.location = Some(TxLocation::Confirmed {
+        blockhash: location.block,
+        height,
+        confirmations: chain.height() - height + 1,
+    });
+    to_json(&info)
 }
 
 fn getaddressutxos<S: Store, P: Clone>(
@@ -261,20 +291,20 @@ fn getaddressutxos<S: Store, P: Clone>(
             let confirmations = chain.height() - coin.height + 1;
             let mature = !coin.is_coinbase
                 || chain.height() + 1 - coin.height >= chain.params().coinbase_maturity;
-            rows.push(json!({
-                "address": address.to_string(),
-                "txid": outpoint.txid.to_string(),
-                "vout": outpoint.vout,
-                "belushis": coin.output.value.to_belushis(),
-                "height": coin.height,
-                "coinbase": coin.is_coinbase,
-                "confirmations": confirmations,
-                "mature": mature,
-                "spent_in_mempool": core.mempool().spender(&outpoint).map(|t| t.to_string()),
-            }));
+            rows.push(AddressUtxo {
+                address,
+                txid: outpoint.txid,
+                vout: outpoint.vout,
+                belushis: coin.output.value,
+                height: coin.height,
+                coinbase: coin.is_coinbase,
+                confirmations,
+                mature,
+                spent_in_mempool: core.mempool().spender(&outpoint),
+            });
         }
     }
-    Ok(json!(rows))
+    to_json(&rows)
 }
 
 fn getaddresshistory<S: Store, P: Clone>(
@@ -290,15 +320,15 @@ fn getaddresshistory<S: Store, P: Clone>(
             .address_history(&address.pubkey_hash(), MAX_ADDRESS_ROWS)
             .map_err(|e| RpcError::internal(e.to_string()))?;
         for (height, txid) in history {
-            rows.push(json!({ "address": address.to_string(), "txid": txid.to_string(), "height": height }));
+            rows.push(AddressHistoryEntry { address, txid, height: Some(height) });
         }
         for (txid, entry) in core.mempool().entries() {
             if entry.tx.outputs.iter().any(|o| o.pubkey_hash == address.pubkey_hash()) {
-                rows.push(json!({ "address": address.to_string(), "txid": txid.to_string(), "height": null }));
+                rows.push(AddressHistoryEntry { address, txid: *txid, height: None });
             }
         }
     }
-    Ok(json!(rows))
+    to_json(&rows)
 }
 
 /// Accepts a raw transaction into the mempool; returns its txid and whether it is new.
@@ -346,6 +376,50 @@ pub fn submitblock<S: Store, P: Clone>(
         BlockOutcome::Orphan => (json!("inconclusive: parent unknown"), None),
         BlockOutcome::Premature(r) | BlockOutcome::Invalid(r) => (json!(r), None),
     })
+}
+
+/// The `getblockchaininfo` answer, given the best height a peer reported and
+/// whether the node is downloading blocks.
+pub fn blockchain_info<S: Store, P: Clone>(
+    core: &Core<S, P>,
+    best_peer: u32,
+    syncing: bool,
+) -> BlockchainInfo {
+    let chain = core.chain();
+    let tip = chain.tip_entry();
+    BlockchainInfo {
+        chain: chain.params().network,
+        blocks: chain.height(),
+        headers: chain.index().best_header_height().max(chain.height()),
+        bestblockhash: chain.tip(),
+        chainwork: tip.chainwork,
+        difficulty: difficulty(chain.params(), &tip.header),
+        mediantime: chain.median_time_past(),
+        initialblockdownload: syncing,
+        verificationprogress: if best_peer > chain.height() {
+            f64::from(chain.height()) / f64::from(best_peer)
+        } else {
+            1.0
+        },
+        utxo_digest: chain.utxo_digest().to_string(),
+    }
+}
+
+/// Reads `setmining`'s first parameter: `true`/`false`, or the strings `on`/`off`.
+///
+/// # Errors
+///
+/// Anything else.
+pub fn param_switch(params: &[Value], i: usize, name: &str) -> Result<bool, RpcError> {
+    match params.get(i) {
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) if s == "on" || s == "true" => Ok(true),
+        Some(Value::String(s)) if s == "off" || s == "false" => Ok(false),
+        _ => Err(RpcError::invalid_params(format!(
+            "parameter {} ({name}) must be true or false (or \"on\" / \"off\")",
+            i + 1
+        ))),
+    }
 }
 
 /// Difficulty of a target relative to the pow limit (for getmininginfo).

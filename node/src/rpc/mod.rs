@@ -1,6 +1,5 @@
-//! The local RPC interface: the socket server, the methods behind it, and a client.
+//! The local RPC interface: the socket server and the methods behind it.
 
-pub mod client;
 pub mod methods;
 pub mod server;
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tinychain_protocol::rpc::code;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::codec::{Framed, LinesCodec, LinesCodecError};
@@ -56,31 +57,31 @@ pub struct RpcError {
 impl RpcError {
     /// The request is not a JSON-RPC 2.0 request object.
     pub fn invalid_request(message: impl Into<String>) -> RpcError {
-        RpcError { code: -32600, message: message.into() }
+        RpcError { code: code::INVALID_REQUEST, message: message.into() }
     }
     /// No such method.
     pub fn method_not_found(method: &str) -> RpcError {
-        RpcError { code: -32601, message: format!("unknown method {method:?}") }
+        RpcError { code: code::METHOD_NOT_FOUND, message: format!("unknown method {method:?}") }
     }
     /// Bad parameters.
     pub fn invalid_params(message: impl Into<String>) -> RpcError {
-        RpcError { code: -32602, message: message.into() }
+        RpcError { code: code::INVALID_PARAMS, message: message.into() }
     }
     /// The node failed.
     pub fn internal(message: impl Into<String>) -> RpcError {
-        RpcError { code: -32603, message: message.into() }
+        RpcError { code: code::INTERNAL_ERROR, message: message.into() }
     }
     /// Not valid JSON.
     pub fn parse_error(message: impl Into<String>) -> RpcError {
-        RpcError { code: -32700, message: message.into() }
+        RpcError { code: code::PARSE_ERROR, message: message.into() }
     }
     /// A request the node understood but refuses (Bitcoin's RPC_VERIFY_* family).
     pub fn rejected(message: impl Into<String>) -> RpcError {
-        RpcError { code: -26, message: message.into() }
+        RpcError { code: code::REJECTED, message: message.into() }
     }
     /// Something asked for does not exist (Bitcoin's RPC_INVALID_ADDRESS_OR_KEY).
     pub fn not_found(message: impl Into<String>) -> RpcError {
-        RpcError { code: -5, message: message.into() }
+        RpcError { code: code::NOT_FOUND, message: message.into() }
     }
 }
 

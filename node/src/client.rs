@@ -1,0 +1,519 @@
+//! The operator's client views of a running node: `status`, `peers`, `mempool`, `block`, `tx`, `stop`.
+//!
+//! Owns talking to a node's RPC socket from the command line (one blocking
+//! connection, JSON-RPC envelopes from `tinychain_protocol::rpc`) and turning
+//! the answers into readable text. The rendering functions are pure, so they are
+//! tested without a node; printing is left to the binary. It never touches the
+//! data directory beyond finding the socket's path.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tinychain_protocol::params::Network;
+use tinychain_protocol::rpc::{
+    BlockInfo, BlockchainInfo, MempoolInfo, MiningInfo, Request, Response, TransactionInfo,
+    TxLocation,
+};
+
+/// How long the node may take to answer.
+const TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest reply read.
+const MAX_REPLY: u64 = 256 * 1024 * 1024;
+
+/// An error talking to a node.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Nothing answers on the socket.
+    #[error("cannot reach the node at {path} (is it running? {cause})")]
+    Unreachable {
+        /// The socket.
+        path: PathBuf,
+        /// The OS error.
+        cause: std::io::Error,
+    },
+    /// The connection failed mid-call.
+    #[error("talking to the node at {path}: {cause}")]
+    Io {
+        /// The socket.
+        path: PathBuf,
+        /// The OS error.
+        cause: std::io::Error,
+    },
+    /// The reply is not understood.
+    #[error("the node's answer to {method} is not understood: {reason}")]
+    BadReply {
+        /// The method.
+        method: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The node answered with an error.
+    #[error("{message} (code {code})")]
+    Rpc {
+        /// The JSON-RPC code.
+        code: i64,
+        /// The node's message.
+        message: String,
+    },
+    /// The node follows another network.
+    #[error("the node at {path} is on {found}, not {expected} (use --network {found})")]
+    WrongNetwork {
+        /// The socket.
+        path: PathBuf,
+        /// The network asked for.
+        expected: Network,
+        /// The node's.
+        found: Network,
+    },
+    /// Neither a socket nor a data directory was given.
+    #[error("give --datadir or --rpc-socket to say where the node's socket is")]
+    NoSocket,
+}
+
+/// Returns the socket's path: `rpc_socket`, else `<datadir>/<network>/rpc.sock`.
+///
+/// # Errors
+///
+/// [`Error::NoSocket`] if neither is given.
+pub fn socket_path(
+    rpc_socket: Option<&Path>,
+    datadir: Option<&Path>,
+    network: Network,
+) -> Result<PathBuf, Error> {
+    match (rpc_socket, datadir) {
+        (Some(socket), _) => Ok(socket.to_owned()),
+        (None, Some(dir)) => Ok(dir.join(network.name()).join("rpc.sock")),
+        (None, None) => Err(Error::NoSocket),
+    }
+}
+
+/// One connection to a node's RPC socket.
+#[derive(Debug)]
+pub struct Client {
+    path: PathBuf,
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    next_id: u64,
+}
+
+impl Client {
+    /// Connects to the socket at `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unreachable`] if no node answers there.
+    pub fn connect(path: &Path) -> Result<Client, Error> {
+        let stream = UnixStream::connect(path)
+            .map_err(|cause| Error::Unreachable { path: path.to_owned(), cause })?;
+        let io = |cause| Error::Io { path: path.to_owned(), cause };
+        stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
+        stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
+        let writer = stream.try_clone().map_err(io)?;
+        Ok(Client { path: path.to_owned(), reader: BufReader::new(stream), writer, next_id: 1 })
+    }
+
+    /// Connects and checks that the node follows `network`; returns its chain info too.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::connect`] and [`Client::call`], and [`Error::WrongNetwork`].
+    pub fn connect_to(path: &Path, network: Network) -> Result<(Client, BlockchainInfo), Error> {
+        let mut client = Client::connect(path)?;
+        let info: BlockchainInfo = client.call("getblockchaininfo", Vec::new())?;
+        if info.chain != network {
+            return Err(Error::WrongNetwork {
+                path: path.to_owned(),
+                expected: network,
+                found: info.chain,
+            });
+        }
+        Ok((client, info))
+    }
+
+    /// Calls `method` and decodes the result as `T`.
+    ///
+    /// # Errors
+    ///
+    /// I/O, an error answer, or a result that is not a `T`.
+    pub fn call<T: DeserializeOwned>(
+        &mut self,
+        method: &str,
+        params: Vec<Value>,
+    ) -> Result<T, Error> {
+        let io = |cause| Error::Io { path: self.path.clone(), cause };
+        let bad = |reason: String| Error::BadReply { method: method.to_owned(), reason };
+        let mut line = serde_json::to_vec(&Request::new(self.next_id, method, params))
+            .map_err(|e| bad(e.to_string()))?;
+        self.next_id += 1;
+        line.push(b'\n');
+        self.writer.write_all(&line).map_err(io)?;
+        let mut reply = String::new();
+        let read = (&mut self.reader).take(MAX_REPLY).read_line(&mut reply).map_err(io)?;
+        if read == 0 {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the node closed the connection",
+            )));
+        }
+        let response: Response<Value> =
+            serde_json::from_str(&reply).map_err(|e| bad(e.to_string()))?;
+        if let Some(e) = response.error {
+            return Err(Error::Rpc { code: e.code, message: e.message });
+        }
+        serde_json::from_value(response.result.unwrap_or(Value::Null))
+            .map_err(|e| bad(e.to_string()))
+    }
+}
+
+/// A view: readable text and the JSON it was made from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct View {
+    /// For people, ending with a newline.
+    pub text: String,
+    /// For programs.
+    pub json: Value,
+}
+
+/// `status`: chain, sync, mempool, mining and peer count.
+///
+/// # Errors
+///
+/// See [`Error`].
+pub fn status(path: &Path, network: Network) -> Result<View, Error> {
+    let (mut client, chain) = Client::connect_to(path, network)?;
+    let mempool: MempoolInfo = client.call("getmempoolinfo", Vec::new())?;
+    let mining: MiningInfo = client.call("getmininginfo", Vec::new())?;
+    let peers: Vec<Value> = client.call("getpeerinfo", Vec::new())?;
+    let json = json!({
+        "chain": chain, "mempool": mempool, "mining": mining, "peers": peers.len(),
+    });
+    Ok(View { text: render_status(&chain, &mempool, &mining, peers.len()), json })
+}
+
+/// Renders `status`.
+pub fn render_status(
+    chain: &BlockchainInfo,
+    mempool: &MempoolInfo,
+    mining: &MiningInfo,
+    peers: usize,
+) -> String {
+    let sync = if chain.initialblockdownload {
+        format!("syncing, {:.1}%", chain.verificationprogress * 100.0)
+    } else {
+        "up to date".to_owned()
+    };
+    let miner = match (&mining.mining, &mining.address) {
+        (true, Some(a)) => format!("on, {} threads, paying {a}", mining.threads),
+        (true, None) => format!("on, {} threads", mining.threads),
+        (false, _) => "off".to_owned(),
+    };
+    format!(
+        "network     {}\n\
+         height      {} (headers {})\n\
+         tip         {}\n\
+         chainwork   {}\n\
+         difficulty  {}\n\
+         sync        {sync}\n\
+         mempool     {} transactions, {} bytes, {} orphans\n\
+         mining      {miner}\n\
+         peers       {peers}\n",
+        chain.chain,
+        chain.blocks,
+        chain.headers,
+        chain.bestblockhash,
+        chain.chainwork,
+        chain.difficulty,
+        mempool.size,
+        mempool.bytes,
+        mempool.orphans,
+    )
+}
+
+/// `peers`: a table of the connected peers, or a Graphviz graph with `dot`.
+///
+/// # Errors
+///
+/// See [`Error`].
+pub fn peers(path: &Path, network: Network, dot: bool) -> Result<View, Error> {
+    let (mut client, _) = Client::connect_to(path, network)?;
+    let peers: Vec<Value> = client.call("getpeerinfo", Vec::new())?;
+    let text = if dot {
+        let info: Value = client.call("getnetworkinfo", Vec::new())?;
+        let me = info.get("peer_id").and_then(Value::as_str).unwrap_or("this node");
+        render_dot(me, &peers)
+    } else {
+        render_peers(&peers)
+    };
+    Ok(View { text, json: Value::Array(peers) })
+}
+
+/// A peer's field as text, or "-" if the node does not report it.
+fn field(peer: &Value, name: &str) -> String {
+    peer.get(name).filter(|v| !v.is_null()).map_or_else(
+        || "-".to_owned(),
+        |v| match v {
+            Value::String(s) => s.clone(),
+            Value::Bool(b) => if *b { "yes" } else { "no" }.to_owned(),
+            Value::Number(n) if n.is_f64() => format!("{:.1}", n.as_f64().unwrap_or(0.0)),
+            // A set of flags (the mesh topics): the ones that are set.
+            Value::Object(flags) => {
+                let set: Vec<&str> = flags
+                    .iter()
+                    .filter(|(_, v)| **v == Value::Bool(true))
+                    .map(|(k, _)| k.as_str())
+                    .collect();
+                if set.is_empty() { "-".to_owned() } else { set.join("+") }
+            }
+            other => other.to_string(),
+        },
+    )
+}
+
+/// Renders the `peers` table from `getpeerinfo` (fields a node does not report show "-").
+pub fn render_peers(peers: &[Value]) -> String {
+    let columns = [
+        ("PEER ID", "id"),
+        ("ADDRESS", "address"),
+        ("DIRECTION", "direction"),
+        ("PING MS", "ping_ms"),
+        ("HEIGHT", "height"),
+        ("MESH", "mesh"),
+        ("CONNECTED SINCE", "connected_since"),
+        ("AGENT", "agent"),
+    ];
+    let rows: Vec<Vec<String>> =
+        peers.iter().map(|p| columns.iter().map(|(_, name)| field(p, name)).collect()).collect();
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, (title, _))| {
+            rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0).max(title.len())
+        })
+        .collect();
+    let mut text = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let padded: Vec<String> =
+            cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let _ = writeln!(text, "{}", padded.join("  ").trim_end());
+    };
+    line(columns.iter().map(|(t, _)| *t).collect());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    if rows.is_empty() {
+        text.push_str("no peers connected\n");
+    }
+    text
+}
+
+/// Renders a Graphviz graph: this node, an edge to each neighbour (solid in the blocks mesh).
+pub fn render_dot(me: &str, peers: &[Value]) -> String {
+    let short = |id: &str| {
+        let tail: String = id.chars().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
+        format!("…{tail}")
+    };
+    let mut text = String::from("graph tinychain {\n  node [shape=box];\n");
+    let _ = writeln!(text, "  \"{me}\" [label=\"{} (this node)\", style=bold];", short(me));
+    let mut seen = BTreeSet::new();
+    for peer in peers {
+        let id = field(peer, "id");
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        let height = field(peer, "height");
+        let _ = writeln!(text, "  \"{id}\" [label=\"{}\\nheight {height}\"];", short(&id));
+        let in_mesh = peer.pointer("/mesh/blocks") == Some(&Value::Bool(true));
+        let style = if in_mesh { "solid" } else { "dashed" };
+        let _ = writeln!(text, "  \"{me}\" -- \"{id}\" [style={style}];");
+    }
+    text.push_str("}\n");
+    text
+}
+
+/// `mempool`: size and each transaction with its fee.
+///
+/// # Errors
+///
+/// See [`Error`].
+pub fn mempool(path: &Path, network: Network) -> Result<View, Error> {
+    let (mut client, _) = Client::connect_to(path, network)?;
+    let info: MempoolInfo = client.call("getmempoolinfo", Vec::new())?;
+    let txids: Vec<String> = client.call("getrawmempool", Vec::new())?;
+    let mut rows = Vec::new();
+    let mut text =
+        format!("{} transactions, {} bytes, {} orphans\n", info.size, info.bytes, info.orphans);
+    for txid in &txids {
+        // A transaction may leave the mempool between the two calls.
+        let tx: TransactionInfo = match client.call("gettransaction", vec![json!(txid)]) {
+            Ok(tx) => tx,
+            Err(Error::Rpc { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        let fee = match tx.location {
+            Some(TxLocation::Mempool { fee }) => fee.to_string(),
+            _ => "-".to_owned(),
+        };
+        let out = tinychain_protocol::Amount::checked_sum(tx.vout.iter().map(|o| o.belushis))
+            .map_or_else(|| "-".to_owned(), |a| a.to_string());
+        let _ = writeln!(text, "{txid}  {:>6} bytes  fee {fee}  out {out}", tx.size);
+        rows.push(json!({ "txid": txid, "size": tx.size, "fee": tx.location, "out": out }));
+    }
+    Ok(View { text, json: json!({ "info": info, "transactions": rows }) })
+}
+
+/// `block <hash|height>`: a block's header and transactions.
+///
+/// # Errors
+///
+/// See [`Error`].
+pub fn block(path: &Path, network: Network, id: &str) -> Result<View, Error> {
+    let (mut client, _) = Client::connect_to(path, network)?;
+    let hash: String = match id.parse::<u64>() {
+        Ok(height) if id.len() < 64 => client.call("getblockhash", vec![json!(height)])?,
+        _ => id.to_owned(),
+    };
+    let block: BlockInfo = client.call("getblock", vec![json!(hash), json!(1)])?;
+    let h = &block.header;
+    let mut text = format!(
+        "block          {}\n\
+         height         {}\n\
+         confirmations  {}\n\
+         time           {}\n\
+         previous       {}\n\
+         next           {}\n\
+         merkle root    {}\n\
+         bits           {}  difficulty {}\n\
+         nonce          {}\n\
+         chainwork      {}\n\
+         size           {} bytes\n\
+         transactions   {}\n",
+        h.hash,
+        h.height,
+        h.confirmations,
+        h.time,
+        h.previousblockhash,
+        h.nextblockhash.map_or_else(|| "-".to_owned(), |n| n.to_string()),
+        h.merkleroot,
+        h.bits,
+        h.difficulty,
+        h.nonce,
+        h.chainwork,
+        block.size,
+        block.tx.len(),
+    );
+    for txid in &block.tx {
+        let _ = writeln!(text, "  {txid}");
+    }
+    let json = serde_json::to_value(&block)
+        .map_err(|e| Error::BadReply { method: "getblock".to_owned(), reason: e.to_string() })?;
+    Ok(View { text, json })
+}
+
+/// `tx <txid>`: a transaction, its inputs and outputs, and where it is.
+///
+/// # Errors
+///
+/// See [`Error`].
+pub fn tx(path: &Path, network: Network, txid: &str) -> Result<View, Error> {
+    let (mut client, _) = Client::connect_to(path, network)?;
+    let tx: TransactionInfo = client.call("gettransaction", vec![json!(txid)])?;
+    let json = serde_json::to_value(&tx).map_err(|e| Error::BadReply {
+        method: "gettransaction".to_owned(),
+        reason: e.to_string(),
+    })?;
+    Ok(View { text: render_tx(&tx), json })
+}
+
+/// Renders `tx`.
+pub fn render_tx(tx: &TransactionInfo) -> String {
+    let place = match &tx.location {
+        Some(TxLocation::Mempool { fee }) => format!("in mempool, fee {fee}"),
+        Some(TxLocation::Confirmed { blockhash, height, confirmations }) => {
+            format!("mined in block {blockhash} at height {height}, {confirmations} confirmations")
+        }
+        None => "-".to_owned(),
+    };
+    let mut text = format!(
+        "txid     {}\nstatus   {place}\nsize     {} bytes\ncoinbase {}\n",
+        tx.txid,
+        tx.size,
+        if tx.coinbase { "yes" } else { "no" }
+    );
+    if !tx.coinbase {
+        for input in &tx.vin {
+            let _ = writeln!(text, "in       {}:{}", input.txid, input.vout);
+        }
+    }
+    for output in &tx.vout {
+        let _ = writeln!(text, "out {:<4} {:>20}  {}", output.n, output.value, output.address);
+    }
+    text
+}
+
+/// `stop`: asks the node to shut down.
+///
+/// # Errors
+///
+/// See [`Error`].
+pub fn stop(path: &Path, network: Network) -> Result<View, Error> {
+    let (mut client, _) = Client::connect_to(path, network)?;
+    let answer: Value = client.call("stop", Vec::new())?;
+    let text = format!("{}\n", answer.as_str().unwrap_or("stopping"));
+    Ok(View { text, json: answer })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_socket_is_found_from_the_data_directory() {
+        let dir = Path::new("/d");
+        assert_eq!(
+            socket_path(None, Some(dir), Network::Regtest).expect("a path"),
+            PathBuf::from("/d/regtest/rpc.sock")
+        );
+        assert_eq!(
+            socket_path(Some(Path::new("/s.sock")), Some(dir), Network::Main).expect("a path"),
+            PathBuf::from("/s.sock")
+        );
+        assert!(matches!(socket_path(None, None, Network::Main), Err(Error::NoSocket)));
+    }
+
+    #[test]
+    fn the_peer_table_shows_dashes_for_fields_the_node_does_not_report() {
+        let peers = vec![
+            json!({ "id": "12D3KooWA", "height": 7, "mesh": {"blocks": true, "txs": true} }),
+            json!({ "id": "12D3KooWB", "height": null, "mesh": {"blocks": false, "txs": false},
+                    "address": "/ip4/127.0.0.1/tcp/1", "direction": "outbound", "ping_ms": 3.125 }),
+        ];
+        let table = render_peers(&peers);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("PEER ID"), "{table}");
+        assert!(lines[1].contains("12D3KooWA") && lines[1].contains(" - "), "{table}");
+        assert!(lines[1].contains("blocks+txs"), "mesh topics: {table}");
+        assert!(lines[2].contains("outbound") && lines[2].contains("/ip4/127.0.0.1/tcp/1"));
+        assert!(lines[2].contains(" 3.1 "), "ping in ms with one decimal: {table}");
+        assert_eq!(render_peers(&[]).lines().nth(1), Some("no peers connected"));
+    }
+
+    #[test]
+    fn the_dot_graph_links_this_node_to_each_neighbour() {
+        let peers = vec![
+            json!({ "id": "peerA", "height": 1, "mesh": {"blocks": true, "txs": true} }),
+            json!({ "id": "peerB", "mesh": {"blocks": false, "txs": false} }),
+        ];
+        let dot = render_dot("me", &peers);
+        assert!(dot.starts_with("graph tinychain {"));
+        assert!(dot.contains("\"me\" -- \"peerA\" [style=solid];"), "{dot}");
+        assert!(dot.contains("\"me\" -- \"peerB\" [style=dashed];"), "{dot}");
+        assert!(dot.trim_end().ends_with('}'));
+    }
+}
