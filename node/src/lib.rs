@@ -7,6 +7,7 @@
 //! `docs/architecture.md` for how a block travels from the socket to the store.
 
 pub mod chain;
+pub mod config;
 pub mod core;
 pub mod datadir;
 pub mod mempool;
@@ -14,6 +15,7 @@ pub mod miner;
 pub mod node;
 pub mod p2p;
 pub mod rpc;
+pub mod sd_notify;
 pub mod store;
 pub mod template;
 pub mod utxo_digest;
