@@ -685,6 +685,17 @@ mod multiaddrs {
 mod tests {
     use super::*;
 
+    /// The error with its sources, as `main` prints it.
+    fn full(e: &ConfigError) -> String {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            text.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        text
+    }
+
     fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
         vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
@@ -783,7 +794,7 @@ mod tests {
             dir: DirFlags { config: Some(path.clone()), ..Default::default() },
             ..Default::default()
         };
-        let err = load_from(&flags, &[], None).expect_err("a typo").to_string();
+        let err = full(&load_from(&flags, &[], None).expect_err("a typo"));
         assert!(err.contains(&path.display().to_string()), "{err}");
         assert!(err.contains("max_conections"), "{err}");
         assert!(err.contains("line 3"), "{err}");
@@ -793,7 +804,7 @@ mod tests {
             dir: DirFlags { config: Some(path), ..Default::default() },
             ..Default::default()
         };
-        let err = load_from(&flags, &[], None).expect_err("an unknown section").to_string();
+        let err = full(&load_from(&flags, &[], None).expect_err("an unknown section"));
         assert!(err.contains("wallet"), "{err}");
 
         let err = load_env(&[("TINYCHAIN_P2P_MAX_CONECTIONS", "3")]).expect_err("a typo");
@@ -820,7 +831,7 @@ mod tests {
             dir: DirFlags { config: Some(path), ..Default::default() },
             ..Default::default()
         };
-        let err = load_from(&flags, &[], None).expect_err("bad address").to_string();
+        let err = full(&load_from(&flags, &[], None).expect_err("bad address"));
         assert!(err.contains("listen") && err.contains("line 2"), "{err}");
     }
 
