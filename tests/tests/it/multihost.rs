@@ -1,7 +1,7 @@
 //! Nodes on separate hosts: each in its own network namespace with its own
 //! address on a bridged LAN (see `tinychain_tests::netns`), with cables that can
 //! be pulled. Discovery from one seed, two miners and a transaction, a crash
-//! and catch-up, a late joiner syncing a long chain.
+//! and catch-up, a late joiner syncing a long chain, a partition that heals.
 //!
 //! Needs root (CI runs as root); set `TINYCHAIN_SKIP_MULTIHOST=1` to skip on a
 //! machine without network namespaces. Every test starts with `multihost_` so
@@ -195,20 +195,7 @@ fn multihost_blocks_of_two_miners_and_a_transaction_reach_every_node() {
         .and_then(|c| c.iter().find(|u| u["mature"] == true))
         .expect("a mature coin")
         .clone();
-    let value = coin["belushis"].as_u64().expect("a value");
-    let prev = OutPoint {
-        txid: coin["txid"].as_str().and_then(|t| t.parse().ok()).expect("a txid"),
-        vout: u32::try_from(coin["vout"].as_u64().expect("vout")).expect("small"),
-    };
-    let spent = TxOut {
-        value: Amount::from_belushis(value),
-        pubkey_hash: owner.public_key().pubkey_hash(),
-    };
-    let to = tinychain_protocol::keys::Address::parse(&a3, Network::Regtest).expect("valid");
-    let paid =
-        TxOut { value: Amount::from_belushis(value - 10_000), pubkey_hash: to.pubkey_hash() };
-    let mut tx = Transaction::spending([prev], vec![paid]);
-    sign_all(&mut tx, &[spent], &owner).expect("signs");
+    let tx = pay(&owner, &coin, &a3, 10_000);
     let txid = tx.txid().to_string();
     let sent = call(&dirs.path(3), "sendrawtransaction", &[&hex_encode(&tx.encode())]);
     assert_eq!(sent.expect("node 4 accepts it"), txid.as_str());
@@ -289,6 +276,105 @@ fn multihost_a_late_joiner_syncs_a_long_chain() {
     wait_until("the late joiner to know several peers", DEADLINE, || {
         (peer_graph(&dirs, &ids)[3].len() >= 2).then_some(())
     });
+}
+
+/// Signs a payment of `coin` (a `getaddressutxos` row owned by `owner`) to `to`, less a fee.
+fn pay(owner: &PrivateKey, coin: &Value, to: &str, fee: u64) -> Transaction {
+    let value = coin["belushis"].as_u64().expect("a value");
+    let prev = OutPoint {
+        txid: coin["txid"].as_str().and_then(|t| t.parse().ok()).expect("a txid"),
+        vout: u32::try_from(coin["vout"].as_u64().expect("vout")).expect("small"),
+    };
+    let spent = TxOut {
+        value: Amount::from_belushis(value),
+        pubkey_hash: owner.public_key().pubkey_hash(),
+    };
+    let to = tinychain_protocol::keys::Address::parse(to, Network::Regtest).expect("valid");
+    let paid = TxOut { value: Amount::from_belushis(value - fee), pubkey_hash: to.pubkey_hash() };
+    let mut tx = Transaction::spending([prev], vec![paid]);
+    sign_all(&mut tx, &[spent], owner).expect("signs");
+    tx
+}
+
+/// The sum of an address's unspent coins on node `i`, and their number.
+fn balance(dirs: &Dirs, i: usize, address: &str) -> (u64, usize) {
+    let coins = call(&dirs.path(i), "getaddressutxos", &[address]).expect("utxos");
+    let coins = coins.as_array().expect("a list");
+    (coins.iter().filter_map(|c| c["belushis"].as_u64()).sum(), coins.len())
+}
+
+#[test]
+fn multihost_a_partition_heals_onto_the_most_work_side_and_the_orphaned_payment_is_mined_again() {
+    let Some(lab) = Lab::new(6) else { return };
+    let dirs = Dirs::new(6);
+    let (owner, a1) = key(1);
+    let (_, a2) = key(2);
+    let (_, a3) = key(3);
+    // Two groups, each with its seed; everyone knows both seeds.
+    let seed_a = start(&lab, &dirs, 0, &[]);
+    let seed_b = start(&lab, &dirs, 3, &["--bootstrap", &seed_a.listen_address()]);
+    let (addr_a, addr_b) = (seed_a.listen_address(), seed_b.listen_address());
+    let boot = ["--bootstrap", &addr_a, "--bootstrap", &addr_b];
+    let _others: Vec<NodeProcess> =
+        [1, 2, 4, 5].into_iter().map(|i| start(&lab, &dirs, i, &boot)).collect();
+    let all = [0, 1, 2, 3, 4, 5];
+    let (group_a, group_b) = ([0, 1, 2], [3, 4, 5]);
+    call(&dirs.path(0), "generatetoaddress", &["20", &a1]).expect("mines");
+    let (start_height, ..) = wait_converged(&dirs, &all, DEADLINE);
+    assert_eq!(start_height, 20);
+    let (supply_before, _) = balance(&dirs, 0, &a1);
+
+    lab.split(&group_b);
+    // The weaker side confirms a payment in one block; the stronger side mines three.
+    let coins = call(&dirs.path(4), "getaddressutxos", &[&a1]).expect("utxos");
+    let coin = coins
+        .as_array()
+        .and_then(|c| c.iter().find(|u| u["mature"] == true))
+        .expect("a mature coin")
+        .clone();
+    let tx = pay(&owner, &coin, &a3, 10_000);
+    let txid = tx.txid().to_string();
+    call(&dirs.path(4), "sendrawtransaction", &[&hex_encode(&tx.encode())])
+        .expect("accepted on the weak side");
+    wait_until("the payment to reach the weak side's miner", DEADLINE, || {
+        call(&dirs.path(3), "gettransaction", &[&txid]).ok().map(drop)
+    });
+    call(&dirs.path(3), "generatetoaddress", &["1", &a2]).expect("mines");
+    let (weak, ..) = wait_converged(&dirs, &group_b, DEADLINE);
+    assert_eq!(weak, start_height + 1);
+    assert_eq!(
+        call(&dirs.path(5), "gettransaction", &[&txid]).expect("known")["status"],
+        "confirmed"
+    );
+    call(&dirs.path(0), "generatetoaddress", &["3", &a1]).expect("mines");
+    let (strong, strong_tip, _) = wait_converged(&dirs, &group_a, DEADLINE);
+    assert_eq!(strong, start_height + 3);
+    assert!(
+        call(&dirs.path(1), "gettransaction", &[&txid]).is_err(),
+        "the strong side never saw it"
+    );
+
+    // Heal: everyone ends on the strong side's tip; the payment is unconfirmed again.
+    lab.heal();
+    let (h, t, _) = wait_converged(&dirs, &all, DEADLINE);
+    assert_eq!((h, t), (strong, strong_tip));
+    let again = call(&dirs.path(3), "gettransaction", &[&txid]).expect("back in the mempool");
+    assert_eq!(again["status"], "mempool", "{again}");
+    // Mined again (by the weak side's miner, now on the strong chain) and confirmed everywhere.
+    call(&dirs.path(3), "generatetoaddress", &["1", &a2]).expect("mines");
+    let (h, ..) = wait_converged(&dirs, &all, DEADLINE);
+    assert_eq!(h, strong + 1);
+    for i in all {
+        let found = call(&dirs.path(i), "gettransaction", &[&txid]).expect("known");
+        assert_eq!(found["status"], "confirmed", "host {i}");
+    }
+    // No coins lost or created: the payee holds exactly the payment, and the
+    // coins of every key add up to the subsidies of the active chain.
+    let (paid, n) = balance(&dirs, 2, &a3);
+    assert_eq!((paid, n), (coin["belushis"].as_u64().expect("value") - 10_000, 1));
+    let subsidy = supply_before / start_height;
+    let total: u64 = [&a1, &a2, &a3].iter().map(|a| balance(&dirs, 2, a).0).sum();
+    assert_eq!(total, subsidy * h, "every coin is accounted for (the fee went to a miner)");
 }
 
 fn hex_encode(bytes: &[u8]) -> String {
