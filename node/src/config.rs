@@ -268,23 +268,21 @@ pub struct Loaded {
     pub config: Config,
     /// The file read, if any.
     pub file: Option<PathBuf>,
+    /// The base data directory (also in `config`).
+    datadir: PathBuf,
+    /// The RPC socket (also in `config`).
+    rpc_socket: PathBuf,
 }
 
 impl Loaded {
     /// Returns the base data directory.
     pub fn datadir(&self) -> &Path {
-        // `resolve` always sets it; the empty path is never used in practice.
-        self.config.datadir.as_deref().unwrap_or(Path::new(""))
+        &self.datadir
     }
 
     /// Returns the RPC socket's path.
-    pub fn rpc_socket(&self) -> PathBuf {
-        // `resolve` always sets it; the fallback repeats its default.
-        self.config
-            .rpc
-            .socket
-            .clone()
-            .unwrap_or_else(|| self.datadir().join(self.config.network.name()).join("rpc.sock"))
+    pub fn rpc_socket(&self) -> &Path {
+        &self.rpc_socket
     }
 
     /// Returns the address mining pays to, if one is configured.
@@ -361,8 +359,8 @@ pub fn load_from(
         ConfigError::Invalid { key: "configuration", detail: format!("{e}") }
     })?;
     apply_flags(&mut config, flags);
-    resolve(&mut config, default_datadir)?;
-    Ok(Loaded { config, file })
+    let (datadir, rpc_socket) = resolve(&mut config, default_datadir)?;
+    Ok(Loaded { config, file, datadir, rpc_socket })
 }
 
 /// Parses a configuration file's text, refusing unknown keys and bad values.
@@ -530,15 +528,21 @@ fn apply_flags(config: &mut Config, flags: &RunFlags) {
 
 /// Fills in the defaults that depend on other values and checks what cannot be
 /// checked key by key.
-fn resolve(config: &mut Config, default_datadir: Option<PathBuf>) -> Result<(), ConfigError> {
+/// Returns the data directory and the RPC socket.
+fn resolve(
+    config: &mut Config,
+    default_datadir: Option<PathBuf>,
+) -> Result<(PathBuf, PathBuf), ConfigError> {
     let datadir = match &config.datadir {
         Some(dir) => dir.clone(),
         None => default_datadir.ok_or(ConfigError::NoDataDir)?,
     };
-    if config.rpc.socket.is_none() {
-        config.rpc.socket = Some(datadir.join(config.network.name()).join("rpc.sock"));
-    }
-    config.datadir = Some(datadir);
+    let rpc_socket = config
+        .rpc
+        .socket
+        .get_or_insert_with(|| datadir.join(config.network.name()).join("rpc.sock"))
+        .clone();
+    config.datadir = Some(datadir.clone());
     if config.p2p.listen.is_empty() {
         config.p2p.listen = vec![default_listen(config.network)];
     }
@@ -566,7 +570,7 @@ fn resolve(config: &mut Config, default_datadir: Option<PathBuf>) -> Result<(), 
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.log.filter) {
         return Err(ConfigError::Invalid { key: "log.filter", detail: e.to_string() });
     }
-    Ok(())
+    Ok((datadir, rpc_socket))
 }
 
 /// The default listen address: all interfaces, the network's port.

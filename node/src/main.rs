@@ -114,7 +114,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     max_connections: c.p2p.max_connections,
                 },
                 core: Default::default(),
-                rpc_socket: Some(loaded.rpc_socket()),
+                rpc_socket: Some(loaded.rpc_socket().to_path_buf()),
                 identity_file: c.p2p.identity_file.clone(),
                 store_cache_bytes: c.store.cache_bytes(),
             };
@@ -133,7 +133,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     serde_json::from_str(p).unwrap_or_else(|_| serde_json::Value::String(p.clone()))
                 })
                 .collect();
-            let result = call(&loaded.rpc_socket(), &method, params)?;
+            let result = call(loaded.rpc_socket(), &method, params)?;
             emit(&format!("{}\n", serde_json::to_string_pretty(&result)?))
         }
         Command::Params { network } => {
