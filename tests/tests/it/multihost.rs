@@ -339,16 +339,16 @@ fn multihost_a_partition_heals_onto_the_most_work_side_and_the_orphaned_payment_
     wait_until("the payment to reach the weak side's miner", DEADLINE, || {
         call(&dirs.path(3), "gettransaction", &[&txid]).ok().map(drop)
     });
-    call(&dirs.path(3), "generatetoaddress", &["1", &a2]).expect("mines");
+    call(&dirs.path(3), "generatetoaddress", &["20", &a2]).expect("mines");
     let (weak, ..) = wait_converged(&dirs, &group_b, DEADLINE);
-    assert_eq!(weak, start_height + 1);
+    assert_eq!(weak, start_height + 20);
     assert_eq!(
         call(&dirs.path(5), "gettransaction", &[&txid]).expect("known")["status"],
         "confirmed"
     );
-    call(&dirs.path(0), "generatetoaddress", &["3", &a1]).expect("mines");
+    call(&dirs.path(0), "generatetoaddress", &["30", &a1]).expect("mines");
     let (strong, strong_tip, _) = wait_converged(&dirs, &group_a, DEADLINE);
-    assert_eq!(strong, start_height + 3);
+    assert_eq!(strong, start_height + 30);
     assert!(
         call(&dirs.path(1), "gettransaction", &[&txid]).is_err(),
         "the strong side never saw it"
