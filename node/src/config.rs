@@ -594,14 +594,23 @@ pub const fn default_port(network: Network) -> u16 {
 /// runs as a service, else the user's data directory
 /// (`$XDG_DATA_HOME/tinychain` or `~/.local/share/tinychain` on Linux).
 pub fn default_datadir() -> Option<PathBuf> {
-    if let Some(state) = std::env::var_os("STATE_DIRECTORY") {
-        // systemd lists several directories separated by ':' when several are configured.
-        let first = state.to_string_lossy().split(':').next().unwrap_or_default().to_string();
-        if !first.is_empty() {
-            return Some(PathBuf::from(first));
-        }
+    default_datadir_from(
+        std::env::var_os("STATE_DIRECTORY"),
+        directories::BaseDirs::new().map(|dirs| dirs.data_dir().to_path_buf()),
+    )
+}
+
+/// [`default_datadir`] from `$STATE_DIRECTORY` and the user's data directory.
+fn default_datadir_from(
+    state_directory: Option<std::ffi::OsString>,
+    user_data: Option<PathBuf>,
+) -> Option<PathBuf> {
+    // systemd lists several directories separated by ':' when several are configured.
+    let state = state_directory.map(|s| s.to_string_lossy().split(':').next().map(PathBuf::from));
+    match state.flatten() {
+        Some(dir) if !dir.as_os_str().is_empty() => Some(dir),
+        _ => user_data.map(|d| d.join("tinychain")),
     }
-    directories::BaseDirs::new().map(|dirs| dirs.data_dir().join("tinychain"))
 }
 
 /// The commented file `tinychain-node config default` prints: every key at its default.
@@ -712,6 +721,29 @@ mod tests {
         let path = dir.join("node.toml");
         std::fs::write(&path, text).expect("writes");
         path
+    }
+
+    #[test]
+    fn the_default_data_directory_is_systemds_state_directory_else_the_users() {
+        let home = Some(PathBuf::from("/home/u/.local/share"));
+        let state = |s: &str| Some(std::ffi::OsString::from(s));
+        assert_eq!(
+            default_datadir_from(state("/var/lib/tinychain"), home.clone()),
+            Some(PathBuf::from("/var/lib/tinychain"))
+        );
+        assert_eq!(
+            default_datadir_from(state("/var/lib/tinychain:/var/lib/other"), home.clone()),
+            Some(PathBuf::from("/var/lib/tinychain"))
+        );
+        assert_eq!(
+            default_datadir_from(None, home.clone()),
+            Some(PathBuf::from("/home/u/.local/share/tinychain"))
+        );
+        assert_eq!(
+            default_datadir_from(state(""), home),
+            Some(PathBuf::from("/home/u/.local/share/tinychain"))
+        );
+        assert_eq!(default_datadir_from(None, None), None);
     }
 
     #[test]

@@ -511,7 +511,7 @@ fn watch_signals(shutdown: CancellationToken) -> anyhow::Result<()> {
                 warn!(signal = name, "second signal: exiting at once");
                 std::process::exit(code);
             }
-            info!(signal = name, "shutting down (a second signal exits at once)");
+            info!(signal = name, "signal received: stopping (a second signal exits at once)");
             shutdown.cancel();
         }
     });
