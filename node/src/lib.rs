@@ -8,6 +8,7 @@
 
 pub mod chain;
 pub mod client;
+pub mod config;
 pub mod core;
 pub mod datadir;
 pub mod mempool;
@@ -15,6 +16,7 @@ pub mod miner;
 pub mod node;
 pub mod p2p;
 pub mod rpc;
+pub mod sd_notify;
 pub mod store;
 pub mod sync;
 pub mod template;

@@ -6,14 +6,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use libp2p::Multiaddr;
 use tinychain_node::chain::{self, ChainState};
 use tinychain_node::client;
+use tinychain_node::config::{self, DirFlags, LogFormat, RunFlags};
 use tinychain_node::datadir::DataDir;
 use tinychain_node::node::{self, MiningConfig};
 use tinychain_node::p2p;
 use tinychain_node::store::redb::RedbStore;
-use tinychain_protocol::keys::Address;
 use tinychain_protocol::params::{Network, Params};
 
 /// A pocket-sized Bitcoin full node.
@@ -26,16 +25,18 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Runs the node until SIGINT or SIGTERM.
-    Run(RunArgs),
+    /// Runs the node until SIGINT, SIGTERM or the `stop` RPC (a second signal exits at once).
+    Run(RunFlags),
     /// Opens a stopped node's data directory, checks it, and prints its tip.
-    Inspect(DirArgs),
-    /// Calls a method on a running node's RPC socket and prints the JSON result.
+    Inspect(DirFlags),
+    /// Calls a method on a running node's RPC socket and prints the JSON result
+    /// (`call getblockchaininfo` doubles as a health check).
     Call {
         #[command(flatten)]
-        dir: DirArgs,
-        /// The RPC socket (default: rpc.sock in the network's data directory).
-        #[arg(long, env = "TINYCHAIN_RPC_SOCKET")]
+        dir: DirFlags,
+        /// The RPC socket (rpc.socket; env TINYCHAIN_RPC_SOCKET)
+        /// [default: rpc.sock in the network's data directory].
+        #[arg(long)]
         rpc_socket: Option<PathBuf>,
         /// The method, e.g. getblockchaininfo.
         method: String,
@@ -76,16 +77,14 @@ enum Command {
         #[arg(long, default_value = "main", env = "TINYCHAIN_NETWORK")]
         network: Network,
     },
-}
-
-#[derive(clap::Args, Debug)]
-struct DirArgs {
-    /// Base data directory; the network's data lives in a subdirectory of it.
-    #[arg(long, env = "TINYCHAIN_DATADIR")]
-    datadir: PathBuf,
-    /// The network.
-    #[arg(long, default_value = "main", env = "TINYCHAIN_NETWORK")]
-    network: Network,
+    /// Prints the default configuration file, or the effective configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Prints the peer id of an identity key file, creating the key if the file is missing.
+    Identity {
+        /// The key file (libp2p protobuf encoding), e.g. <datadir>/<network>/identity.key.
+        path: PathBuf,
+    },
 }
 
 /// Flags of the client commands (shared with `tinychain-wallet`).
@@ -123,47 +122,15 @@ impl ClientArgs {
     }
 }
 
-#[derive(clap::Args, Debug)]
-struct RunArgs {
-    #[command(flatten)]
-    dir: DirArgs,
-    /// Mine blocks.
-    #[arg(long)]
-    mine: bool,
-    /// The address mined coins are paid to.
-    #[arg(long, env = "TINYCHAIN_MINE_ADDRESS")]
-    mine_address: Option<String>,
-    /// Mining threads (default: one per core).
-    #[arg(long)]
-    miner_threads: Option<usize>,
-    /// Address to listen on for peers (repeatable), e.g. /ip4/0.0.0.0/tcp/9333.
-    #[arg(long = "listen", value_name = "MULTIADDR")]
-    listen: Vec<Multiaddr>,
-    /// The RPC socket's path (default: rpc.sock in the network's data directory).
-    #[arg(long, env = "TINYCHAIN_RPC_SOCKET")]
-    rpc_socket: Option<PathBuf>,
-    /// A peer to connect to at start, with its /p2p/<peer id> (repeatable).
-    #[arg(
-        long = "bootstrap",
-        value_name = "MULTIADDR",
-        env = "TINYCHAIN_BOOTSTRAP",
-        value_delimiter = ','
-    )]
-    bootstrap: Vec<Multiaddr>,
-    /// Discover peers on the local network with mDNS (needs a build with `--features mdns`).
-    #[arg(long)]
-    mdns: bool,
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Prints a commented configuration file with every key at its default.
+    Default,
+    /// Prints the configuration `run` would use with these flags, file and environment.
+    Show(RunFlags),
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -173,44 +140,60 @@ fn main() -> ExitCode {
     }
 }
 
+/// Installs the log subscriber: `filter` (RUST_LOG style), text or JSON lines on stderr.
+fn init_logging(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        // One object per line with the event's fields (peer, height, ...) at the top level.
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+    }
+}
+
+/// Loads the layered configuration and starts logging as it says.
+fn load(flags: &RunFlags) -> anyhow::Result<config::Loaded> {
+    let loaded = config::load(flags)?;
+    init_logging(&loaded.config.log.filter, loaded.config.log.format);
+    Ok(loaded)
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run(args) => {
-            let pay_to = args
-                .mine_address
-                .as_deref()
-                .map(|a| Address::parse(a, args.dir.network))
-                .transpose()
-                .context("--mine-address")?
-                .map(|a| a.pubkey_hash());
-            let threads = args.miner_threads.unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-            });
-            let listen = if args.listen.is_empty() {
-                vec![default_listen(args.dir.network)]
-            } else {
-                args.listen
-            };
+        Command::Run(flags) => {
+            let loaded = load(&flags)?;
+            let c = &loaded.config;
             let config = node::Config {
-                datadir: args.dir.datadir,
-                network: args.dir.network,
-                mining: MiningConfig { enabled: args.mine, pay_to, threads },
+                datadir: loaded.datadir().to_path_buf(),
+                network: c.network,
+                mining: MiningConfig {
+                    enabled: c.mining.enabled,
+                    pay_to: loaded.mining_address()?.map(|a| a.pubkey_hash()),
+                    threads: c.mining.threads,
+                },
                 p2p: p2p::Config {
-                    listen,
-                    bootstrap: args.bootstrap,
-                    mdns: args.mdns,
-                    ..Default::default()
+                    listen: c.p2p.listen.clone(),
+                    bootstrap: c.p2p.bootstrap.clone(),
+                    max_connections: c.p2p.max_connections,
+                    target_peers: c.p2p.target_peers,
+                    mdns: c.p2p.mdns,
+                    ban_file: None,
                 },
                 core: Default::default(),
-                rpc_socket: args.rpc_socket,
+                rpc_socket: Some(loaded.rpc_socket().to_path_buf()),
+                identity_file: c.p2p.identity_file.clone(),
+                store_cache_bytes: c.store.cache_bytes(),
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
             runtime.block_on(node::run(config))
         }
-        Command::Inspect(dir) => inspect(&dir),
+        Command::Inspect(dir) => {
+            let loaded = load(&RunFlags { dir, ..Default::default() })?;
+            inspect(&loaded)
+        }
         Command::Call { dir, rpc_socket, method, params } => {
-            let socket =
-                rpc_socket.unwrap_or_else(|| dir.datadir.join(dir.network.name()).join("rpc.sock"));
+            let loaded = load(&RunFlags { dir, rpc_socket, ..Default::default() })?;
             let params: Vec<serde_json::Value> = params
                 .iter()
                 .map(|p| {
@@ -218,7 +201,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .collect();
             let result: serde_json::Value =
-                client::Client::connect(&socket)?.call(&method, params)?;
+                client::Client::connect(loaded.rpc_socket())?.call(&method, params)?;
             emit(&format!("{}\n", serde_json::to_string_pretty(&result)?))
         }
         Command::Status(args) => args.show(client::status(&args.socket()?, args.network)?),
@@ -254,6 +237,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 params.max_future_block_time,
             ))
         }
+        Command::Config(ConfigCommand::Default) => emit(config::DEFAULT_FILE),
+        Command::Config(ConfigCommand::Show(flags)) => emit(&config::load(&flags)?.to_toml()),
+        Command::Identity { path } => {
+            let keypair = p2p::load_or_create_identity(&path)?;
+            emit(&format!("{}\n", keypair.public().to_peer_id()))
+        }
     }
 }
 
@@ -267,19 +256,10 @@ fn emit(text: &str) -> anyhow::Result<()> {
     }
 }
 
-/// The default listen address: all interfaces, the network's port.
-fn default_listen(network: Network) -> Multiaddr {
-    let port = match network {
-        Network::Main => 9333,
-        Network::Test => 19333,
-        Network::Regtest => 19444,
-    };
-    format!("/ip4/0.0.0.0/tcp/{port}").parse().expect("a valid literal multiaddr")
-}
-
-fn inspect(dir: &DirArgs) -> anyhow::Result<()> {
-    let params = Params::new(dir.network);
-    let datadir = DataDir::open(&dir.datadir, dir.network)?;
+fn inspect(loaded: &config::Loaded) -> anyhow::Result<()> {
+    let network = loaded.config.network;
+    let params = Params::new(network);
+    let datadir = DataDir::open(loaded.datadir(), network)?;
     let store = RedbStore::open(&datadir.store_path(), params.genesis_hash())?;
     // Only look: do not connect blocks a crash left stored but unconnected.
     let config = chain::Config {

@@ -18,7 +18,8 @@ use tinychain_protocol::params::{Network as Chain, Params};
 use tinychain_protocol::rpc::{MiningInfo, SetMining};
 use tinychain_protocol::{Block, PubkeyHash};
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
 
 use crate::chain;
 use crate::core::{self, BlockOutcome, Core, Output};
@@ -43,6 +44,8 @@ const FOUND_QUEUE: usize = 16;
 const MAX_ORPHAN_FETCH: usize = 8;
 /// RPC requests waiting for the event loop, at most.
 const RPC_QUEUE: usize = 64;
+/// Longest a shutdown may take before the process exits anyway.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(30);
 
 /// Mining settings.
 #[derive(Debug, Clone)]
@@ -70,6 +73,10 @@ pub struct Config {
     pub core: core::Config,
     /// The RPC socket path (default: `rpc.sock` in the network's data directory).
     pub rpc_socket: Option<PathBuf>,
+    /// The identity key file (default: `identity.key` in the network's data directory).
+    pub identity_file: Option<PathBuf>,
+    /// The store's page cache, in bytes.
+    pub store_cache_bytes: usize,
 }
 
 /// Returns the current unix time in seconds.
@@ -94,21 +101,25 @@ struct Node {
     stop_requested: bool,
 }
 
-/// Runs the node until SIGINT or SIGTERM.
+/// Runs the node until SIGINT, SIGTERM or the `stop` RPC.
 ///
 /// # Errors
 ///
 /// The data directory, store, network or miner cannot be set up, or the store fails.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let shutdown = shutdown_signal()?;
+    let shutdown = CancellationToken::new();
+    let _signals = watch_signals(shutdown.clone())?;
     let params = Params::new(config.network);
     let genesis = params.genesis_hash();
     let datadir = DataDir::open(&config.datadir, config.network)?;
-    let store = RedbStore::open(&datadir.store_path(), genesis)
-        .with_context(|| format!("opening {}", datadir.store_path().display()))?;
+    let store =
+        RedbStore::open_with_cache(&datadir.store_path(), genesis, config.store_cache_bytes)
+            .with_context(|| format!("opening {}", datadir.store_path().display()))?;
     let core: NodeCore =
         Core::open(store, params, config.core.clone(), unix_now()).context("opening the chain")?;
-    let keypair = p2p::load_or_create_identity(&datadir.path().join("identity.key"))?;
+    let identity =
+        config.identity_file.clone().unwrap_or_else(|| datadir.path().join("identity.key"));
+    let keypair = p2p::load_or_create_identity(&identity)?;
     let p2p_config =
         p2p::Config { ban_file: Some(datadir.path().join("banlist.json")), ..config.p2p.clone() };
     let net = Network::start(keypair, &p2p_config, genesis)?;
@@ -157,12 +168,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (rpc_tx, mut rpc_rx) = mpsc::channel::<RpcCall>(RPC_QUEUE);
     let rpc_task =
         tokio::spawn(rpc::server::serve(listener, rpc::Config::new(socket.clone()), rpc_tx));
+    sd_notify("READY=1");
 
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     let mut refresh = tokio::time::interval(TEMPLATE_REFRESH);
     let mut maintenance = tokio::time::interval(PEER_MAINTENANCE);
     let mut last_hashes = 0u64;
-    tokio::pin!(shutdown);
     loop {
         tokio::select! {
             Some(block) = found_rx.recv() => node.on_found_block(block)?,
@@ -201,17 +212,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     break;
                 }
             }
-            _ = &mut shutdown => break,
+            _ = shutdown.cancelled() => break,
         }
     }
+    // Starts the watchdog (after a `stop` RPC too): the steps below are bounded.
+    shutdown.cancel();
+    sd_notify("STOPPING=1");
     info!("shutting down");
     rpc_task.abort();
     let _ = std::fs::remove_file(&socket);
     if let Some((miner, _)) = node.miner.take() {
         miner.shutdown();
     }
-    node.core.save_mempool().context("saving the mempool")?;
-    info!(height = node.core.chain().height(), tip = %node.core.chain().tip(), "stopped");
+    let Node { mut core, net, .. } = node;
+    drop(net);
+    core.save_mempool().context("saving the mempool")?;
+    info!(height = core.chain().height(), tip = %core.chain().tip(), "stopped");
+    // The store closes and the directory lock is released as `core` and `datadir` drop.
     Ok(())
 }
 
@@ -657,17 +674,55 @@ struct MiningControl {
     pay_to: Option<PubkeyHash>,
 }
 
-/// Installs the SIGINT and SIGTERM handlers now (so a signal that arrives during
-/// start-up is not lost to the default action) and returns a future that
-/// completes when either arrives.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+/// Tells systemd (`Type=notify`) the node's state; outside systemd does nothing.
+fn sd_notify(state: &str) {
+    if let Err(e) = crate::sd_notify::notify(state) {
+        warn!(state, error = %e, "cannot notify the service manager");
+    }
+}
+
+/// Installs the SIGINT and SIGTERM handlers now (so a signal during start-up is
+/// not lost to the default action, which PID 1 in a container would not get)
+/// and watches them for the whole run: the first cancels `shutdown`; a second
+/// signal, or a shutdown still running after [`SHUTDOWN_LIMIT`], ends the
+/// process at once.
+///
+/// The watcher stops when the returned guard drops (at the end of [`run`]), so
+/// a node run inside a longer-lived process (tests, benchmarks) never ends it.
+fn watch_signals(shutdown: CancellationToken) -> anyhow::Result<AbortOnDrop> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
+    Ok(AbortOnDrop(tokio::spawn(async move {
+        loop {
+            let overdue = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(SHUTDOWN_LIMIT).await;
+            };
+            // Exit codes as a shell reports death by the signal: 128 + its number.
+            let (name, code) = tokio::select! {
+                _ = interrupt.recv() => ("SIGINT", 130),
+                _ = terminate.recv() => ("SIGTERM", 143),
+                () = overdue => {
+                    error!(limit = ?SHUTDOWN_LIMIT, "shutdown is taking too long: exiting now");
+                    std::process::exit(1);
+                }
+            };
+            if shutdown.is_cancelled() {
+                warn!(signal = name, "second signal: exiting at once");
+                std::process::exit(code);
+            }
+            info!(signal = name, "signal received: stopping (a second signal exits at once)");
+            shutdown.cancel();
         }
-    })
+    })))
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -43,6 +43,8 @@ pub fn local_config(datadir: &Path, network: Network, bootstrap: Vec<Multiaddr>)
         },
         core,
         rpc_socket: Some(datadir.join("rpc.sock")),
+        identity_file: None,
+        store_cache_bytes: crate::store::redb::DEFAULT_CACHE_BYTES,
     }
 }
 

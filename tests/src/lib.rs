@@ -1,7 +1,11 @@
 //! Helpers for tests that run real `tinychain-node` processes.
 //!
-//! Owns finding the built binaries, starting a node with its log captured, and
-//! waiting for a log line or a condition with a deadline (never a fixed sleep).
+//! Owns finding the built binaries, starting a node with its log captured,
+//! calling a node's RPC methods, and waiting for a log line or a condition with
+//! a deadline (never a fixed sleep). [`netns`] builds networks of hosts out of
+//! Linux network namespaces for the multi-host tests.
+
+pub mod netns;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -41,9 +45,22 @@ impl NodeProcess {
     ///
     /// If the process cannot be started.
     pub fn start(args: &[&str]) -> NodeProcess {
-        let mut child = Command::new(binary("tinychain-node"))
-            .args(args)
-            .env("RUST_LOG", "info")
+        let mut command = Command::new(binary("tinychain-node"));
+        command.args(args);
+        NodeProcess::spawn(command)
+    }
+
+    /// Starts a prepared command (a node, perhaps behind a wrapper such as
+    /// `ip netns exec`), logging at `info` unless the command sets `RUST_LOG`.
+    ///
+    /// # Panics
+    ///
+    /// If the process cannot be started.
+    pub fn spawn(mut command: Command) -> NodeProcess {
+        if !command.get_envs().any(|(k, _)| k == "RUST_LOG") {
+            command.env("RUST_LOG", "info");
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -210,6 +227,40 @@ pub fn run_node(args: &[&str]) -> Output {
         .env("RUST_LOG", "warn")
         .output()
         .expect("tinychain-node runs")
+}
+
+/// Calls `method` on the regtest node whose base data directory is `datadir`
+/// (through `tinychain-node call`); returns the JSON result or the error text.
+pub fn call(datadir: &str, method: &str, params: &[&str]) -> Result<serde_json::Value, String> {
+    let mut args = vec!["call", "--datadir", datadir, "--network", "regtest", method];
+    args.extend_from_slice(params);
+    let out = run_node(&args);
+    if out.status.success() {
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("not JSON: {e}"))
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// Checks `condition` until it returns `Some`, at most `deadline`; returns its value.
+///
+/// # Panics
+///
+/// If the deadline passes first; the message names `what`.
+pub fn wait_until<T>(
+    what: &str,
+    deadline: Duration,
+    mut condition: impl FnMut() -> Option<T>,
+) -> T {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(value) = condition() {
+            return value;
+        }
+        assert!(Instant::now() < end, "timed out after {deadline:?} waiting for {what}");
+        // Polling: the conditions are other processes' states, with no event to wait on.
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// A regtest address for tests (private key 1's).

@@ -36,8 +36,8 @@ const META_GENESIS: &[u8] = b"genesis";
 const META_TIP: &[u8] = b"tip";
 const META_MEMPOOL: &[u8] = b"mempool";
 
-/// redb's page cache, in bytes.
-const CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// redb's page cache, in bytes, unless configured ([`RedbStore::open_with_cache`]).
+pub const DEFAULT_CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Largest value read back (the mempool snapshot is the largest).
 const MAX_VALUE: u64 = 1 << 30;
@@ -111,10 +111,24 @@ impl RedbStore {
     /// The file cannot be opened (for example another process has it open), it was
     /// written by another schema version, or it holds another network's chain.
     pub fn open(path: &Path, genesis: BlockHash) -> Result<RedbStore, StoreError> {
+        RedbStore::open_with_cache(path, genesis, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens (or creates) the store like [`RedbStore::open`], with a page cache of
+    /// `cache_bytes`.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedbStore::open`].
+    pub fn open_with_cache(
+        path: &Path,
+        genesis: BlockHash,
+        cache_bytes: usize,
+    ) -> Result<RedbStore, StoreError> {
         // redb keeps written pages in its cache up to this size (1 GiB by
         // default): bounded, memory stays flat as the chain grows.
         let db =
-            ::redb::Builder::new().set_cache_size(CACHE_BYTES).create(path).map_err(backend)?;
+            ::redb::Builder::new().set_cache_size(cache_bytes).create(path).map_err(backend)?;
         let txn = db.begin_write().map_err(backend)?;
         {
             let mut meta = txn.open_table(META).map_err(backend)?;

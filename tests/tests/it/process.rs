@@ -111,3 +111,89 @@ fn sigterm_stops_cleanly_and_a_restart_continues_from_the_same_tip() {
     assert!(node.terminate(Duration::from_secs(10)).success());
     assert_eq!(inspect(datadir), (height, tip, digest));
 }
+
+#[test]
+fn a_second_signal_during_shutdown_exits_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let datadir = dir.path().to_str().expect("utf-8 temp path");
+    let mut node = NodeProcess::start(&run_args(datadir));
+    node.wait_for_log("new tip", START);
+    // Two signals back to back: the first starts the clean shutdown, the second
+    // ends the process before it finishes.
+    let pid = node.id().to_string();
+    let sent = std::process::Command::new("sh")
+        .args(["-c", "kill -INT \"$1\"; kill -TERM \"$1\"", "sh", &pid])
+        .status()
+        .expect("sh runs");
+    assert!(sent.success());
+    let (status, log) = node.wait_exit(START);
+    assert!(log.contains("second signal: exiting at once"), "{log}");
+    assert!(matches!(status.code(), Some(130 | 143)), "{status}: {log}");
+    assert!(!log.contains("stopped height="), "{log}");
+    // The store is consistent all the same (it is crash-safe), and the lock is free.
+    let (height, ..) = inspect(datadir);
+    assert!(height > 0);
+}
+
+#[test]
+fn systemd_hears_ready_and_stopping_and_the_socket_and_lock_are_released() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let datadir = dir.path().to_str().expect("utf-8 temp path");
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).expect("binds");
+    notify.set_read_timeout(Some(START)).expect("timeout set");
+    let receive = || {
+        let mut buf = [0u8; 256];
+        let n = notify.recv(&mut buf).expect("a notification before the deadline");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let mut command = std::process::Command::new(tinychain_tests::binary("tinychain-node"));
+    command.args(regtest_run_args(datadir, &[])).env("NOTIFY_SOCKET", &notify_path);
+    let mut node = NodeProcess::spawn(command);
+    assert_eq!(receive(), "READY=1");
+    // Ready means the RPC socket answers.
+    let socket = dir.path().join("regtest").join("rpc.sock");
+    assert!(socket.exists());
+    node.wait_for_log("RPC listening", START);
+    let status = node.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+    assert_eq!(receive(), "STOPPING=1");
+    assert!(!socket.exists(), "the socket is removed");
+    // The lock is released: a new node takes the directory at once.
+    let mut again = NodeProcess::start(&regtest_run_args(datadir, &[]));
+    again.wait_for_log("node started", START);
+    assert!(again.terminate(Duration::from_secs(10)).success());
+}
+
+#[test]
+fn json_logs_carry_fields_and_a_bad_config_key_is_refused_by_name() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let datadir = dir.path().to_str().expect("utf-8 temp path");
+    let mut node = NodeProcess::start(&regtest_run_args(
+        datadir,
+        &[
+            "--log-format",
+            "json",
+            "--mine",
+            "--mine-address",
+            REGTEST_ADDRESS,
+            "--miner-threads",
+            "1",
+        ],
+    ));
+    let line = node.wait_for_log("\"new tip\"", START);
+    let event: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+    assert_eq!(event["message"], "new tip");
+    assert!(event["height"].as_u64().is_some(), "{line}");
+    assert_eq!(event["hash"].as_str().map(str::len), Some(64), "{line}");
+    assert!(node.terminate(Duration::from_secs(10)).success());
+
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, "network = \"regtest\"\n[mining]\nthreds = 2\n").expect("writes");
+    let config = config.to_str().expect("utf-8");
+    let out = tinychain_tests::run_node(&["run", "--datadir", datadir, "--config", config]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains(config) && stderr.contains("threds"), "{stderr}");
+}

@@ -46,10 +46,6 @@ fn overpaying_block(extra_nonce: u64) -> Block {
     block
 }
 
-fn peer_of(node: &TestNode, id: &str) -> Option<serde_json::Value> {
-    node.peers().into_iter().find(|p| p["id"] == id)
-}
-
 #[test]
 fn a_block_mined_at_one_end_of_a_line_of_five_reaches_the_other_and_transactions_spread() {
     let rt = runtime();
@@ -149,16 +145,10 @@ fn a_peer_sending_invalid_blocks_is_penalised_then_banned_and_stays_banned() {
     let node = TestNode::start(&rt, &[]);
     let evil = Hostile::start(&rt, regtest().genesis_hash());
     evil.connect(&node.addr);
-    let evil_id = node
-        .wait_for("the hostile peer", |n| {
-            n.peers().first().map(|p| p["id"].as_str().map(str::to_owned))
-        })
-        .expect("id");
-
-    evil.publish_block_bytes(overpaying_block(1).encode());
-    node.wait_for("a penalty", |n| (peer_of(n, &evil_id)?["score"].as_i64()? < 0).then_some(()));
-    evil.publish_block_bytes(overpaying_block(2).encode());
-    evil.expect("the ban's disconnect", |s| matches!(s, Seen::Disconnected));
+    node.wait_for("the hostile peer", |n| (n.peers().len() == 1).then_some(()));
+    // Distinct invalid blocks until the ban's disconnect (gossip may drop one
+    // on a loaded machine; each that arrives costs the sender 50 points).
+    publish_invalid_blocks_until_disconnected(&evil);
     node.wait_for("the banned peer gone", |n| n.peers().is_empty().then_some(()));
     assert!(!evil.try_connect(&node.addr), "a banned peer cannot come back");
     // The node is fine and at genesis.
@@ -172,9 +162,7 @@ fn a_misbehaving_bootstrap_peer_is_disconnected_but_never_banned() {
     let evil = Hostile::start(&rt, regtest().genesis_hash());
     let node = TestNode::start_on(&rt, Network::Regtest, vec![evil.addr()]);
     evil.expect("the node's subscriptions", |s| matches!(s, Seen::Subscribed));
-    evil.publish_block_bytes(overpaying_block(1).encode());
-    evil.publish_block_bytes(overpaying_block(2).encode());
-    evil.expect("the disconnect", |s| matches!(s, Seen::Disconnected));
+    publish_invalid_blocks_until_disconnected(&evil);
     // The node dials its bootstrap peer again (every 10 s), and holds no ban.
     evil.expect("the re-dial", |s| matches!(s, Seen::Connected));
     assert_eq!(node.call("getnetworkinfo", json!([]))["banned"], 0);
@@ -294,4 +282,17 @@ fn one_key() -> PrivateKey {
     let mut bytes = [0; 32];
     bytes[31] = 1;
     PrivateKey::from_bytes(&bytes).expect("a valid scalar")
+}
+
+/// Publishes distinct invalid blocks, one a second, until the node drops the sender.
+fn publish_invalid_blocks_until_disconnected(evil: &Hostile) {
+    for extra_nonce in 1..=30 {
+        evil.publish_block_bytes(overpaying_block(extra_nonce).encode());
+        let seen = evil
+            .next_matching(std::time::Duration::from_secs(1), |s| matches!(s, Seen::Disconnected));
+        if seen.is_some() {
+            return;
+        }
+    }
+    panic!("the node never dropped a peer sending invalid blocks");
 }

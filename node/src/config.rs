@@ -1,0 +1,926 @@
+//! The node's configuration: built-in defaults < TOML file < environment < flags.
+//!
+//! Owns the file format (one section per component: `[p2p]`, `[rpc]`, `[store]`,
+//! `[mining]`, `[metrics]`, `[log]`; unknown keys refused), the
+//! `TINYCHAIN_<SECTION>_<KEY>` environment variables, the command-line flags
+//! shared by the subcommands, the default data directory and the commented file
+//! `tinychain-node config default` prints. It reads the file and the environment
+//! it is given and starts nothing: `main` maps the result onto each component's
+//! own settings.
+//!
+//! Every error names the key and where it came from (the file's path with line
+//! and column, or the environment variable).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use libp2p::Multiaddr;
+use serde::{Deserialize, Serialize};
+use tinychain_protocol::keys::Address;
+use tinychain_protocol::params::Network;
+
+/// The configuration file's name in the base data directory.
+pub const FILE_NAME: &str = "tinychain.toml";
+/// The prefix of the environment variables the node reads.
+pub const ENV_PREFIX: &str = "TINYCHAIN_";
+
+/// The whole configuration, as written in the file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The network: `main`, `test` or `regtest`.
+    pub network: Network,
+    /// The base data directory; each network's data lives in a subdirectory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub datadir: Option<PathBuf>,
+    /// Peer-to-peer networking.
+    pub p2p: P2p,
+    /// The JSON-RPC socket.
+    pub rpc: Rpc,
+    /// The chain store.
+    pub store: Store,
+    /// The miner.
+    pub mining: Mining,
+    /// The Prometheus endpoint.
+    pub metrics: Metrics,
+    /// Logging.
+    pub log: Log,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            network: Network::Main,
+            datadir: None,
+            p2p: P2p::default(),
+            rpc: Rpc::default(),
+            store: Store::default(),
+            mining: Mining::default(),
+            metrics: Metrics::default(),
+            log: Log::default(),
+        }
+    }
+}
+
+/// `[p2p]`: listening, bootstrap peers, connection limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct P2p {
+    /// Addresses to listen on (empty: all interfaces on the network's port).
+    #[serde(with = "multiaddrs")]
+    pub listen: Vec<Multiaddr>,
+    /// Peers dialed at start and re-dialed while disconnected, with `/p2p/<peer id>`.
+    #[serde(with = "multiaddrs")]
+    pub bootstrap: Vec<Multiaddr>,
+    /// Connections kept at most.
+    pub max_connections: u32,
+    /// Peers the node tries to keep: below this it looks for more.
+    pub target_peers: usize,
+    /// Discover peers on the local network with mDNS (needs a build with the `mdns` feature).
+    pub mdns: bool,
+    /// The node's identity key (libp2p protobuf encoding), created if missing
+    /// (default: `identity.key` in the network's data directory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_file: Option<PathBuf>,
+}
+
+impl Default for P2p {
+    fn default() -> P2p {
+        P2p {
+            listen: Vec::new(),
+            bootstrap: Vec::new(),
+            max_connections: 50,
+            target_peers: 8,
+            mdns: false,
+            identity_file: None,
+        }
+    }
+}
+
+/// `[rpc]`: the JSON-RPC Unix socket.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Rpc {
+    /// The socket's path (default: `rpc.sock` in the network's data directory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket: Option<PathBuf>,
+}
+
+/// `[store]`: the redb chain store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Store {
+    /// redb's page cache, in MiB.
+    pub cache_mb: u32,
+}
+
+impl Default for Store {
+    fn default() -> Store {
+        Store { cache_mb: 32 }
+    }
+}
+
+impl Store {
+    /// Returns the cache size in bytes.
+    pub fn cache_bytes(&self) -> usize {
+        usize::try_from(self.cache_mb).unwrap_or(usize::MAX).saturating_mul(1024 * 1024)
+    }
+}
+
+/// `[mining]`: the built-in miner.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mining {
+    /// Whether to mine.
+    pub enabled: bool,
+    /// The address mined coins are paid to (needed when mining).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// Mining threads (0: one per core).
+    pub threads: usize,
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// Whether to serve metrics.
+    pub enabled: bool,
+    /// The HTTP address to serve them on (loopback by default).
+    pub listen: SocketAddr,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics { enabled: false, listen: SocketAddr::from(([127, 0, 0, 1], 9898)) }
+    }
+}
+
+/// `[log]`: what is logged, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// A `tracing` filter, `RUST_LOG` style (e.g. `info,tinychain_node::p2p=debug`).
+    pub filter: String,
+    /// `text` (for people) or `json` (one object per line, for machines).
+    pub format: LogFormat,
+}
+
+impl Default for Log {
+    fn default() -> Log {
+        Log { filter: "info".into(), format: LogFormat::Text }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, with the event's fields at the top level.
+    Json,
+}
+
+/// An error loading the configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, has an unknown key or a bad value.
+    #[error("config file {path}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the key and its line.
+        source: Box<toml::de::Error>,
+    },
+    /// An environment variable names an unknown key or holds a bad value.
+    #[error("environment variable {var}: {detail}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A value is well-formed but unusable (for example an address of another network).
+    #[error("{key}: {detail}")]
+    Invalid {
+        /// The key, e.g. `mining.address`.
+        key: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// No data directory was given and none can be derived.
+    #[error(
+        "no data directory: pass --datadir or set TINYCHAIN_DATADIR (no home directory to default to)"
+    )]
+    NoDataDir,
+}
+
+/// Flags naming where the configuration and data are (every subcommand that needs them).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct DirFlags {
+    /// The configuration file (default: tinychain.toml in the data directory, if present).
+    #[arg(long, env = "TINYCHAIN_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Base data directory; each network's data lives in a subdirectory of it
+    /// [default: $STATE_DIRECTORY, else $XDG_DATA_HOME/tinychain or ~/.local/share/tinychain].
+    #[arg(long, env = "TINYCHAIN_DATADIR")]
+    pub datadir: Option<PathBuf>,
+    /// The network: main, test or regtest [default: main].
+    #[arg(long, env = "TINYCHAIN_NETWORK")]
+    pub network: Option<Network>,
+    /// Log format [default: text; config log.format].
+    #[arg(long, value_enum, env = "TINYCHAIN_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// The flags of `run` (and `config show`), each overriding its config key.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RunFlags {
+    /// Where the configuration and data are.
+    #[command(flatten)]
+    pub dir: DirFlags,
+    /// Mine blocks (mining.enabled).
+    #[arg(long)]
+    pub mine: bool,
+    /// The address mined coins are paid to (mining.address; env TINYCHAIN_MINE_ADDRESS).
+    #[arg(long)]
+    pub mine_address: Option<String>,
+    /// Mining threads (mining.threads) [default: one per core].
+    #[arg(long)]
+    pub miner_threads: Option<usize>,
+    /// Address to listen on for peers (repeatable; p2p.listen), e.g. /ip4/0.0.0.0/tcp/9333.
+    #[arg(long = "listen", value_name = "MULTIADDR")]
+    pub listen: Vec<Multiaddr>,
+    /// The RPC socket's path (rpc.socket; env TINYCHAIN_RPC_SOCKET)
+    /// [default: rpc.sock in the network's data directory].
+    #[arg(long)]
+    pub rpc_socket: Option<PathBuf>,
+    /// A peer to connect to at start, with its /p2p/<peer id> (repeatable; p2p.bootstrap;
+    /// env TINYCHAIN_BOOTSTRAP, comma-separated).
+    #[arg(long = "bootstrap", value_name = "MULTIADDR", value_delimiter = ',')]
+    pub bootstrap: Vec<Multiaddr>,
+    /// Discover peers on the local network with mDNS (p2p.mdns; needs a build
+    /// with `--features mdns`).
+    #[arg(long)]
+    pub mdns: bool,
+}
+
+/// A loaded, resolved configuration and the file it came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The configuration, with every default filled in: `datadir` and `rpc.socket`
+    /// are set, `p2p.listen` is not empty, `mining.threads` is at least one.
+    pub config: Config,
+    /// The file read, if any.
+    pub file: Option<PathBuf>,
+    /// The base data directory (also in `config`).
+    datadir: PathBuf,
+    /// The RPC socket (also in `config`).
+    rpc_socket: PathBuf,
+}
+
+impl Loaded {
+    /// Returns the base data directory.
+    pub fn datadir(&self) -> &Path {
+        &self.datadir
+    }
+
+    /// Returns the RPC socket's path.
+    pub fn rpc_socket(&self) -> &Path {
+        &self.rpc_socket
+    }
+
+    /// Returns the address mining pays to, if one is configured.
+    ///
+    /// # Errors
+    ///
+    /// The address is not valid on the configured network.
+    pub fn mining_address(&self) -> Result<Option<Address>, ConfigError> {
+        self.config
+            .mining
+            .address
+            .as_deref()
+            .map(|a| Address::parse(a, self.config.network))
+            .transpose()
+            .map_err(|e| ConfigError::Invalid { key: "mining.address", detail: e.to_string() })
+    }
+
+    /// Renders the effective configuration as TOML, for `config show`.
+    pub fn to_toml(&self) -> String {
+        let source = match &self.file {
+            Some(path) => format!("# file: {}\n", path.display()),
+            None => "# file: none\n".to_string(),
+        };
+        let body = toml::to_string_pretty(&self.config)
+            .unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"));
+        format!(
+            "# The effective configuration: defaults < file < environment < flags.\n{source}\n{body}"
+        )
+    }
+}
+
+/// Loads the configuration from the process's environment, the file the flags
+/// or the environment point at, and the flags.
+///
+/// # Errors
+///
+/// See [`load_from`].
+pub fn load(flags: &RunFlags) -> Result<Loaded, ConfigError> {
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
+        .collect();
+    load_from(flags, &env, default_datadir())
+}
+
+/// Loads the configuration from the given environment (`(name, value)` pairs),
+/// the file, and the flags; `default_datadir` is used when no data directory is set.
+///
+/// # Errors
+///
+/// The file cannot be read or parsed, a key (in the file or the environment) is
+/// unknown, a value is malformed or unusable, or there is no data directory.
+pub fn load_from(
+    flags: &RunFlags,
+    env: &[(String, String)],
+    default_datadir: Option<PathBuf>,
+) -> Result<Loaded, ConfigError> {
+    // The file: the one named, else tinychain.toml in the data directory if present.
+    let named_datadir = flags.dir.datadir.clone().or_else(|| default_datadir.clone());
+    let file = match (&flags.dir.config, &named_datadir) {
+        (Some(path), _) => Some(path.clone()),
+        (None, Some(dir)) => Some(dir.join(FILE_NAME)).filter(|p| p.is_file()),
+        (None, None) => None,
+    };
+    let mut table = toml::Table::new();
+    if let Some(path) = &file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        table = parse_file(&text)
+            .map_err(|source| ConfigError::File { path: path.clone(), source: Box::new(source) })?;
+    }
+    merge(&mut table, env_table(env)?);
+    let mut config: Config = toml::Value::Table(table).try_into().map_err(|e| {
+        // Each layer was checked on its own; a failure here is a bug, reported plainly.
+        ConfigError::Invalid { key: "configuration", detail: format!("{e}") }
+    })?;
+    apply_flags(&mut config, flags);
+    let (datadir, rpc_socket) = resolve(&mut config, default_datadir)?;
+    Ok(Loaded { config, file, datadir, rpc_socket })
+}
+
+/// Parses a configuration file's text, refusing unknown keys and bad values.
+///
+/// # Errors
+///
+/// The text is not TOML, or a key or value does not fit [`Config`].
+pub fn parse_file(text: &str) -> Result<toml::Table, toml::de::Error> {
+    // Deserializing into `Config` checks keys and types with line numbers in the
+    // error; the raw table is what is merged with the other layers.
+    toml::from_str::<Config>(text)?;
+    toml::from_str::<toml::Table>(text)
+}
+
+/// The type of a value set through the environment.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Str,
+    Bool,
+    Int,
+    /// Comma-separated.
+    List,
+}
+
+/// Every key settable through the environment: (variable suffix, section, key, kind).
+/// `TINYCHAIN_NETWORK`, `TINYCHAIN_DATADIR` and `TINYCHAIN_CONFIG` are read as flags.
+const ENV_KEYS: &[(&str, &str, &str, Kind)] = &[
+    ("P2P_LISTEN", "p2p", "listen", Kind::List),
+    ("P2P_BOOTSTRAP", "p2p", "bootstrap", Kind::List),
+    ("BOOTSTRAP", "p2p", "bootstrap", Kind::List),
+    ("P2P_MAX_CONNECTIONS", "p2p", "max_connections", Kind::Int),
+    ("P2P_TARGET_PEERS", "p2p", "target_peers", Kind::Int),
+    ("P2P_MDNS", "p2p", "mdns", Kind::Bool),
+    ("P2P_IDENTITY_FILE", "p2p", "identity_file", Kind::Str),
+    ("RPC_SOCKET", "rpc", "socket", Kind::Str),
+    ("STORE_CACHE_MB", "store", "cache_mb", Kind::Int),
+    ("MINING_ENABLED", "mining", "enabled", Kind::Bool),
+    ("MINING_ADDRESS", "mining", "address", Kind::Str),
+    ("MINE_ADDRESS", "mining", "address", Kind::Str),
+    ("MINING_THREADS", "mining", "threads", Kind::Int),
+    ("METRICS_ENABLED", "metrics", "enabled", Kind::Bool),
+    ("METRICS_LISTEN", "metrics", "listen", Kind::Str),
+    ("LOG_FILTER", "log", "filter", Kind::Str),
+    ("LOG_FORMAT", "log", "format", Kind::Str),
+];
+
+/// Variables read by clap as flags, not by the environment layer.
+const ENV_FLAGS: &[&str] = &["NETWORK", "DATADIR", "CONFIG"];
+
+/// The sections, whose `TINYCHAIN_<SECTION>_*` variables must all be known keys.
+const SECTIONS: &[&str] = &["P2P", "RPC", "STORE", "MINING", "METRICS", "LOG"];
+
+/// Builds the environment layer. `RUST_LOG` sets `log.filter` unless
+/// `TINYCHAIN_LOG_FILTER` does. Variables with the prefix but outside the
+/// node's sections (say, a wallet's) are left alone.
+fn env_table(env: &[(String, String)]) -> Result<toml::Table, ConfigError> {
+    let mut table = toml::Table::new();
+    let mut vars: Vec<&(String, String)> = env.iter().collect();
+    // RUST_LOG first, so TINYCHAIN_LOG_FILTER (applied after it) wins.
+    vars.sort_by_key(|(name, _)| name != "RUST_LOG");
+    for (name, value) in vars {
+        let (section, key, kind) = if name == "RUST_LOG" {
+            ("log", "filter", Kind::Str)
+        } else {
+            let Some(suffix) = name.strip_prefix(ENV_PREFIX) else { continue };
+            if ENV_FLAGS.contains(&suffix) {
+                continue;
+            }
+            match ENV_KEYS.iter().find(|(s, ..)| *s == suffix) {
+                Some((_, section, key, kind)) => (*section, *key, *kind),
+                None => {
+                    if let Some(section) = SECTIONS
+                        .iter()
+                        .find(|s| suffix.strip_prefix(*s).is_some_and(|r| r.starts_with('_')))
+                    {
+                        let key = suffix[section.len() + 1..].to_ascii_lowercase();
+                        return Err(ConfigError::Env {
+                            var: name.clone(),
+                            detail: format!(
+                                "unknown key `{key}` in [{}]",
+                                section.to_ascii_lowercase()
+                            ),
+                        });
+                    }
+                    continue;
+                }
+            }
+        };
+        let err = |detail: String| ConfigError::Env { var: name.clone(), detail };
+        let value = match kind {
+            Kind::Str => toml::Value::String(value.clone()),
+            Kind::Bool => match value.trim() {
+                "true" | "1" | "yes" | "on" => toml::Value::Boolean(true),
+                "false" | "0" | "no" | "off" | "" => toml::Value::Boolean(false),
+                other => return Err(err(format!("{other:?} is not a boolean (true or false)"))),
+            },
+            Kind::Int => toml::Value::Integer(
+                value
+                    .trim()
+                    .parse()
+                    .map_err(|_| err(format!("{value:?} is not a whole number")))?,
+            ),
+            Kind::List => toml::Value::Array(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| toml::Value::String(v.to_string()))
+                    .collect(),
+            ),
+        };
+        let mut one = toml::Table::new();
+        one.insert(
+            section.to_string(),
+            toml::Value::Table(std::iter::once((key.to_string(), value)).collect()),
+        );
+        // Check this variable on its own, so a bad value is blamed on it.
+        toml::Value::Table(one.clone())
+            .try_into::<Config>()
+            .map_err(|e| err(e.to_string().trim().to_string()))?;
+        merge(&mut table, one);
+    }
+    Ok(table)
+}
+
+/// Merges `upper` into `lower`: tables key by key, anything else replaced.
+fn merge(lower: &mut toml::Table, upper: toml::Table) {
+    for (key, value) in upper {
+        match (lower.get_mut(&key), value) {
+            (Some(toml::Value::Table(low)), toml::Value::Table(up)) => merge(low, up),
+            (_, value) => {
+                lower.insert(key, value);
+            }
+        }
+    }
+}
+
+fn apply_flags(config: &mut Config, flags: &RunFlags) {
+    if let Some(datadir) = &flags.dir.datadir {
+        config.datadir = Some(datadir.clone());
+    }
+    if let Some(network) = flags.dir.network {
+        config.network = network;
+    }
+    if let Some(format) = flags.dir.log_format {
+        config.log.format = format;
+    }
+    if flags.mine {
+        config.mining.enabled = true;
+    }
+    if let Some(address) = &flags.mine_address {
+        config.mining.address = Some(address.clone());
+    }
+    if let Some(threads) = flags.miner_threads {
+        config.mining.threads = threads;
+    }
+    if !flags.listen.is_empty() {
+        config.p2p.listen = flags.listen.clone();
+    }
+    if let Some(socket) = &flags.rpc_socket {
+        config.rpc.socket = Some(socket.clone());
+    }
+    if !flags.bootstrap.is_empty() {
+        config.p2p.bootstrap = flags.bootstrap.clone();
+    }
+    if flags.mdns {
+        config.p2p.mdns = true;
+    }
+}
+
+/// Fills in the defaults that depend on other values and checks what cannot be
+/// checked key by key.
+/// Returns the data directory and the RPC socket.
+fn resolve(
+    config: &mut Config,
+    default_datadir: Option<PathBuf>,
+) -> Result<(PathBuf, PathBuf), ConfigError> {
+    let datadir = match &config.datadir {
+        Some(dir) => dir.clone(),
+        None => default_datadir.ok_or(ConfigError::NoDataDir)?,
+    };
+    let rpc_socket = config
+        .rpc
+        .socket
+        .get_or_insert_with(|| datadir.join(config.network.name()).join("rpc.sock"))
+        .clone();
+    config.datadir = Some(datadir.clone());
+    if config.p2p.listen.is_empty() {
+        config.p2p.listen = vec![default_listen(config.network)];
+    }
+    if config.mining.threads == 0 {
+        config.mining.threads =
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    }
+    if let Some(address) = &config.mining.address {
+        Address::parse(address, config.network).map_err(|e| ConfigError::Invalid {
+            key: "mining.address",
+            detail: format!("{address}: {e}"),
+        })?;
+    } else if config.mining.enabled {
+        return Err(ConfigError::Invalid {
+            key: "mining.address",
+            detail: "mining needs an address to pay (--mine-address)".into(),
+        });
+    }
+    if config.metrics.enabled {
+        return Err(ConfigError::Invalid {
+            key: "metrics.enabled",
+            detail: "this build has no Prometheus endpoint yet; leave metrics disabled".into(),
+        });
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.log.filter) {
+        return Err(ConfigError::Invalid { key: "log.filter", detail: e.to_string() });
+    }
+    Ok((datadir, rpc_socket))
+}
+
+/// The default listen address: all interfaces, the network's port.
+pub fn default_listen(network: Network) -> Multiaddr {
+    let port = default_port(network);
+    Multiaddr::empty()
+        .with(libp2p::multiaddr::Protocol::Ip4(std::net::Ipv4Addr::UNSPECIFIED))
+        .with(libp2p::multiaddr::Protocol::Tcp(port))
+}
+
+/// The network's default peer-to-peer port.
+pub const fn default_port(network: Network) -> u16 {
+    match network {
+        Network::Main => 9333,
+        Network::Test => 19333,
+        Network::Regtest => 19444,
+    }
+}
+
+/// The default base data directory: systemd's `$STATE_DIRECTORY` when the node
+/// runs as a service, else the user's data directory
+/// (`$XDG_DATA_HOME/tinychain` or `~/.local/share/tinychain` on Linux).
+pub fn default_datadir() -> Option<PathBuf> {
+    default_datadir_from(
+        std::env::var_os("STATE_DIRECTORY"),
+        directories::BaseDirs::new().map(|dirs| dirs.data_dir().to_path_buf()),
+    )
+}
+
+/// [`default_datadir`] from `$STATE_DIRECTORY` and the user's data directory.
+fn default_datadir_from(
+    state_directory: Option<std::ffi::OsString>,
+    user_data: Option<PathBuf>,
+) -> Option<PathBuf> {
+    // systemd lists several directories separated by ':' when several are configured.
+    let state = state_directory.map(|s| s.to_string_lossy().split(':').next().map(PathBuf::from));
+    match state.flatten() {
+        Some(dir) if !dir.as_os_str().is_empty() => Some(dir),
+        _ => user_data.map(|d| d.join("tinychain")),
+    }
+}
+
+/// The commented file `tinychain-node config default` prints: every key at its default.
+pub const DEFAULT_FILE: &str = r#"# tinychain-node configuration.
+#
+# Values are layered: built-in defaults < this file < environment variables
+# (TINYCHAIN_<SECTION>_<KEY>, e.g. TINYCHAIN_P2P_MAX_CONNECTIONS=20) < flags.
+# The node reads <datadir>/tinychain.toml if present, or the file given with
+# --config (or TINYCHAIN_CONFIG). Unknown keys are refused.
+
+# The network: "main", "test" or "regtest" (env TINYCHAIN_NETWORK, --network).
+network = "main"
+
+# The base data directory; each network's data lives in a subdirectory
+# (env TINYCHAIN_DATADIR, --datadir). Default: $STATE_DIRECTORY under systemd,
+# else $XDG_DATA_HOME/tinychain or ~/.local/share/tinychain.
+# datadir = "/var/lib/tinychain"
+
+[p2p]
+# Addresses to listen on (--listen, repeatable). Empty: /ip4/0.0.0.0/tcp/<port>
+# with port 9333 on main, 19333 on test, 19444 on regtest.
+listen = []
+# Peers to dial at start and re-dial while disconnected, each with its peer id
+# (--bootstrap, repeatable; env TINYCHAIN_BOOTSTRAP, comma-separated), e.g.
+# "/dns4/seed.example.org/tcp/9333/p2p/12D3KooW...".
+bootstrap = []
+# Connections kept at most.
+max_connections = 50
+# Peers the node tries to keep: below this it dials peers found by discovery.
+target_peers = 8
+# Discover peers on the local network with mDNS (--mdns); needs a build with
+# `--features mdns`.
+mdns = false
+# The node's identity key (libp2p protobuf encoding), created if missing; its
+# peer id is what others put after /p2p/. `tinychain-node identity PATH`
+# creates one and prints the peer id. Default: identity.key in the network's
+# data directory.
+# identity_file = "/etc/tinychain/identity.key"
+
+[rpc]
+# The JSON-RPC Unix socket (mode 0600) (--rpc-socket).
+# Default: rpc.sock in the network's data directory.
+# socket = "/run/tinychain/rpc.sock"
+
+[store]
+# redb's page cache, in MiB.
+cache_mb = 32
+
+[mining]
+# Mine blocks (--mine).
+enabled = false
+# The address mined coins are paid to; needed when mining (--mine-address).
+# address = "mrCDrCybB6J1vRfbwM5hemdJz73FwDBC8r"
+# Mining threads; 0 means one per core (--miner-threads).
+threads = 0
+
+[metrics]
+# A Prometheus endpoint (not in this build yet: must stay disabled).
+enabled = false
+listen = "127.0.0.1:9898"
+
+[log]
+# A tracing filter, RUST_LOG style (RUST_LOG, if set, overrides it), e.g.
+# "info,tinychain_node::p2p=debug".
+filter = "info"
+# "text" for people, "json" for one object per line (--log-format).
+format = "text"
+"#;
+
+/// Serde for a list of multiaddrs written as strings.
+mod multiaddrs {
+    use libp2p::Multiaddr;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(addrs: &[Multiaddr], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(addrs.iter().map(ToString::to_string))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Multiaddr>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .into_iter()
+            .map(|s| {
+                s.parse().map_err(|e| serde::de::Error::custom(format!("bad multiaddr {s:?}: {e}")))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error with its sources, as `main` prints it.
+    fn full(e: &ConfigError) -> String {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            text.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        text
+    }
+
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn load_env(vars: &[(&str, &str)]) -> Result<Loaded, ConfigError> {
+        load_from(&RunFlags::default(), &env(vars), Some(PathBuf::from("/nonexistent/base")))
+    }
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("node.toml");
+        std::fs::write(&path, text).expect("writes");
+        path
+    }
+
+    #[test]
+    fn the_default_data_directory_is_systemds_state_directory_else_the_users() {
+        let home = Some(PathBuf::from("/home/u/.local/share"));
+        let state = |s: &str| Some(std::ffi::OsString::from(s));
+        assert_eq!(
+            default_datadir_from(state("/var/lib/tinychain"), home.clone()),
+            Some(PathBuf::from("/var/lib/tinychain"))
+        );
+        assert_eq!(
+            default_datadir_from(state("/var/lib/tinychain:/var/lib/other"), home.clone()),
+            Some(PathBuf::from("/var/lib/tinychain"))
+        );
+        assert_eq!(
+            default_datadir_from(None, home.clone()),
+            Some(PathBuf::from("/home/u/.local/share/tinychain"))
+        );
+        assert_eq!(
+            default_datadir_from(state(""), home),
+            Some(PathBuf::from("/home/u/.local/share/tinychain"))
+        );
+        assert_eq!(default_datadir_from(None, None), None);
+    }
+
+    #[test]
+    fn the_default_file_parses_to_the_defaults() {
+        let table = parse_file(DEFAULT_FILE).expect("parses");
+        let config: Config = toml::Value::Table(table).try_into().expect("fits");
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn the_example_file_parses_and_resolves() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/tinychain.example.toml");
+        let flags = RunFlags {
+            dir: DirFlags { config: Some(path.clone()), ..Default::default() },
+            ..Default::default()
+        };
+        let loaded =
+            load_from(&flags, &[], Some(PathBuf::from("/var/lib/tinychain"))).expect("loads");
+        assert_eq!(loaded.file.as_deref(), Some(path.as_path()));
+        assert_eq!(loaded.config.network, Network::Test);
+        assert!(!loaded.config.p2p.bootstrap.is_empty());
+        assert!(loaded.mining_address().expect("valid").is_some());
+    }
+
+    #[test]
+    fn layers_apply_in_order_defaults_file_env_flags() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = write(
+            dir.path(),
+            "network = \"regtest\"\n[p2p]\nmax_connections = 10\nlisten = [\"/ip4/127.0.0.1/tcp/1\"]\n\
+             [mining]\nthreads = 3\n[log]\nfilter = \"debug\"\n",
+        );
+        let mut flags = RunFlags {
+            dir: DirFlags { config: Some(path), ..Default::default() },
+            ..Default::default()
+        };
+        let vars = env(&[
+            ("TINYCHAIN_P2P_MAX_CONNECTIONS", "20"),
+            ("TINYCHAIN_MINING_THREADS", "4"),
+            ("TINYCHAIN_BOOTSTRAP", "/ip4/10.0.0.1/tcp/19444, /ip4/10.0.0.2/tcp/19444"),
+            ("RUST_LOG", "warn"),
+            ("TINYCHAIN_WALLET_FILE", "not the node's business"),
+        ]);
+        flags.miner_threads = Some(5);
+        let loaded = load_from(&flags, &vars, Some(dir.path().to_path_buf())).expect("loads");
+        let c = &loaded.config;
+        assert_eq!(c.network, Network::Regtest, "file over default");
+        assert_eq!(c.p2p.max_connections, 20, "env over file");
+        assert_eq!(c.p2p.listen, vec!["/ip4/127.0.0.1/tcp/1".parse::<Multiaddr>().expect("ok")]);
+        assert_eq!(c.mining.threads, 5, "flag over env over file");
+        assert_eq!(c.p2p.bootstrap.len(), 2, "comma-separated");
+        assert_eq!(c.log.filter, "warn", "RUST_LOG over the file");
+        assert_eq!(c.datadir.as_deref(), Some(dir.path()), "the default data directory");
+        assert_eq!(loaded.rpc_socket(), dir.path().join("regtest").join("rpc.sock"));
+        // Flags replace lists.
+        flags.bootstrap = vec!["/ip4/10.0.0.3/tcp/1".parse().expect("ok")];
+        flags.dir.datadir = Some(dir.path().to_path_buf());
+        let loaded = load_from(&flags, &vars, None).expect("loads");
+        assert_eq!(loaded.config.p2p.bootstrap, flags.bootstrap);
+        // TINYCHAIN_LOG_FILTER beats RUST_LOG.
+        let both = [vars.clone(), env(&[("TINYCHAIN_LOG_FILTER", "error")])].concat();
+        assert_eq!(load_from(&flags, &both, None).expect("loads").config.log.filter, "error");
+    }
+
+    #[test]
+    fn the_file_in_the_data_directory_is_read_when_present() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let flags = RunFlags {
+            dir: DirFlags { datadir: Some(dir.path().to_path_buf()), ..Default::default() },
+            ..Default::default()
+        };
+        assert_eq!(load_from(&flags, &[], None).expect("no file is fine").file, None);
+        std::fs::write(dir.path().join(FILE_NAME), "network = \"test\"\n").expect("writes");
+        let loaded = load_from(&flags, &[], None).expect("loads");
+        assert_eq!(loaded.config.network, Network::Test);
+        assert_eq!(loaded.file, Some(dir.path().join(FILE_NAME)));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_naming_the_key_and_the_source() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = write(dir.path(), "[p2p]\nlisten = []\nmax_conections = 3\n");
+        let flags = RunFlags {
+            dir: DirFlags { config: Some(path.clone()), ..Default::default() },
+            ..Default::default()
+        };
+        let err = full(&load_from(&flags, &[], None).expect_err("a typo"));
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains("max_conections"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+
+        let path = write(dir.path(), "[wallet]\nfile = \"x\"\n");
+        let flags = RunFlags {
+            dir: DirFlags { config: Some(path), ..Default::default() },
+            ..Default::default()
+        };
+        let err = full(&load_from(&flags, &[], None).expect_err("an unknown section"));
+        assert!(err.contains("wallet"), "{err}");
+
+        let err = load_env(&[("TINYCHAIN_P2P_MAX_CONECTIONS", "3")]).expect_err("a typo");
+        let err = err.to_string();
+        assert!(err.contains("TINYCHAIN_P2P_MAX_CONECTIONS"), "{err}");
+        assert!(err.contains("unknown key `max_conections` in [p2p]"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_blamed_on_their_source() {
+        let err = load_env(&[("TINYCHAIN_P2P_MAX_CONNECTIONS", "many")]).expect_err("bad");
+        assert!(err.to_string().contains("TINYCHAIN_P2P_MAX_CONNECTIONS"), "{err}");
+        let err = load_env(&[("TINYCHAIN_BOOTSTRAP", "not-a-multiaddr")]).expect_err("bad");
+        let err = err.to_string();
+        assert!(err.contains("TINYCHAIN_BOOTSTRAP") && err.contains("not-a-multiaddr"), "{err}");
+        let err = load_env(&[("TINYCHAIN_LOG_FORMAT", "xml")]).expect_err("bad").to_string();
+        assert!(err.contains("TINYCHAIN_LOG_FORMAT"), "{err}");
+        let err = load_env(&[("TINYCHAIN_MINING_ENABLED", "perhaps")]).expect_err("bad");
+        assert!(err.to_string().contains("TINYCHAIN_MINING_ENABLED"), "{err}");
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = write(dir.path(), "[metrics]\nlisten = \"nowhere\"\n");
+        let flags = RunFlags {
+            dir: DirFlags { config: Some(path), ..Default::default() },
+            ..Default::default()
+        };
+        let err = full(&load_from(&flags, &[], None).expect_err("bad address"));
+        assert!(err.contains("listen") && err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn unusable_combinations_are_refused() {
+        // Mining without an address.
+        let err = load_env(&[("TINYCHAIN_MINING_ENABLED", "true")]).expect_err("no address");
+        assert!(err.to_string().contains("mining.address"), "{err}");
+        // A regtest address on main.
+        let err = load_env(&[("TINYCHAIN_MINE_ADDRESS", "mrCDrCybB6J1vRfbwM5hemdJz73FwDBC8r")])
+            .expect_err("wrong network");
+        assert!(err.to_string().contains("mining.address"), "{err}");
+        let err = load_env(&[("TINYCHAIN_LOG_FILTER", "info,[=")]).expect_err("bad filter");
+        assert!(err.to_string().contains("log.filter"), "{err}");
+        let err = load_from(&RunFlags::default(), &[], None).expect_err("no data directory");
+        assert!(matches!(err, ConfigError::NoDataDir), "{err}");
+    }
+
+    #[test]
+    fn resolved_defaults_are_concrete_and_show_round_trips() {
+        let loaded = load_env(&[("TINYCHAIN_NETWORK", "ignored: read by clap")]).expect("loads");
+        let c = &loaded.config;
+        assert_eq!(c.p2p.listen, vec![default_listen(Network::Main)]);
+        assert!(c.mining.threads >= 1);
+        // `config show` prints a file that loads back to the same configuration.
+        let shown = loaded.to_toml();
+        let table = parse_file(&shown).expect("the shown file parses");
+        let back: Config = toml::Value::Table(table).try_into().expect("fits");
+        assert_eq!(&back, c);
+    }
+}
