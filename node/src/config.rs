@@ -138,6 +138,9 @@ pub struct Mining {
     pub address: Option<String>,
     /// Mining threads (0: one per core).
     pub threads: usize,
+    /// Milliseconds the miner rests after finding a block (0: never). For demo
+    /// networks on regtest, where blocks take a handful of hashes.
+    pub min_interval_ms: u64,
 }
 
 /// `[metrics]`: the Prometheus endpoint.
@@ -416,6 +419,7 @@ const ENV_KEYS: &[(&str, &str, &str, Kind)] = &[
     ("MINING_ADDRESS", "mining", "address", Kind::Str),
     ("MINE_ADDRESS", "mining", "address", Kind::Str),
     ("MINING_THREADS", "mining", "threads", Kind::Int),
+    ("MINING_MIN_INTERVAL_MS", "mining", "min_interval_ms", Kind::Int),
     ("METRICS_ENABLED", "metrics", "enabled", Kind::Bool),
     ("METRICS_LISTEN", "metrics", "listen", Kind::Str),
     ("LOG_FILTER", "log", "filter", Kind::Str),
@@ -686,6 +690,9 @@ enabled = false
 # address = "mrCDrCybB6J1vRfbwM5hemdJz73FwDBC8r"
 # Mining threads; 0 means one per core (--miner-threads).
 threads = 0
+# Milliseconds the miner rests after finding a block; 0 never rests. Useful on
+# regtest demo networks, where a block takes a handful of hashes.
+min_interval_ms = 0
 
 [metrics]
 # A Prometheus endpoint (not in this build yet: must stay disabled).

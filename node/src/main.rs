@@ -171,6 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     enabled: c.mining.enabled,
                     pay_to: loaded.mining_address()?.map(|a| a.pubkey_hash()),
                     threads: c.mining.threads,
+                    min_interval: std::time::Duration::from_millis(c.mining.min_interval_ms),
                 },
                 p2p: p2p::Config {
                     listen: c.p2p.listen.clone(),

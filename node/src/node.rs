@@ -56,6 +56,9 @@ pub struct MiningConfig {
     pub pay_to: Option<PubkeyHash>,
     /// Mining threads.
     pub threads: usize,
+    /// After finding a block the miner rests this long (zero: never). For
+    /// demo networks on regtest, where a block takes a handful of hashes.
+    pub min_interval: Duration,
 }
 
 /// Everything the node needs to run.
@@ -93,6 +96,10 @@ struct Node {
     miner: Option<(Miner, PubkeyHash)>,
     /// What `setmining` needs to start the miner at run time.
     mining: MiningControl,
+    /// The miner rests (after a found block) until then.
+    miner_rests_until: Option<Instant>,
+    /// How long it rests.
+    miner_rest: Duration,
     /// Headers-first block download.
     sync: Sync<PeerId>,
     /// Sync progress for the log: when and at what height it was last reported.
@@ -158,6 +165,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         net,
         miner,
         mining,
+        miner_rests_until: None,
+        miner_rest: config.mining.min_interval,
         sync: Sync::new(sync::Config::default()),
         progress: None,
         stop_requested: false,
@@ -178,19 +187,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tokio::select! {
             Some(block) = found_rx.recv() => node.on_found_block(block)?,
             event = node.net.next_event() => node.on_net_event(event)?,
+            () = rest_end(node.miner_rests_until) => {
+                node.miner_rests_until = None;
+                node.refresh_miner();
+            }
             _ = ticks.tick() => {
                 node.core.tick(unix_now());
                 node.net.log_mesh_changes();
                 node.run_sync();
             }
             _ = refresh.tick() => {
-                if let Some((miner, pay_to)) = &node.miner {
+                if let Some((miner, _)) = &node.miner {
                     let hashes = miner.hashes();
                     let rate = (hashes - last_hashes) / TEMPLATE_REFRESH.as_secs();
                     last_hashes = hashes;
                     info!(hash_rate = rate, height = node.core.chain().height(), "mining");
-                    miner.set_job(node.core.block_template(*pay_to, unix_now()));
                 }
+                node.refresh_miner();
             }
             _ = maintenance.tick() => {
                 node.net.dial_bootstrap();
@@ -387,11 +400,26 @@ impl Node {
         })
     }
 
+    /// Gives the miner a fresh template on the tip, unless it is resting.
+    fn refresh_miner(&self) {
+        if self.miner_rests_until.is_none()
+            && let Some((miner, pay_to)) = &self.miner
+        {
+            miner.set_job(self.core.block_template(*pay_to, unix_now()));
+        }
+    }
+
     fn on_found_block(&mut self, block: Block) -> anyhow::Result<()> {
         let hash = block.block_hash();
         let (outcome, outputs) = self.core.handle_block(block.clone(), None, unix_now())?;
         if outcome == BlockOutcome::Accepted {
             self.net.publish_block(&block);
+            if !self.miner_rest.is_zero()
+                && let Some((miner, _)) = &self.miner
+            {
+                miner.pause();
+                self.miner_rests_until = Some(Instant::now() + self.miner_rest);
+            }
         } else {
             warn!(%hash, ?outcome, "own block not accepted");
         }
@@ -629,9 +657,7 @@ impl Node {
                     } else {
                         info!(%hash, height, disconnected, "new tip");
                     }
-                    if let Some((miner, pay_to)) = &self.miner {
-                        miner.set_job(self.core.block_template(*pay_to, unix_now()));
-                    }
+                    self.refresh_miner();
                 }
                 Output::Penalize { peer, reason } => self.net.penalize(peer, &reason),
                 Output::RequestBlock { peer, hash } => {
@@ -672,6 +698,14 @@ struct MiningControl {
     threads: usize,
     /// The address to pay when none is given (`--mine-address` or the last `setmining`).
     pay_to: Option<PubkeyHash>,
+}
+
+/// Completes when the miner's rest ends; never if it is not resting.
+async fn rest_end(until: Option<Instant>) {
+    match until {
+        Some(until) => tokio::time::sleep_until(until.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Tells systemd (`Type=notify`) the node's state; outside systemd does nothing.

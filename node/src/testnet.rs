@@ -35,7 +35,12 @@ pub fn local_config(datadir: &Path, network: Network, bootstrap: Vec<Multiaddr>)
     node::Config {
         datadir: datadir.to_owned(),
         network,
-        mining: MiningConfig { enabled: false, pay_to: None, threads: 1 },
+        mining: MiningConfig {
+            enabled: false,
+            pay_to: None,
+            threads: 1,
+            min_interval: Duration::ZERO,
+        },
         p2p: p2p::Config {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a valid literal multiaddr")],
             bootstrap,

@@ -197,3 +197,20 @@ fn json_logs_carry_fields_and_a_bad_config_key_is_refused_by_name() {
     assert!(!out.status.success());
     assert!(stderr.contains(config) && stderr.contains("threds"), "{stderr}");
 }
+
+#[test]
+fn a_resting_miner_waits_its_interval_between_blocks() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let datadir = dir.path().to_str().expect("utf-8 temp path");
+    let mut command = std::process::Command::new(tinychain_tests::binary("tinychain-node"));
+    command.args(run_args(datadir)).env("TINYCHAIN_MINING_MIN_INTERVAL_MS", "700");
+    let mut node = NodeProcess::spawn(command);
+    node.wait_for_log("new tip", START);
+    let first = std::time::Instant::now();
+    node.wait_for_new_log("new tip", START);
+    node.wait_for_new_log("new tip", START);
+    // Two rests at least between the first block and the third; a loaded
+    // machine only makes it longer. (Unrested, regtest mines hundreds a second.)
+    assert!(first.elapsed() >= Duration::from_millis(1400), "{:?}", first.elapsed());
+    assert!(node.terminate(Duration::from_secs(10)).success());
+}
