@@ -114,10 +114,11 @@ fn a_late_node_syncs_over_2000_blocks_from_several_peers() {
         .filter(|n| *n > 0)
         .collect();
     assert!(served.len() >= 2, "blocks came from {} peers: {served:?}", served.len());
-    // No block was fetched twice (a few may come by gossip instead, as peers
-    // that finished their own sync relay their last blocks).
+    // No block was fetched twice, and most came through the download window
+    // (some may come by gossip instead: peers that finished their own sync
+    // relay their last blocks, and a gossiped tip's parents are fetched by hash).
     let fetched = served.iter().sum::<u64>();
-    assert!((2000..=2050).contains(&fetched), "{fetched} blocks fetched");
+    assert!((1500..=2050).contains(&fetched), "{fetched} blocks fetched");
     let info = late.call("getblockchaininfo", json!([]));
     assert_eq!(info["utxo_digest"], seed.call("getblockchaininfo", json!([]))["utxo_digest"]);
     assert_eq!(info["initialblockdownload"], false);
