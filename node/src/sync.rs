@@ -234,9 +234,23 @@ impl<P: Ord + Clone> Sync<P> {
     /// Handles a peer's blocks reply to a request for `requested`; `delivered`
     /// are the hashes of the blocks it sent.
     pub fn blocks_received(&mut self, peer: &P, requested: &[BlockHash], delivered: &[BlockHash]) {
-        // Only requests this downloader made count (not, say, an orphan's parent).
-        if !requested.iter().any(|h| self.in_flight.get(h).is_some_and(|(p, _)| p == peer)) {
+        if !self.release(peer, requested) {
             return;
+        }
+        if let Some(entry) = self.peers.get_mut(peer) {
+            entry.delivered += delivered.iter().filter(|h| requested.contains(h)).count() as u64;
+            if delivered.is_empty() && !requested.is_empty() {
+                // It does not have them after all: ask others until it tells us more.
+                entry.came_up_empty = true;
+            }
+        }
+    }
+
+    /// Frees the blocks of a request to `peer` and its slot; tells whether the
+    /// request was this downloader's (not, say, an orphan's parent fetched by hash).
+    fn release(&mut self, peer: &P, requested: &[BlockHash]) -> bool {
+        if !requested.iter().any(|h| self.in_flight.get(h).is_some_and(|(p, _)| p == peer)) {
+            return false;
         }
         for hash in requested {
             if self.in_flight.get(hash).is_some_and(|(p, _)| p == peer) {
@@ -245,12 +259,8 @@ impl<P: Ord + Clone> Sync<P> {
         }
         if let Some(entry) = self.peers.get_mut(peer) {
             entry.requests = entry.requests.saturating_sub(1);
-            entry.delivered += delivered.iter().filter(|h| requested.contains(h)).count() as u64;
-            if delivered.is_empty() && !requested.is_empty() {
-                // It does not have them after all: ask others until it tells us more.
-                entry.came_up_empty = true;
-            }
         }
+        true
     }
 
     /// Handles a refused request: as a failed one, and the peer rests a second
@@ -269,7 +279,7 @@ impl<P: Ord + Clone> Sync<P> {
                 entry.headers_since = None;
             }
         } else {
-            self.blocks_received(peer, blocks, &[]);
+            self.release(peer, blocks);
         }
     }
 

@@ -253,3 +253,20 @@ fn answers_to_requests_the_downloader_did_not_make_change_nothing() {
     sync.blocks_received(&1, &asked[0].1, &asked[0].1);
     assert_eq!(requested_blocks(&sync.schedule(node.chain(), t0)).len(), 1);
 }
+
+#[test]
+fn a_refused_peer_rests_a_second_and_is_then_asked_again() {
+    let (src, blocks) = source(40);
+    let mut node = new_core(regtest());
+    node.handle_headers(&headers(&blocks), NOW).expect("store");
+    let mut sync = Sync::new(Config { requests_per_peer: 1, ..Config::default() });
+    let t0 = Instant::now();
+    sync.set_status(1, status(&src), node.chain());
+    let asked = requested_blocks(&sync.schedule(node.chain(), t0));
+    assert_eq!(asked.len(), 1);
+    sync.request_refused(&1, &asked[0].1, t0);
+    assert!(requested_blocks(&sync.schedule(node.chain(), t0)).is_empty(), "it rests");
+    let later = t0 + Duration::from_millis(1500);
+    let again = requested_blocks(&sync.schedule(node.chain(), later));
+    assert_eq!(again, asked, "the same blocks, of the same peer, after the rest");
+}
