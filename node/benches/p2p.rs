@@ -12,7 +12,7 @@
 //!    recorded; p50/p99 over all rounds and nodes. Empty blocks too.
 //!
 //! Run with `cargo bench -p tinychain-node --bench p2p`; `cargo bench ... -- quick`
-//! runs small sizes.
+//! runs small sizes, and `-- ibd` or `-- propagation` only one of the two.
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -309,11 +309,15 @@ fn time_block(nodes: &[LocalNode], address: &str) -> Vec<f64> {
 fn main() {
     let quick = std::env::args().any(|a| a == "quick") || !std::env::args().any(|a| a == "--bench");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    if quick {
-        ibd(&rt, 300, 5);
-        propagation(&rt, 2);
-    } else {
-        ibd(&rt, 10_000, 10);
-        propagation(&rt, 10);
+    // `ibd` or `propagation` among the arguments runs only that one.
+    let only = |name: &str| {
+        let named = |n: &str| std::env::args().any(|a| a == n);
+        named(name) || !(named("ibd") || named("propagation"))
+    };
+    if only("ibd") {
+        if quick { ibd(&rt, 300, 5) } else { ibd(&rt, 10_000, 10) }
+    }
+    if only("propagation") {
+        propagation(&rt, if quick { 2 } else { 10 });
     }
 }

@@ -401,8 +401,8 @@ impl<S: Store, P: Clone> Core<S, P> {
             let mut block = self.block_template(pay_to, now).block;
             let target = block.header.bits.to_target().map_err(|_| GenerateError::NotRegtest)?;
             let hasher = HeaderHasher::new(&block.header);
-            let nonce = (0..=u32::MAX)
-                .find(|&n| target.is_met_by(hasher.hash_with(block.header.time, n)))
+            let nonce = hasher
+                .find_nonce(block.header.time, 0..u32::MAX, &target)
                 .ok_or(GenerateError::NotRegtest)?;
             block.header.nonce = nonce;
             let hash = block.block_hash();

@@ -166,12 +166,10 @@ fn search(index: u64, generation: u64, template: &BlockTemplate, shared: &Shared
         let mut start = 0u32;
         loop {
             let end = start.saturating_add(CHUNK);
-            for nonce in start..end {
-                if target.is_met_by(hasher.hash_with(time, nonce)) {
-                    shared.hashes.fetch_add(u64::from(nonce - start + 1), Ordering::Relaxed);
-                    block.header.nonce = nonce;
-                    return Some(block);
-                }
+            if let Some(nonce) = hasher.find_nonce(time, start..end, &target) {
+                shared.hashes.fetch_add(u64::from(nonce - start + 1), Ordering::Relaxed);
+                block.header.nonce = nonce;
+                return Some(block);
             }
             shared.hashes.fetch_add(u64::from(end - start), Ordering::Relaxed);
             if shared.generation.load(Ordering::Relaxed) != generation {

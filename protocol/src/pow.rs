@@ -459,9 +459,38 @@ impl HeaderHasher {
     pub fn hash_with(&self, time: u32, nonce: u32) -> BlockHash {
         let mut block = self.tail;
         block[TAIL_TIME..TAIL_TIME + 4].copy_from_slice(&time.to_le_bytes());
+        hash_from_state(self.second_state(&mut block, nonce))
+    }
+
+    /// Returns the first nonce in `nonces` whose header (with `time`) meets
+    /// `target`: the miner's inner loop. Equal to searching with
+    /// [`HeaderHasher::hash_with`] and [`Target::is_met_by`], but most hashes are
+    /// rejected on their most significant 32 bits, which are the last state word
+    /// of the second SHA-256, without building the hash at all.
+    pub fn find_nonce(
+        &self,
+        time: u32,
+        nonces: std::ops::Range<u32>,
+        target: &Target,
+    ) -> Option<u32> {
+        let limit: u32 = target.0.wrapping_shr(224).to();
+        let mut block = self.tail;
+        block[TAIL_TIME..TAIL_TIME + 4].copy_from_slice(&time.to_le_bytes());
+        nonces.into_iter().find(|&nonce| {
+            let state = self.second_state(&mut block, nonce);
+            // The hash's bytes 28..32 are `state[7]` big-endian; read little-endian
+            // (as targets read hashes) they are its byte swap.
+            let top = state[7].swap_bytes();
+            top < limit || (top == limit && target.is_met_by(hash_from_state(state)))
+        })
+    }
+
+    /// Puts `nonce` into `block` (the tail with its time) and returns the state
+    /// after the second SHA-256 of sha256d.
+    fn second_state(&self, block: &mut [u8; 64], nonce: u32) -> [u32; 8] {
         block[TAIL_NONCE..TAIL_NONCE + 4].copy_from_slice(&nonce.to_le_bytes());
         let mut first = self.midstate;
-        compress_block(&mut first, &block);
+        compress_block(&mut first, block);
 
         // Second SHA-256: the 32-byte digest, then constant padding and length.
         let mut second_block = SECOND_BLOCK_PADDING;
@@ -470,13 +499,17 @@ impl HeaderHasher {
         }
         let mut second = SHA256_IV;
         compress_block(&mut second, &second_block);
-
-        let mut hash = [0u8; 32];
-        for (chunk, word) in hash.chunks_exact_mut(4).zip(second) {
-            chunk.copy_from_slice(&word.to_be_bytes());
-        }
-        BlockHash::from_byte_array(hash)
+        second
     }
+}
+
+/// The digest of a final SHA-256 state: its words big-endian.
+fn hash_from_state(state: [u32; 8]) -> BlockHash {
+    let mut hash = [0u8; 32];
+    for (chunk, word) in hash.chunks_exact_mut(4).zip(state) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    BlockHash::from_byte_array(hash)
 }
 
 #[cfg(test)]
@@ -756,6 +789,29 @@ mod tests {
             expected.time = time;
             expected.nonce = nonce;
             prop_assert_eq!(HeaderHasher::new(&header).hash_with(time, nonce), expected.block_hash());
+        }
+
+        /// The fast search finds what a plain search finds, also when a hash and
+        /// the target share their top 32 bits (targets made from the hashes
+        /// themselves, met exactly and missed by one).
+        #[test]
+        fn find_nonce_matches_a_plain_search(
+            header in arb_header(),
+            time: u32,
+            start in 0u32..u32::MAX - 64,
+            pick in 0u32..64,
+            shift in 0usize..=255,
+            miss_by_one: bool,
+        ) {
+            let hasher = HeaderHasher::new(&header);
+            let nonces = start..start + 64;
+            let own = hash_to_u256(hasher.hash_with(time, start + pick));
+            let near = if miss_by_one { own.saturating_sub(U256::ONE) } else { own };
+            for target in [Target(near), Target(U256::MAX >> shift)] {
+                let plain =
+                    nonces.clone().find(|&n| target.is_met_by(hasher.hash_with(time, n)));
+                prop_assert_eq!(hasher.find_nonce(time, nonces.clone(), &target), plain);
+            }
         }
 
         #[test]
