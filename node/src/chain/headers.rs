@@ -80,7 +80,7 @@ impl<S: Store> ChainState<S> {
             }
         }
         if !batch.is_empty() {
-            self.store.write(batch)?;
+            self.write(batch)?;
         }
         Ok(outcome)
     }

@@ -141,6 +141,17 @@ pub struct ChainState<S: Store> {
     /// The active chain: `active[h]` is the hash at height `h`.
     active: Vec<BlockHash>,
     utxo_digest: UtxoDigest,
+    /// The block accepted last, not yet written: its batch goes into the next
+    /// write, normally the one connecting it, so a new tip costs one commit.
+    unwritten: Option<Unwritten>,
+}
+
+/// A block accepted but not yet in the store.
+#[derive(Debug)]
+struct Unwritten {
+    hash: BlockHash,
+    block: Block,
+    batch: Batch,
 }
 
 /// An error opening the chain state.
@@ -225,8 +236,15 @@ impl<S: Store> ChainState<S> {
                 )));
             }
         }
-        let mut chain =
-            ChainState { params, config, store, index, active, utxo_digest: tip.utxo_digest };
+        let mut chain = ChainState {
+            params,
+            config,
+            store,
+            index,
+            active,
+            utxo_digest: tip.utxo_digest,
+            unwritten: None,
+        };
         if chain.config.activate_on_start {
             chain.activate_best_chain()?;
         } else {
@@ -320,7 +338,35 @@ impl<S: Store> ChainState<S> {
     ///
     /// The store fails.
     pub fn block(&self, hash: &BlockHash) -> Result<Option<Block>, StoreError> {
-        self.store.block(hash)
+        match &self.unwritten {
+            Some(unwritten) if unwritten.hash == *hash => Ok(Some(unwritten.block.clone())),
+            _ => self.store.block(hash),
+        }
+    }
+
+    /// Writes `batch` atomically, after the unwritten block's changes (in the
+    /// same commit, and durable if either asks for it).
+    fn write(&mut self, mut batch: Batch) -> Result<(), StoreError> {
+        if let Some(unwritten) = self.unwritten.take() {
+            let mut ops = unwritten.batch.ops;
+            ops.append(&mut batch.ops);
+            batch.ops = ops;
+            batch.durable |= unwritten.batch.durable;
+        }
+        self.store.write(batch)
+    }
+
+    /// Writes the block accepted last, if it is not written yet.
+    /// [`ChainState::activate_best_chain`] always does this before it returns.
+    ///
+    /// # Errors
+    ///
+    /// The store fails.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        if self.unwritten.is_some() {
+            self.write(Batch::lazy())?;
+        }
+        Ok(())
     }
 
     /// Reads an unspent output at the tip.
@@ -363,13 +409,15 @@ impl<S: Store> ChainState<S> {
         let entry = self.new_entry(hash, header, parent, status)?;
         let mut batch = Batch::default();
         batch.push(Op::PutIndex(hash, entry));
-        self.store.write(batch)?;
+        self.write(batch)?;
         self.index.insert(hash, entry);
         Ok(entry)
     }
 
-    /// Accepts a block: checks it on its own and against its parent, stores it,
-    /// and returns. Call [`ChainState::activate_best_chain`] afterwards to move the tip.
+    /// Accepts a block: checks it on its own and against its parent, and keeps it
+    /// to be stored with the next write. Call [`ChainState::activate_best_chain`]
+    /// afterwards to move the tip (connecting the block in the same commit that
+    /// stores it) or [`ChainState::flush`] to store it on its own.
     ///
     /// # Errors
     ///
@@ -433,7 +481,8 @@ impl<S: Store> ChainState<S> {
         let mut batch = self.batch_at(stored.height);
         batch.push(Op::PutBlock(block.clone()));
         batch.push(Op::PutIndex(hash, stored));
-        self.store.write(batch)?;
+        self.flush()?;
+        self.unwritten = Some(Unwritten { hash, block: block.clone(), batch });
         self.index.insert(hash, stored);
         Ok(Accepted::New)
     }
@@ -456,7 +505,7 @@ impl<S: Store> ChainState<S> {
         for (h, e) in changed {
             batch.push(Op::PutIndex(h, e));
         }
-        self.store.write(batch)
+        self.write(batch)
     }
 
     /// Moves the active chain to the most-work valid chain whose blocks are all
@@ -505,28 +554,30 @@ impl<S: Store> ChainState<S> {
         }
         let tip_work = self.tip_entry().chainwork;
         self.index.prune_candidates_below(tip_work);
+        self.flush()?;
         Ok(change)
     }
 
     /// Connects the stored block `hash` on top of the tip: the outer error is the
     /// store's, the inner one says the block is invalid.
     fn connect_block(&mut self, hash: &BlockHash) -> Result<Result<Block, BlockError>, StoreError> {
-        let block = self.store.block(hash)?.ok_or_else(|| StoreError::Corrupt {
+        let block = self.block(hash)?.ok_or_else(|| StoreError::Corrupt {
             what: "block",
             detail: format!("{hash} is indexed with data but missing"),
         })?;
         let mut entry = *self.index.get(hash).expect("connecting an indexed block");
-        // Every coin the block could touch, in one store read: the outputs it spends
-        // and the ones it creates (which must not exist unspent already).
-        let mut touched: Vec<OutPoint> = Vec::new();
-        for tx in &block.txdata {
-            if !tx.is_coinbase() {
-                touched.extend(tx.inputs.iter().map(|i| i.prev_out));
-            }
-            let txid = tx.txid();
-            touched.extend((0..tx.outputs.len() as u32).map(|vout| OutPoint { txid, vout }));
-        }
-        let view: HashMap<OutPoint, Coin> = self.store.coins(&touched)?.into_iter().collect();
+        // The coins the block spends, in one store read. The outputs it creates are
+        // not looked up: every coinbase commits to its height, so no transaction
+        // can repeat an earlier txid short of a SHA-256 collision, and an output
+        // can never overwrite an unspent one (why Bitcoin Core skips its BIP 30
+        // lookups once BIP 34 holds).
+        let spent: Vec<OutPoint> = block
+            .txdata
+            .iter()
+            .skip(1)
+            .flat_map(|tx| tx.inputs.iter().map(|i| i.prev_out))
+            .collect();
+        let view: HashMap<OutPoint, Coin> = self.store.coins(&spent)?.into_iter().collect();
         let checked =
             check_block_inputs(&block, entry.height, &view, &self.params).and_then(|spends| {
                 check_block_signatures(&block, &spends, self.config.script_threads)?;
@@ -547,7 +598,7 @@ impl<S: Store> ChainState<S> {
             digest = digest.add(op, coin);
         }
         for (index, (tx, coins)) in block.txdata.iter().zip(&spends.coins).enumerate() {
-            let txid = tx.txid();
+            let txid = spends.txids[index];
             for pkh in touched_addresses(tx, coins) {
                 batch.push(Op::AddHistory(pkh, entry.height, txid));
             }
@@ -561,7 +612,7 @@ impl<S: Store> ChainState<S> {
             height: entry.height,
             utxo_digest: digest,
         }));
-        self.store.write(batch)?;
+        self.write(batch)?;
         self.index.set_status(hash, BlockStatus::Valid);
         self.active.push(*hash);
         self.utxo_digest = digest;
@@ -575,7 +626,7 @@ impl<S: Store> ChainState<S> {
             what,
             detail: format!("missing for active block {hash}"),
         };
-        let block = self.store.block(&hash)?.ok_or_else(|| corrupt("block"))?;
+        let block = self.block(&hash)?.ok_or_else(|| corrupt("block"))?;
         let undo = self.store.undo(&hash)?.ok_or_else(|| corrupt("undo data"))?;
         let height = self.height();
         let mut batch = Batch::default();
@@ -626,7 +677,7 @@ impl<S: Store> ChainState<S> {
         batch.push(Op::DeleteUndo(hash));
         let parent = block.header.prev_blockhash;
         batch.push(Op::SetTip(StoredTip { hash: parent, height: height - 1, utxo_digest: digest }));
-        self.store.write(batch)?;
+        self.write(batch)?;
         self.active.pop();
         self.utxo_digest = digest;
         Ok(block)

@@ -109,9 +109,39 @@ fn a_block_stored_but_not_connected_before_a_crash_is_connected_at_start() {
         let config = chain::Config { activate_on_start: false, ..Default::default() };
         let mut chain = ChainState::open(store, params.clone(), config).expect("opens");
         chain.accept_block(&block, u32::MAX).expect("accepted");
+        // Accepting keeps the block for the commit that connects it; on its
+        // own (a side branch, or as here) it is stored by a flush.
+        chain.flush().expect("stored");
         assert_eq!(chain.height(), 2, "stored, not connected");
     }
     let core = open(&path);
     assert_eq!(core.chain().tip(), block.block_hash(), "connected on start");
     assert_eq!(core.chain().height(), 3);
+}
+
+/// A block that becomes the tip is stored and connected in one commit: block,
+/// index entry, coins, undo data and the new tip together. A side-branch block
+/// is one commit too, and is readable as soon as it is accepted.
+#[test]
+fn a_new_tip_costs_one_commit_with_its_block() {
+    let mut core = new_core(regtest());
+    let genesis = core.chain().tip();
+    let writes = |core: &TestCore| core.chain().store().writes;
+
+    let before = writes(&core);
+    let main = block_on(&core, genesis, vec![], pkh(1), None, 1);
+    let (outcome, _) = submit(&mut core, main.clone());
+    assert_eq!(outcome, tinychain_node::core::BlockOutcome::Accepted);
+    assert_eq!(core.chain().tip(), main.block_hash());
+    assert_eq!(writes(&core) - before, 1, "one commit holds the block and its connection");
+    let stored = core.chain().store().block(&main.block_hash()).expect("reads");
+    assert_eq!(stored.as_ref(), Some(&main), "the block is in the store");
+
+    let before = writes(&core);
+    let side = block_on(&core, genesis, vec![], pkh(2), None, 2);
+    submit(&mut core, side.clone());
+    assert_eq!(core.chain().tip(), main.block_hash(), "equal work: the first stays");
+    assert_eq!(writes(&core) - before, 1, "a side block is stored on its own");
+    let stored = core.chain().store().block(&side.block_hash()).expect("reads");
+    assert_eq!(stored.as_ref(), Some(&side), "the side block is in the store");
 }

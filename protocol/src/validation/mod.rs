@@ -19,8 +19,8 @@ use std::num::NonZeroUsize;
 
 use crate::amount::Amount;
 use crate::block::{Block, BlockHeader};
-use crate::hash::{BlockHash, Txid};
-use crate::merkle::block_merkle_root;
+use crate::hash::{BlockHash, Hash256, Txid};
+use crate::merkle::{compute_merkle_root, txid_leaf};
 use crate::params::{MAX_BLOCK_SIZE, Params};
 use crate::pow::{self, CompactTarget, PowError};
 use crate::sighash::{SighashCache, SignatureError};
@@ -520,17 +520,19 @@ pub fn check_block(block: &Block, params: &Params) -> Result<(), BlockError> {
     if let Some(i) = block.txdata.iter().skip(1).position(Transaction::is_coinbase) {
         return Err(BlockError::MultipleCoinbases(i + 1));
     }
-    let merkle = block_merkle_root(&block.txdata);
+    // Each txid hashes the whole transaction: compute them once.
+    let txids: Vec<Txid> = block.txdata.iter().map(Transaction::txid).collect();
+    let leaves: Vec<Hash256> = txids.iter().map(|txid| txid_leaf(*txid)).collect();
+    let merkle = compute_merkle_root(&leaves);
     if merkle.root != block.header.merkle_root {
         return Err(BlockError::BadMerkleRoot);
     }
     if merkle.mutated {
         return Err(BlockError::MutatedMerkleTree);
     }
-    let mut txids = HashSet::with_capacity(block.txdata.len());
-    for (index, tx) in block.txdata.iter().enumerate() {
-        let txid = tx.txid();
-        if !txids.insert(txid) {
+    let mut seen = HashSet::with_capacity(block.txdata.len());
+    for (index, (tx, &txid)) in block.txdata.iter().zip(&txids).enumerate() {
+        if !seen.insert(txid) {
             return Err(BlockError::DuplicateTxid(txid));
         }
         check_transaction(tx).map_err(|error| BlockError::Transaction { index, txid, error })?;
@@ -570,6 +572,8 @@ pub fn contextual_check_block(
 /// What connecting a block spends and creates; its `spent` list is the block's undo data.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlockSpends {
+    /// Each transaction's txid, in block order (computed once here, for reuse).
+    pub txids: Vec<Txid>,
     /// For each transaction (the coinbase's entry is empty), the coins its inputs spend, in order.
     pub coins: Vec<Vec<Coin>>,
     /// Outputs of the UTXO set the block spends, in order: restore these to undo it.
@@ -600,13 +604,14 @@ pub fn check_block_inputs(
     let mut created_here: HashMap<OutPoint, Coin> = HashMap::new();
     let mut spent_here: HashSet<OutPoint> = HashSet::new();
     let mut spends = BlockSpends {
+        txids: Vec::new(),
         coins: Vec::with_capacity(block.txdata.len()),
         spent: Vec::new(),
         created: Vec::new(),
         fees: Amount::ZERO,
     };
-    for (index, tx) in block.txdata.iter().enumerate() {
-        let txid = tx.txid();
+    let txids: Vec<Txid> = block.txdata.iter().map(Transaction::txid).collect();
+    for (index, (tx, &txid)) in block.txdata.iter().zip(&txids).enumerate() {
         let tx_error = |error| BlockError::Transaction { index, txid, error };
         let is_coinbase = index == 0;
         let mut coins = Vec::with_capacity(tx.inputs.len());
@@ -651,8 +656,7 @@ pub fn check_block_inputs(
         return Err(BlockError::CoinbaseTooLarge { paid, allowed });
     }
     // Keep the created outputs in block order, so applying them is deterministic.
-    for tx in &block.txdata {
-        let txid = tx.txid();
+    for (tx, &txid) in block.txdata.iter().zip(&txids) {
         for vout in 0..tx.outputs.len() as u32 {
             let outpoint = OutPoint { txid, vout };
             if let Some(coin) = created_here.remove(&outpoint) {
@@ -660,6 +664,7 @@ pub fn check_block_inputs(
             }
         }
     }
+    spends.txids = txids;
     Ok(spends)
 }
 
