@@ -803,6 +803,7 @@ mod tests {
         assert_eq!(loaded.config.network, Network::Test);
         assert!(!loaded.config.p2p.bootstrap.is_empty());
         assert!(loaded.mining_address().expect("valid").is_some());
+        assert!(loaded.config.metrics.enabled && loaded.config.metrics.listen.ip().is_loopback());
     }
 
     #[test]
