@@ -143,13 +143,13 @@ pub struct Mining {
     pub min_interval_ms: u64,
 }
 
-/// `[metrics]`: the Prometheus endpoint.
+/// `[metrics]`: the Prometheus endpoint (`GET /metrics` over HTTP).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Metrics {
     /// Whether to serve metrics.
     pub enabled: bool,
-    /// The HTTP address to serve them on (loopback by default).
+    /// The HTTP address to serve them on (loopback by default; port 0: any free port).
     pub listen: SocketAddr,
 }
 
@@ -276,6 +276,10 @@ pub struct RunFlags {
     /// with `--features mdns`).
     #[arg(long)]
     pub mdns: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9898
+    /// (sets metrics.enabled and metrics.listen).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// A loaded, resolved configuration and the file it came from.
@@ -548,6 +552,10 @@ fn apply_flags(config: &mut Config, flags: &RunFlags) {
     if flags.mdns {
         config.p2p.mdns = true;
     }
+    if let Some(listen) = flags.metrics {
+        config.metrics.enabled = true;
+        config.metrics.listen = listen;
+    }
 }
 
 /// Fills in the defaults that depend on other values and checks what cannot be
@@ -583,12 +591,6 @@ fn resolve(
         return Err(ConfigError::Invalid {
             key: "mining.address",
             detail: "mining needs an address to pay (--mine-address)".into(),
-        });
-    }
-    if config.metrics.enabled {
-        return Err(ConfigError::Invalid {
-            key: "metrics.enabled",
-            detail: "this build has no Prometheus endpoint yet; leave metrics disabled".into(),
         });
     }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.log.filter) {
@@ -695,8 +697,11 @@ threads = 0
 min_interval_ms = 0
 
 [metrics]
-# A Prometheus endpoint (not in this build yet: must stay disabled).
+# Serve Prometheus metrics (OpenMetrics text) at http://<listen>/metrics
+# (--metrics ADDR sets both keys). docs/metrics.md lists them.
 enabled = false
+# The address to serve on. Loopback by default: the endpoint has no
+# authentication, so expose it only to the network a Prometheus scrapes from.
 listen = "127.0.0.1:9898"
 
 [log]
@@ -798,6 +803,7 @@ mod tests {
         assert_eq!(loaded.config.network, Network::Test);
         assert!(!loaded.config.p2p.bootstrap.is_empty());
         assert!(loaded.mining_address().expect("valid").is_some());
+        assert!(loaded.config.metrics.enabled && loaded.config.metrics.listen.ip().is_loopback());
     }
 
     #[test]
@@ -901,6 +907,40 @@ mod tests {
         };
         let err = full(&load_from(&flags, &[], None).expect_err("bad address"));
         assert!(err.contains("listen") && err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn metrics_can_be_enabled_by_file_env_or_flag() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = write(dir.path(), "[metrics]\nenabled = true\nlisten = \"127.0.0.1:0\"\n");
+        let mut flags = RunFlags {
+            dir: DirFlags { config: Some(path), ..Default::default() },
+            ..Default::default()
+        };
+        let loaded = load_from(&flags, &[], Some(dir.path().to_path_buf())).expect("accepted");
+        assert!(loaded.config.metrics.enabled);
+        assert_eq!(loaded.config.metrics.listen, SocketAddr::from(([127, 0, 0, 1], 0)));
+
+        let vars = env(&[
+            ("TINYCHAIN_METRICS_ENABLED", "true"),
+            ("TINYCHAIN_METRICS_LISTEN", "[::1]:9100"),
+        ]);
+        let c = load_env(&[]).expect("loads").config;
+        assert!(!c.metrics.enabled, "off by default");
+        assert!(c.metrics.listen.ip().is_loopback(), "loopback by default");
+        let c = load_from(&RunFlags::default(), &vars, Some(dir.path().to_path_buf()))
+            .expect("loads")
+            .config;
+        assert!(c.metrics.enabled);
+        assert_eq!(c.metrics.listen, "[::1]:9100".parse::<SocketAddr>().expect("an address"));
+
+        flags.metrics = Some(SocketAddr::from(([0, 0, 0, 0], 9898)));
+        let c = load_from(&flags, &vars, Some(dir.path().to_path_buf())).expect("loads").config;
+        assert_eq!(c.metrics.listen, SocketAddr::from(([0, 0, 0, 0], 9898)), "the flag wins");
+
+        let err = load_env(&[("TINYCHAIN_METRICS_LISTEN", "localhost")]).expect_err("no port");
+        let err = err.to_string();
+        assert!(err.contains("TINYCHAIN_METRICS_LISTEN") && err.contains("listen"), "{err}");
     }
 
     #[test]

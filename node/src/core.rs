@@ -62,6 +62,8 @@ pub enum Output<P> {
         height: u32,
         /// Blocks disconnected on the way (0 unless a reorg).
         disconnected: usize,
+        /// Blocks connected on the way.
+        connected: usize,
     },
 }
 
@@ -288,6 +290,7 @@ impl<S: Store, P: Clone> Core<S, P> {
             hash: self.chain.tip(),
             height: self.chain.height(),
             disconnected: change.disconnected.len(),
+            connected: change.connected.len(),
         });
         Ok(())
     }

@@ -127,7 +127,7 @@ enum ConfigCommand {
     /// Prints a commented configuration file with every key at its default.
     Default,
     /// Prints the configuration `run` would use with these flags, file and environment.
-    Show(RunFlags),
+    Show(Box<RunFlags>),
 }
 
 fn main() -> ExitCode {
@@ -185,6 +185,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 rpc_socket: Some(loaded.rpc_socket().to_path_buf()),
                 identity_file: c.p2p.identity_file.clone(),
                 store_cache_bytes: c.store.cache_bytes(),
+                metrics: c.metrics.enabled.then_some(c.metrics.listen),
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
             runtime.block_on(node::run(config))

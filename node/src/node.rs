@@ -4,8 +4,10 @@
 //! [`Core`], the libp2p [`Network`] and the miner threads, and turns found
 //! blocks, peer messages, the clock's ticks and shutdown signals into core
 //! inputs, carrying out the core's outputs (relay, fetch, penalise, new mining
-//! jobs). Other tasks reach it only through bounded channels.
+//! jobs). Other tasks reach it only through bounded channels; the metrics
+//! endpoint, too, asks it to refresh the gauges from its state.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -24,6 +26,7 @@ use tracing::{debug, error, info, warn};
 use crate::chain;
 use crate::core::{self, BlockOutcome, Core, Output};
 use crate::datadir::DataDir;
+use crate::metrics::{self, GossipTopic, Metrics, Registry};
 use crate::miner::{FoundBlock, Miner};
 use crate::p2p::protocol::{
     MAX_BLOCKS_PER_RESPONSE, MAX_HEADERS_PER_RESPONSE, MAX_LOCATOR, MAX_RESPONSE_SIZE, Request,
@@ -44,6 +47,8 @@ const FOUND_QUEUE: usize = 16;
 const MAX_ORPHAN_FETCH: usize = 8;
 /// RPC requests waiting for the event loop, at most.
 const RPC_QUEUE: usize = 64;
+/// Metrics refreshes waiting for the event loop, at most.
+const REFRESH_QUEUE: usize = 4;
 /// Longest a shutdown may take before the process exits anyway.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(30);
 
@@ -80,6 +85,8 @@ pub struct Config {
     pub identity_file: Option<PathBuf>,
     /// The store's page cache, in bytes.
     pub store_cache_bytes: usize,
+    /// Where to serve Prometheus metrics over HTTP (none: no endpoint).
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Returns the current unix time in seconds.
@@ -106,6 +113,10 @@ struct Node {
     progress: Option<(Instant, u32)>,
     /// Set by the `stop` RPC.
     stop_requested: bool,
+    /// The node's own metrics.
+    metrics: Metrics,
+    /// The metrics endpoint's bound address, if it serves.
+    metrics_addr: Option<SocketAddr>,
 }
 
 /// Runs the node until SIGINT, SIGTERM or the `stop` RPC.
@@ -129,7 +140,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let keypair = p2p::load_or_create_identity(&identity)?;
     let p2p_config =
         p2p::Config { ban_file: Some(datadir.path().join("banlist.json")), ..config.p2p.clone() };
-    let net = Network::start(keypair, &p2p_config, genesis)?;
+    // Metrics are always recorded (atomic counters, cheap); only the endpoint is optional.
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let net = Network::start(keypair, &p2p_config, genesis, &mut registry)?;
     info!(
         network = %config.network,
         datadir = %datadir.path().display(),
@@ -170,6 +184,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         sync: Sync::new(sync::Config::default()),
         progress: None,
         stop_requested: false,
+        metrics,
+        metrics_addr: None,
+    };
+    let (refresh_tx, mut refresh_rx) = mpsc::channel::<metrics::server::Refresh>(REFRESH_QUEUE);
+    let metrics_task = match config.metrics {
+        Some(addr) => {
+            let listener = metrics::server::bind(addr).await.with_context(|| {
+                format!("binding the metrics endpoint to {addr} (metrics.listen)")
+            })?;
+            let bound = listener.local_addr().context("the metrics endpoint's address")?;
+            info!(address = %bound, "metrics listening");
+            node.metrics_addr = Some(bound);
+            Some(tokio::spawn(metrics::server::serve(
+                listener,
+                metrics::server::Config::default(),
+                Arc::new(registry),
+                refresh_tx,
+                shutdown.clone(),
+            )))
+        }
+        None => None,
     };
 
     let socket = config.rpc_socket.clone().unwrap_or_else(|| datadir.path().join("rpc.sock"));
@@ -182,7 +217,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     let mut refresh = tokio::time::interval(TEMPLATE_REFRESH);
     let mut maintenance = tokio::time::interval(PEER_MAINTENANCE);
-    let mut last_hashes = 0u64;
     loop {
         tokio::select! {
             Some(block) = found_rx.recv() => node.on_found_block(block)?,
@@ -197,11 +231,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 node.run_sync();
             }
             _ = refresh.tick() => {
-                if let Some((miner, _)) = &node.miner {
-                    let hashes = miner.hashes();
-                    let rate = (hashes - last_hashes) / TEMPLATE_REFRESH.as_secs();
-                    last_hashes = hashes;
-                    info!(hash_rate = rate, height = node.core.chain().height(), "mining");
+                node.metrics.count_hashes(node.miner.as_ref().map(|(m, _)| m.hashes()));
+                let rate = node.metrics.update_hash_rate(Instant::now());
+                if node.miner.is_some() {
+                    info!(hash_rate = rate as u64, height = node.core.chain().height(), "mining");
                 }
                 node.refresh_miner();
             }
@@ -217,6 +250,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     }
                 }
                 node.report_progress();
+            }
+            Some(done) = refresh_rx.recv() => {
+                node.refresh_metrics();
+                let _ = done.send(());
             }
             Some(call) = rpc_rx.recv() => {
                 let result = node.on_rpc(&call.method, &call.params);
@@ -234,6 +271,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     info!("shutting down");
     rpc_task.abort();
     let _ = std::fs::remove_file(&socket);
+    if let Some(task) = metrics_task {
+        // It stops at the cancellation; waiting frees its port before `run` returns.
+        let _ = task.await;
+    }
     if let Some((miner, _)) = node.miner.take() {
         miner.shutdown();
     }
@@ -293,7 +334,11 @@ impl Node {
                 }
                 Ok(json!(peers.into_iter().map(|(_, info)| info).collect::<Vec<_>>()))
             }
-            "getnetworkinfo" => Ok(self.net.network_info()),
+            "getnetworkinfo" => {
+                let mut info = self.net.network_info();
+                info["metrics"] = json!(self.metrics_addr.map(|a| a.to_string()));
+                Ok(info)
+            }
             "getmininginfo" => {
                 let tip = chain.tip_entry();
                 methods::to_json(&MiningInfo {
@@ -359,6 +404,8 @@ impl Node {
     /// `setmining <on|off> [address]`: starts, re-targets or stops the miner.
     fn set_mining(&mut self, params: &[serde_json::Value]) -> Result<serde_json::Value, RpcError> {
         let on = methods::param_switch(params, 0, "mining")?;
+        // The running miner's last hashes, before it may stop.
+        self.metrics.count_hashes(self.miner.as_ref().map(|(m, _)| m.hashes()));
         let address = match params.get(1) {
             None | Some(serde_json::Value::Null) => None,
             Some(_) => {
@@ -448,7 +495,7 @@ impl Node {
                     BlockOutcome::Invalid(_) => MessageAcceptance::Reject,
                     _ => MessageAcceptance::Ignore,
                 };
-                self.net.report(&id, &from, acceptance);
+                self.net.report(GossipTopic::Block, &id, &from, acceptance);
                 self.carry_out(outputs);
             }
             NetEvent::GossipTx { tx, from, id } => {
@@ -459,7 +506,7 @@ impl Node {
                     Err(crate::mempool::RejectReason::Invalid(_)) => MessageAcceptance::Reject,
                     _ => MessageAcceptance::Ignore,
                 };
-                self.net.report(&id, &from, acceptance);
+                self.net.report(GossipTopic::Tx, &id, &from, acceptance);
                 // The gossiped transaction is forwarded by gossipsub itself.
                 let outputs = outputs.into_iter().filter(|o| *o != Output::RelayTx(txid)).collect();
                 self.carry_out(outputs);
@@ -631,6 +678,31 @@ impl Node {
         }
     }
 
+    /// Sets the gauges from the node's state (a scrape asked for it).
+    fn refresh_metrics(&mut self) {
+        let chain = self.core.chain();
+        let mempool = self.core.mempool();
+        let (peers_inbound, peers_outbound) = self.net.peer_directions();
+        let snapshot = metrics::Snapshot {
+            chain_height: chain.height(),
+            best_header_height: chain.index().best_header_height(),
+            chainwork: chain.tip_entry().chainwork.to_f64(),
+            peers_inbound,
+            peers_outbound,
+            banned_peers: self.net.banned_count(),
+            mempool_transactions: mempool.len(),
+            mempool_bytes: mempool.total_bytes(),
+            orphan_transactions: mempool.orphan_count(),
+            orphan_blocks: self.core.orphan_block_count(),
+            syncing: self.is_syncing(),
+            blocks_in_flight: self.sync.blocks_in_flight(),
+            best_peer_height: self.net.statuses().map(|(_, s)| s.height).max().unwrap_or(0),
+            miner_threads: self.miner.as_ref().map_or(0, |(m, _)| m.threads()),
+        };
+        self.metrics.observe(&snapshot);
+        self.metrics.count_hashes(self.miner.as_ref().map(|(m, _)| m.hashes()));
+    }
+
     /// Logs sync progress: heights and blocks per second since the last report.
     fn report_progress(&mut self) {
         let Some((since, from)) = self.progress else { return };
@@ -651,7 +723,8 @@ impl Node {
     fn carry_out(&mut self, outputs: Vec<Output<PeerId>>) {
         for output in outputs {
             match output {
-                Output::TipChanged { hash, height, disconnected } => {
+                Output::TipChanged { hash, height, disconnected, connected } => {
+                    self.metrics.tip_changed(connected, disconnected);
                     if self.progress.is_some() {
                         debug!(%hash, height, disconnected, "new tip");
                     } else {

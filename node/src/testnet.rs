@@ -5,6 +5,7 @@
 //! data directory and RPC socket, reached through the same socket a wallet
 //! would use.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -24,11 +25,13 @@ pub struct LocalNode {
     pub addr: Multiaddr,
     /// Its peer id.
     pub peer_id: String,
+    /// Its metrics endpoint's bound address, if it serves one.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// The settings of a regtest-like local node: data in `datadir`, listening on
-/// 127.0.0.1 (port 0), bootstrapping from `bootstrap`, not mining, UTXO digest
-/// check at start off (fast start).
+/// 127.0.0.1 (port 0), bootstrapping from `bootstrap`, not mining, no metrics
+/// endpoint, UTXO digest check at start off (fast start).
 pub fn local_config(datadir: &Path, network: Network, bootstrap: Vec<Multiaddr>) -> node::Config {
     let mut core = crate::core::Config::default();
     core.chain.verify_utxo_on_start = false;
@@ -50,6 +53,7 @@ pub fn local_config(datadir: &Path, network: Network, bootstrap: Vec<Multiaddr>)
         rpc_socket: Some(datadir.join("rpc.sock")),
         identity_file: None,
         store_cache_bytes: crate::store::redb::DEFAULT_CACHE_BYTES,
+        metrics: None,
     }
 }
 
@@ -71,7 +75,8 @@ impl LocalNode {
             .ok_or_else(|| "a local node needs an explicit RPC socket".to_owned())?;
         let task = runtime.spawn(node::run(config));
         let start = Instant::now();
-        let mut node = LocalNode { socket, addr: Multiaddr::empty(), peer_id: String::new() };
+        let mut node =
+            LocalNode { socket, addr: Multiaddr::empty(), peer_id: String::new(), metrics: None };
         loop {
             if task.is_finished() {
                 let outcome = runtime.block_on(task);
@@ -82,6 +87,11 @@ impl LocalNode {
             {
                 node.addr = addr.parse().map_err(|e| format!("listen address {addr}: {e}"))?;
                 node.peer_id = info["peer_id"].as_str().unwrap_or_default().to_owned();
+                if let Some(metrics) = info["metrics"].as_str() {
+                    node.metrics = Some(
+                        metrics.parse().map_err(|e| format!("metrics address {metrics}: {e}"))?,
+                    );
+                }
                 return Ok(node);
             }
             if start.elapsed() > deadline {

@@ -4,7 +4,8 @@
 //! listening and dialing (configured bootstrap multiaddrs, then Kademlia
 //! discovery fed by identify), gossipsub topics for blocks and transactions with
 //! validation held until the core has judged a message, the request-response
-//! sync protocol ([`protocol`]), per-peer scores and bans. It knows no consensus
+//! sync protocol ([`protocol`]), per-peer scores and bans, and the metrics of
+//! all of it (libp2p's own and the gossip verdicts). It knows no consensus
 //! rule: it hands what peers send to the event loop as [`NetEvent`]s and carries
 //! out the event loop's decisions.
 
@@ -22,6 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, PublishError};
+use libp2p::metrics::Recorder;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
@@ -31,6 +33,7 @@ use libp2p::{
 use tinychain_protocol::{Block, BlockHash, Transaction};
 use tracing::{debug, info, warn};
 
+use crate::metrics::{GossipCounter, GossipTopic, Registry};
 use protocol::{Codec, MAX_GOSSIP_SIZE, Request, Response, Status};
 
 /// Settings of the network.
@@ -158,6 +161,10 @@ pub struct Network {
     /// Gossip mesh members per topic at the last look, to log joins and leaves.
     mesh: HashMap<String, BTreeSet<PeerId>>,
     bans: bans::BanList,
+    /// libp2p's own metrics, recorded from swarm and behaviour events.
+    metrics: libp2p::metrics::Metrics,
+    /// Gossip messages by topic and verdict.
+    gossip_verdicts: GossipCounter,
 }
 
 impl std::fmt::Debug for Network {
@@ -235,6 +242,7 @@ fn message_id(message: &gossipsub::Message) -> MessageId {
 
 impl Network {
     /// Builds the swarm, subscribes to the topics, listens and dials the bootstrap peers.
+    /// The network's metrics (libp2p's: `libp2p_*`, and the gossip verdicts) go in `registry`.
     ///
     /// # Errors
     ///
@@ -243,6 +251,7 @@ impl Network {
         keypair: identity::Keypair,
         config: &Config,
         genesis: BlockHash,
+        registry: &mut Registry,
     ) -> Result<Network, NetError> {
         let id = protocol::network_id(&genesis);
         let gossip_config = gossipsub::ConfigBuilder::default()
@@ -274,12 +283,19 @@ impl Network {
             .map_err(setup)?
             .with_dns()
             .map_err(setup)?
+            .with_bandwidth_metrics(registry)
             .with_behaviour(|key| {
                 let peer_id = key.public().to_peer_id();
                 let gossipsub = gossipsub::Behaviour::new(
                     gossipsub::MessageAuthenticity::Signed(key.clone()),
                     gossip_config,
-                )?;
+                )?
+                .with_metrics(
+                    registry
+                        .sub_registry_with_prefix("libp2p")
+                        .sub_registry_with_prefix("gossipsub"),
+                    gossipsub::MetricsConfig::default(),
+                );
                 let sync = request_response::Behaviour::with_codec(
                     Codec,
                     [(sync_protocol, ProtocolSupport::Full)],
@@ -344,6 +360,8 @@ impl Network {
                 }),
                 None => bans::BanList::empty(None),
             },
+            metrics: libp2p::metrics::Metrics::new(registry),
+            gossip_verdicts: GossipCounter::register(registry),
         };
         let banned: Vec<PeerId> = network.bans.iter().map(|(p, _)| *p).collect();
         for peer in banned {
@@ -419,8 +437,16 @@ impl Network {
         }
     }
 
-    /// Reports the core's verdict on a gossip message: forward, drop, or drop and penalise.
-    pub fn report(&mut self, id: &MessageId, from: &PeerId, acceptance: MessageAcceptance) {
+    /// Reports the core's verdict on a gossip message on `topic`: forward, drop,
+    /// or drop and penalise.
+    pub fn report(
+        &mut self,
+        topic: GossipTopic,
+        id: &MessageId,
+        from: &PeerId,
+        acceptance: MessageAcceptance,
+    ) {
+        self.gossip_verdicts.count(topic, &acceptance);
         self.swarm.behaviour_mut().gossipsub.report_message_validation_result(id, from, acceptance);
     }
 
@@ -462,6 +488,7 @@ impl Network {
     }
 
     fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> Option<NetEvent> {
+        self.metrics.record(&event);
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 let full = address.with(Protocol::P2p(self.local_peer_id()));
@@ -501,6 +528,13 @@ impl Network {
     }
 
     fn handle_behaviour_event(&mut self, event: BehaviourEvent) -> Option<NetEvent> {
+        match &event {
+            BehaviourEvent::Gossipsub(e) => self.metrics.record(e),
+            BehaviourEvent::Identify(e) => self.metrics.record(e),
+            BehaviourEvent::Kad(e) => self.metrics.record(e),
+            BehaviourEvent::Ping(e) => self.metrics.record(e),
+            _ => {}
+        }
         match event {
             BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
@@ -514,7 +548,8 @@ impl Network {
                             return Some(NetEvent::GossipBlock { block, from, id: message_id });
                         }
                         Err(e) => {
-                            self.report(&message_id, &from, MessageAcceptance::Reject);
+                            let reject = MessageAcceptance::Reject;
+                            self.report(GossipTopic::Block, &message_id, &from, reject);
                             self.penalize(from, &format!("malformed block: {e}"));
                         }
                     }
@@ -522,12 +557,19 @@ impl Network {
                     match Transaction::decode(&message.data) {
                         Ok(tx) => return Some(NetEvent::GossipTx { tx, from, id: message_id }),
                         Err(e) => {
-                            self.report(&message_id, &from, MessageAcceptance::Reject);
+                            let reject = MessageAcceptance::Reject;
+                            self.report(GossipTopic::Tx, &message_id, &from, reject);
                             self.penalize(from, &format!("malformed transaction: {e}"));
                         }
                     }
                 } else {
-                    self.report(&message_id, &from, MessageAcceptance::Ignore);
+                    // Not a topic of ours (we subscribe to none other): not counted.
+                    let gossip = &mut self.swarm.behaviour_mut().gossipsub;
+                    gossip.report_message_validation_result(
+                        &message_id,
+                        &from,
+                        MessageAcceptance::Ignore,
+                    );
                 }
                 None
             }

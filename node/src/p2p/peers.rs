@@ -74,19 +74,31 @@ impl Network {
     /// Returns the node's own network facts (for `getnetworkinfo`).
     pub fn network_info(&self) -> serde_json::Value {
         let id = self.local_peer_id();
+        let (inbound, outbound) = self.peer_directions();
         serde_json::json!({
             "peer_id": id.to_string(),
             "network_id": self.network_id,
             "connections": self.peer_count(),
-            "inbound": self.peers.values().filter(|m| !m.outbound).count(),
-            "outbound": self.peers.values().filter(|m| m.outbound).count(),
-            "banned": self.bans.iter().count(),
+            "inbound": inbound,
+            "outbound": outbound,
+            "banned": self.banned_count(),
             "listen": self
                 .swarm
                 .listeners()
                 .map(|a| a.clone().with(Protocol::P2p(id)).to_string())
                 .collect::<Vec<_>>(),
         })
+    }
+
+    /// Returns the number of connected peers that connected to us, and that we connected to.
+    pub fn peer_directions(&self) -> (usize, usize) {
+        let outbound = self.peers.values().filter(|m| m.outbound).count();
+        (self.peers.len() - outbound, outbound)
+    }
+
+    /// Returns the number of peers banned now.
+    pub fn banned_count(&self) -> usize {
+        self.bans.iter().count()
     }
 
     /// Lowers a peer's score for misbehaviour; bans it below the threshold

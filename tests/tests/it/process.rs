@@ -214,3 +214,34 @@ fn a_resting_miner_waits_its_interval_between_blocks() {
     assert!(first.elapsed() >= Duration::from_millis(1400), "{:?}", first.elapsed());
     assert!(node.terminate(Duration::from_secs(10)).success());
 }
+
+#[test]
+fn the_metrics_flag_serves_prometheus_text_on_the_address_it_logs() {
+    use std::io::{Read, Write};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let datadir = dir.path().to_str().expect("utf-8 temp path");
+    let mut node = NodeProcess::start(&regtest_run_args(
+        datadir,
+        &["--log-format", "json", "--metrics", "127.0.0.1:0"],
+    ));
+    let line = node.wait_for_log("\"metrics listening\"", START);
+    let event: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+    let address = event["address"].as_str().expect("the bound address").to_owned();
+    let info = tinychain_tests::wait_until("getnetworkinfo", START, || {
+        tinychain_tests::call(datadir, "getnetworkinfo", &[]).ok()
+    });
+    assert_eq!(info["metrics"].as_str(), Some(address.as_str()));
+
+    let addr: std::net::SocketAddr = address.parse().expect("a socket address");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connects");
+    stream.set_read_timeout(Some(START)).expect("a timeout");
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("sends");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("reads");
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(response.contains("\ntinychain_chain_height 0\n"), "{response}");
+    assert!(response.ends_with("# EOF\n"), "{response}");
+    assert!(node.terminate(Duration::from_secs(10)).success());
+    assert!(std::net::TcpStream::connect(addr).is_err(), "the endpoint outlived its node");
+}

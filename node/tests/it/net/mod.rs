@@ -5,13 +5,18 @@
 //! its RPC socket and wait for conditions with deadlines.
 
 mod hostile;
+mod metrics;
 mod tests;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use libp2p::Multiaddr;
 use serde_json::{Value, json};
+use tinychain_node::node;
 use tinychain_node::testnet::{LocalNode, local_config};
+use tinychain_protocol::Block;
+use tinychain_protocol::keys::PrivateKey;
 use tinychain_protocol::params::Network;
 
 /// The address mined coins go to in these tests (private key 1).
@@ -51,10 +56,37 @@ impl TestNode {
         network: Network,
         bootstrap: Vec<Multiaddr>,
     ) -> TestNode {
+        TestNode::start_with(rt, network, bootstrap, |_| {})
+    }
+
+    /// Starts a regtest node like [`TestNode::start`] that also serves metrics
+    /// on 127.0.0.1 (port 0).
+    pub(crate) fn start_with_metrics(
+        rt: &tokio::runtime::Runtime,
+        bootstrap: &[&TestNode],
+    ) -> TestNode {
+        let bootstrap = bootstrap.iter().map(|n| n.addr.clone()).collect();
+        TestNode::start_with(rt, Network::Regtest, bootstrap, |config| {
+            config.metrics = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        })
+    }
+
+    fn start_with(
+        rt: &tokio::runtime::Runtime,
+        network: Network,
+        bootstrap: Vec<Multiaddr>,
+        adjust: impl FnOnce(&mut node::Config),
+    ) -> TestNode {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = local_config(dir.path(), network, bootstrap);
+        let mut config = local_config(dir.path(), network, bootstrap);
+        adjust(&mut config);
         let node = LocalNode::start(rt.handle(), config, DEADLINE).expect("the node starts");
         TestNode { addr: node.addr.clone(), peer_id: node.peer_id.clone(), _dir: dir, node }
+    }
+
+    /// Returns the metrics endpoint's address, if the node serves one.
+    pub(crate) fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.node.metrics
     }
 
     /// Calls an RPC method; `Err` holds the error.
@@ -79,6 +111,12 @@ impl TestNode {
         serde_json::from_value(self.call("generatetoaddress", json!([n, ADDRESS]))).expect("hashes")
     }
 
+    /// Returns the block `hash` as the node stores it.
+    pub(crate) fn block(&self, hash: &str) -> Block {
+        let hex = self.call("getblock", json!([hash, 0]));
+        Block::decode(&hex::decode(hex.as_str().expect("hex")).expect("hex")).expect("a block")
+    }
+
     pub(crate) fn peers(&self) -> Vec<Value> {
         serde_json::from_value(self.call("getpeerinfo", json!([]))).expect("peers")
     }
@@ -99,6 +137,13 @@ impl TestNode {
     pub(crate) fn wait_for_tip(&self, tip: &str) {
         self.wait_for(&format!("tip {tip}"), |n| (n.tip() == tip).then_some(()));
     }
+}
+
+/// Private key 1, whose address is [`ADDRESS`].
+pub(crate) fn one_key() -> PrivateKey {
+    let mut bytes = [0; 32];
+    bytes[31] = 1;
+    PrivateKey::from_bytes(&bytes).expect("a valid scalar")
 }
 
 impl Drop for TestNode {

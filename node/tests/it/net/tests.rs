@@ -4,7 +4,6 @@ use serde_json::json;
 use tinychain_node::p2p::protocol::{MAX_LOCATOR, Request, Response, Status};
 use tinychain_node::template::coinbase;
 use tinychain_protocol::encode;
-use tinychain_protocol::keys::PrivateKey;
 use tinychain_protocol::merkle::block_merkle_root;
 use tinychain_protocol::params::{Network, Params};
 use tinychain_protocol::pow::Work;
@@ -12,16 +11,11 @@ use tinychain_protocol::sighash::sign_all;
 use tinychain_protocol::{Amount, Block, BlockHash, BlockHeader, Transaction, TxOut};
 
 use super::hostile::{Hostile, Seen};
-use super::{TestNode, runtime};
+use super::{TestNode, one_key, runtime};
 use crate::harness::solve;
 
 fn regtest() -> Params {
     Params::new(Network::Regtest)
-}
-
-fn block_at(node: &TestNode, hash: &str) -> Block {
-    let hex = node.call("getblock", json!([hash, 0]));
-    Block::decode(&hex::decode(hex.as_str().expect("hex")).expect("hex")).expect("a block")
 }
 
 /// A block on genesis whose coinbase pays more than the subsidy: well formed,
@@ -63,7 +57,7 @@ fn a_block_mined_at_one_end_of_a_line_of_five_reaches_the_other_and_transactions
     let hashes = first.generate(11);
     last.wait_for_tip(&hashes[10]);
 
-    let funding = block_at(first, &hashes[0]);
+    let funding = first.block(&hashes[0]);
     let spent = funding.txdata[0].outputs[0];
     let key = one_key();
     let to =
@@ -89,7 +83,7 @@ fn a_block_mined_at_one_end_of_a_line_of_five_reaches_the_other_and_transactions
     // Mined at the first node, confirmed at the last.
     let mined = first.generate(1);
     last.wait_for_tip(&mined[0]);
-    assert!(block_at(last, &mined[0]).txdata.iter().any(|t| t.txid().to_string() == txid));
+    assert!(last.block(&mined[0]).txdata.iter().any(|t| t.txid().to_string() == txid));
 }
 
 #[test]
@@ -206,7 +200,7 @@ fn hostile_input_leaves_the_node_up_and_serving_honest_peers() {
     // Garbage, truncated and oversized gossip.
     evil.publish_block_bytes(vec![0xff; 300]);
     evil.publish_tx_bytes(vec![1, 2, 3]);
-    let block = block_at(&node, &tip).encode();
+    let block = node.block(&tip).encode();
     evil.publish_block_bytes(block[..block.len() - 1].to_vec());
     evil.publish_block_bytes(vec![0; 2 << 20]);
     // Garbage, truncated, oversized and over-limit sync requests.
@@ -276,13 +270,6 @@ fn a_flooding_peer_is_rate_limited_while_honest_peers_are_served() {
     honest.wait_for_tip(&tip);
     // Flooding is not misbehaviour: it is answered, not punished.
     assert!(node.peers().len() == 2);
-}
-
-/// Private key 1, whose address is [`super::ADDRESS`].
-fn one_key() -> PrivateKey {
-    let mut bytes = [0; 32];
-    bytes[31] = 1;
-    PrivateKey::from_bytes(&bytes).expect("a valid scalar")
 }
 
 /// Publishes distinct invalid blocks, one a second, until the node drops the sender.

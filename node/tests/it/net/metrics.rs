@@ -1,0 +1,114 @@
+//! The metrics endpoint of nodes in one process: scraped over plain TCP as Prometheus would.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tinychain_protocol::Amount;
+
+use super::{DEADLINE, TestNode, one_key, runtime};
+use crate::harness::{coinbase_out, coins, pay, spend};
+
+/// Scrapes `GET /metrics` and returns the body, checking the status and the format's end.
+fn scrape(addr: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connects to the metrics endpoint");
+    stream.set_read_timeout(Some(DEADLINE)).expect("a timeout");
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("sends");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("reads the response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a response head");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("Content-Type: application/openmetrics-text; version=1.0.0"), "{head}");
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    body.to_owned()
+}
+
+/// Returns the sum of the samples of `name` (a metric name, or one series
+/// with its labels), or `None` if there is no sample.
+fn value(text: &str, name: &str) -> Option<f64> {
+    let samples: Vec<f64> = text
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let sample = match rest.strip_prefix('{') {
+                Some(labels) if !name.ends_with('}') => labels.split_once("} ")?.1,
+                _ => rest.strip_prefix(' ')?,
+            };
+            sample.split(' ').next()?.parse().ok()
+        })
+        .collect();
+    (!samples.is_empty()).then(|| samples.iter().sum())
+}
+
+/// Scrapes `node` until `series` has the value `want`; panics after [`DEADLINE`].
+fn wait_for_value(node: &TestNode, series: &str, want: f64) -> String {
+    let addr = node.metrics_addr().expect("the node serves metrics");
+    node.wait_for(&format!("{series} = {want}"), |_| {
+        let text = scrape(addr);
+        (value(&text, series) == Some(want)).then_some(text)
+    })
+}
+
+#[test]
+fn metrics_show_chain_mempool_peers_gossip_and_libp2p() {
+    let rt = runtime();
+    let a = TestNode::start_with_metrics(&rt, &[]);
+    let b = TestNode::start_with_metrics(&rt, &[&a]);
+    wait_for_value(&a, "tinychain_peers{direction=\"inbound\"}", 1.0);
+    let text = wait_for_value(&b, "tinychain_peers{direction=\"outbound\"}", 1.0);
+    assert_eq!(value(&text, "tinychain_peers{direction=\"inbound\"}"), Some(0.0));
+    let a_text = scrape(a.metrics_addr().expect("serves"));
+    assert!(value(&a_text, "libp2p_swarm_connections_incoming_total") >= Some(1.0), "{a_text}");
+    assert!(value(&text, "libp2p_swarm_connections_established_total") >= Some(1.0), "{text}");
+
+    // Blocks mined at one node reach the other by gossip, once it is meshed.
+    b.wait_for("a gossip mesh with the miner", |n| {
+        n.peers().first().and_then(|p| p["mesh"]["blocks"].as_bool()).filter(|m| *m)
+    });
+    let hashes = a.generate(11);
+    b.wait_for_tip(&hashes[10]);
+    for node in [&a, &b] {
+        let text = wait_for_value(node, "tinychain_chain_height", 11.0);
+        assert_eq!(value(&text, "tinychain_best_header_height"), Some(11.0), "{text}");
+        assert_eq!(value(&text, "tinychain_syncing"), Some(0.0), "{text}");
+        assert_eq!(value(&text, "tinychain_mempool_transactions"), Some(0.0), "{text}");
+        assert!(value(&text, "tinychain_chainwork") > Some(0.0), "{text}");
+    }
+    let accepted = "tinychain_gossip_messages_total{topic=\"block\",verdict=\"accepted\"}";
+    let text = scrape(b.metrics_addr().expect("serves"));
+    assert!(value(&text, accepted) >= Some(1.0), "{text}");
+    assert_eq!(value(&text, "tinychain_blocks_connected_total"), Some(11.0), "{text}");
+    assert!(value(&text, "libp2p_gossipsub_messages_total") >= Some(1.0), "{text}");
+
+    // A transaction sent to one node is in both mempools.
+    let funding = coinbase_out(&a.block(&hashes[0]));
+    let fee = Amount::from_belushis(10_000);
+    let change = funding.1.value.checked_sub(coins(10)).and_then(|v| v.checked_sub(fee));
+    let change = pay(3, change.expect("funds"));
+    let tx = spend(&[funding], vec![pay(2, coins(10)), change], &one_key());
+    a.call("sendrawtransaction", json!([hex::encode(tx.encode())]));
+    let size = tx.encode().len() as f64;
+    for node in [&a, &b] {
+        let text = wait_for_value(node, "tinychain_mempool_transactions", 1.0);
+        assert_eq!(value(&text, "tinychain_mempool_bytes"), Some(size), "{text}");
+    }
+    wait_for_value(&b, "tinychain_gossip_messages_total{topic=\"tx\",verdict=\"accepted\"}", 1.0);
+
+    // The endpoint closes with its node.
+    let addr = b.metrics_addr().expect("serves");
+    drop(b);
+    let start = Instant::now();
+    while TcpStream::connect(addr).is_ok() {
+        assert!(start.elapsed() < DEADLINE, "the endpoint outlived its node");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn metrics_are_not_served_unless_enabled() {
+    let rt = runtime();
+    let node = TestNode::start(&rt, &[]);
+    assert_eq!(node.metrics_addr(), None);
+    assert_eq!(node.call("getnetworkinfo", json!([]))["metrics"], Value::Null);
+}
