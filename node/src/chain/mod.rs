@@ -24,8 +24,8 @@ use tinychain_protocol::difficulty::{get_next_work_required, median_time_past};
 use tinychain_protocol::params::Params;
 use tinychain_protocol::pow::{CompactTarget, Work};
 use tinychain_protocol::validation::{
-    BlockContext, BlockError, Coin, Kind, check_block, check_block_inputs, check_block_signatures,
-    contextual_check_block, contextual_check_block_header,
+    BlockContext, BlockError, BlockSpends, Coin, Kind, check_block, check_block_inputs,
+    check_block_signatures, contextual_check_block, contextual_check_block_header,
 };
 use tinychain_protocol::{Block, BlockHash, BlockHeader, OutPoint, PubkeyHash, Transaction};
 
@@ -578,15 +578,44 @@ impl<S: Store> ChainState<S> {
             .flat_map(|tx| tx.inputs.iter().map(|i| i.prev_out))
             .collect();
         let view: HashMap<OutPoint, Coin> = self.store.coins(&spent)?.into_iter().collect();
-        let checked =
-            check_block_inputs(&block, entry.height, &view, &self.params).and_then(|spends| {
-                check_block_signatures(&block, &spends, self.config.script_threads)?;
-                Ok(spends)
-            });
-        let spends = match checked {
+        let spends = match check_block_inputs(&block, entry.height, &view, &self.params) {
             Ok(spends) => spends,
             Err(error) => return Ok(Err(error)),
         };
+        entry.status = BlockStatus::Valid;
+        // With threads to spare, the store changes are prepared while the
+        // signatures are checked; they are written only if every one holds.
+        let threads = self.config.script_threads;
+        let (signatures, (batch, digest)) = if threads.get() == 1 {
+            let signatures = check_block_signatures(&block, &spends, threads);
+            (signatures, self.connect_batch(*hash, &entry, &block, &spends))
+        } else {
+            std::thread::scope(|scope| {
+                let checking = scope.spawn(|| check_block_signatures(&block, &spends, threads));
+                let prepared = self.connect_batch(*hash, &entry, &block, &spends);
+                let signatures = checking.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                (signatures, prepared)
+            })
+        };
+        if let Err(error) = signatures {
+            return Ok(Err(error));
+        }
+        self.write(batch)?;
+        self.index.set_status(hash, BlockStatus::Valid);
+        self.active.push(*hash);
+        self.utxo_digest = digest;
+        Ok(Ok(block))
+    }
+
+    /// Returns the store changes that connect `block` (valid, with `entry`) on
+    /// the tip, and the UTXO digest after them.
+    fn connect_batch(
+        &self,
+        hash: BlockHash,
+        entry: &IndexEntry,
+        block: &Block,
+        spends: &BlockSpends,
+    ) -> (Batch, UtxoDigest) {
         let mut batch = self.batch_at(entry.height);
         let mut digest = self.utxo_digest;
         for (op, coin) in &spends.spent {
@@ -602,21 +631,12 @@ impl<S: Store> ChainState<S> {
             for pkh in touched_addresses(tx, coins) {
                 batch.push(Op::AddHistory(pkh, entry.height, txid));
             }
-            batch.push(Op::PutTxLocation(txid, TxLocation { block: *hash, index: index as u32 }));
+            batch.push(Op::PutTxLocation(txid, TxLocation { block: hash, index: index as u32 }));
         }
-        batch.push(Op::PutUndo(*hash, BlockUndo { spent: spends.spent }));
-        entry.status = BlockStatus::Valid;
-        batch.push(Op::PutIndex(*hash, entry));
-        batch.push(Op::SetTip(StoredTip {
-            hash: *hash,
-            height: entry.height,
-            utxo_digest: digest,
-        }));
-        self.write(batch)?;
-        self.index.set_status(hash, BlockStatus::Valid);
-        self.active.push(*hash);
-        self.utxo_digest = digest;
-        Ok(Ok(block))
+        batch.push(Op::PutUndo(hash, BlockUndo { spent: spends.spent.clone() }));
+        batch.push(Op::PutIndex(hash, *entry));
+        batch.push(Op::SetTip(StoredTip { hash, height: entry.height, utxo_digest: digest }));
+        (batch, digest)
     }
 
     /// Disconnects the tip using its undo data, returning the block.

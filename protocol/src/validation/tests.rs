@@ -706,3 +706,48 @@ impl WithLocktime for Transaction {
         self
     }
 }
+
+/// Threads claim signatures in small runs; whatever the thread count, the first
+/// bad signature in block order is the one reported, even with later ones bad too.
+#[test]
+fn the_first_bad_signature_is_reported_on_any_number_of_threads() {
+    let f = Fixture::new();
+    let alice_out = TxOut { value: coins(1), pubkey_hash: f.alice.public_key().pubkey_hash() };
+    // Three transactions of 30 inputs each: 90 signatures, several claims' worth.
+    let from: Vec<(OutPoint, TxOut)> = (0..90u8)
+        .map(|i| (OutPoint { txid: Txid::from_byte_array([i; 32]), vout: 1 }, alice_out))
+        .collect();
+    let txs: Vec<Transaction> =
+        from.chunks(30).map(|c| f.spend(c, vec![f.to_bob(coins(29))])).collect();
+    let mut block = f.block(txs, coins(3));
+    let coin = Coin { output: alice_out, height: 1, is_coinbase: false };
+    let spends = BlockSpends {
+        txids: block.txdata.iter().map(Transaction::txid).collect(),
+        coins: vec![vec![], vec![coin; 30], vec![coin; 30], vec![coin; 30]],
+        spent: Vec::new(),
+        created: Vec::new(),
+        fees: coins(3),
+    };
+    let threads = |n| NonZeroUsize::new(n).expect("n > 0");
+    for n in 1..=4 {
+        assert_eq!(check_block_signatures(&block, &spends, threads(n)), Ok(()), "{n} threads");
+    }
+    // Break inputs late in the block first, then an earlier one.
+    for (tx, input) in [(3, 29), (3, 2), (2, 17)] {
+        block.txdata[tx].inputs[input].signature[10] ^= 1;
+    }
+    for n in 1..=4 {
+        let err = check_block_signatures(&block, &spends, threads(n)).expect_err("bad signatures");
+        assert!(
+            matches!(
+                err,
+                BlockError::Transaction {
+                    index: 2,
+                    error: TxError::Signature { input: 17, .. },
+                    ..
+                }
+            ),
+            "{n} threads: {err:?}"
+        );
+    }
+}
