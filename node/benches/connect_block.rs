@@ -8,7 +8,10 @@
 //! `activate_best_chain` of block 13, with `script_threads` 1 and 2. Runs of every
 //! configuration are interleaved, so load from elsewhere on the machine hits all of
 //! them alike. It prints blocks/s and inputs/s, the 2-thread speedup, and how close
-//! the node comes to raw k256 verification × cores.
+//! the node comes to raw k256 verification × cores. It also times a wide
+//! alternative block 13 on redb — 12 transactions creating 2,700 outputs each,
+//! about 1 MB, the blocks the propagation benchmark relays — since that is what
+//! every node pays before it forwards such a block.
 //!
 //! Run with `cargo bench -p tinychain-node --bench connect_block`; without
 //! `--bench` (as `cargo test --benches` runs it) it does one quick round as a smoke test.
@@ -37,6 +40,9 @@ use tinychain_protocol::{Amount, Hash256, OutPoint, Transaction, TxOut};
 const INPUTS: usize = 2_000;
 /// Transactions the measured block splits them into.
 const SPEND_TXS: usize = 20;
+/// The wide block: transactions, each creating this many outputs (≈ 1 MB).
+const WIDE_TXS: usize = 12;
+const WIDE_OUTPUTS: usize = 2_700;
 /// A time far enough ahead that no block is "too new".
 const NOW: u32 = u32::MAX - 1;
 
@@ -98,7 +104,7 @@ fn spend(from: &[(OutPoint, TxOut)], outputs: Vec<TxOut>) -> Transaction {
 
 /// Mines blocks 1 to 12 on `chain` and returns block 13, which spends the
 /// 2,000 outputs block 12 created, and the output each of its inputs spends.
-fn build_chain<S: Store>(chain: &mut ChainState<S>) -> (Block, TxOut) {
+fn build_chain<S: Store>(chain: &mut ChainState<S>) -> (Block, TxOut, Block) {
     let params = chain.params().clone();
     let first = next_block(chain, vec![]);
     connect(chain, &first);
@@ -130,7 +136,18 @@ fn build_chain<S: Store>(chain: &mut ChainState<S>) -> (Block, TxOut) {
             spend(from, vec![out])
         })
         .collect();
-    (next_block(chain, txs), piece)
+    // The wide alternative to block 13: about 1 MB of new coins, the shape the
+    // propagation benchmark relays.
+    let wide_txs = pieces[..WIDE_TXS]
+        .iter()
+        .map(|from| {
+            let each = Amount::from_belushis(share / WIDE_OUTPUTS as u64);
+            let out = TxOut { value: each, pubkey_hash: owner().public_key().pubkey_hash() };
+            spend(std::slice::from_ref(from), vec![out; WIDE_OUTPUTS])
+        })
+        .collect();
+    let wide = next_block(chain, wide_txs);
+    (next_block(chain, txs), piece, wide)
 }
 
 /// Time to accept and to connect one block.
@@ -165,6 +182,8 @@ struct Bases {
     dir: tempfile::TempDir,
     /// Block 13.
     block: Block,
+    /// The wide block 13.
+    wide: Block,
     /// The output each input of block 13 spends.
     piece: TxOut,
 }
@@ -174,7 +193,7 @@ impl Bases {
         let params = Params::new(Network::Regtest);
         let mut chain = ChainState::open(MemoryStore::new(), params.clone(), config(1))
             .expect("a new memory store opens");
-        let (block, piece) = build_chain(&mut chain);
+        let (block, piece, wide) = build_chain(&mut chain);
         let memory = chain.store().clone();
 
         let dir = tempfile::tempdir().expect("a temporary directory");
@@ -183,26 +202,26 @@ impl Bases {
             let store = RedbStore::open(&redb_file, params.genesis_hash()).expect("redb opens");
             let mut chain =
                 ChainState::open(store, params.clone(), config(1)).expect("a new store opens");
-            let (same, _) = build_chain(&mut chain);
+            let (same, ..) = build_chain(&mut chain);
             assert_eq!(same.block_hash(), block.block_hash(), "both stores build one chain");
         }
-        Bases { params, memory, redb_file, dir, block, piece }
+        Bases { params, memory, redb_file, dir, block, piece, wide }
     }
 
-    fn run_memory(&self, threads: usize) -> Sample {
+    fn run_memory(&self, threads: usize, block: &Block) -> Sample {
         let chain = ChainState::open(self.memory.clone(), self.params.clone(), config(threads))
             .expect("the base store opens");
-        measure(chain, &self.block)
+        measure(chain, block)
     }
 
-    fn run_redb(&self, threads: usize, run: usize) -> Sample {
+    fn run_redb(&self, threads: usize, run: usize, block: &Block) -> Sample {
         let path = self.dir.path().join(format!("run-{run}.redb"));
         std::fs::copy(&self.redb_file, &path).expect("the base file copies");
         let sample = {
             let store = RedbStore::open(&path, self.params.genesis_hash()).expect("the copy opens");
             let chain = ChainState::open(store, self.params.clone(), config(threads))
                 .expect("the base store opens");
-            measure(chain, &self.block)
+            measure(chain, block)
         };
         remove(&path);
         sample
@@ -297,14 +316,16 @@ fn main() {
     let configs: [(&str, usize); 4] = [("memory", 1), ("memory", 2), ("redb", 1), ("redb", 2)];
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); configs.len()];
     let (mut raw_one, mut raw_all, mut wire_one) = (0f64, 0f64, 0f64);
+    let mut wide = Vec::new();
     for round in 0..rounds {
         for (i, (store, threads)) in configs.iter().enumerate() {
             let sample = match *store {
-                "memory" => bases.run_memory(*threads),
-                _ => bases.run_redb(*threads, round),
+                "memory" => bases.run_memory(*threads, &bases.block),
+                _ => bases.run_redb(*threads, round, &bases.block),
             };
             samples[i].push(sample);
         }
+        wide.push(bases.run_redb(1, round, &bases.wide));
         raw_one = raw_one.max(raw_rate(&checks, 1));
         raw_all = raw_all.max(raw_rate(&checks, cores));
         wire_one = wire_one.max(wire_rate(&wire));
@@ -342,6 +363,16 @@ fn main() {
             ms(best),
         );
     }
+    let wide_total = median(wide.iter().map(Sample::total).collect());
+    eprintln!(
+        "  redb, a wide block ({} B: {WIDE_TXS} txs × {WIDE_OUTPUTS} outputs): {:.1} ms \
+         (accept {:.1}, connect {:.1}), best {:.1}",
+        bases.wide.size(),
+        ms(wide_total),
+        ms(median(wide.iter().map(|s| s.accept).collect())),
+        ms(median(wide.iter().map(|s| s.activate).collect())),
+        ms(wide.iter().map(Sample::total).min().unwrap_or_default()),
+    );
     eprintln!();
     eprintln!("  raw k256 verify_prehash/s, 1 thread:            {raw_one:>10.0}");
     eprintln!("  raw k256 verify_prehash/s, {cores} threads:            {raw_all:>10.0}");

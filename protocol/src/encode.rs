@@ -46,6 +46,20 @@ pub fn serialize<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
         .expect("consensus types only contain integers, arrays and length-prefixed sequences, which always encode")
 }
 
+/// Encodes `value` canonically into `buffer`, returning the bytes written: the
+/// same bytes as [`serialize`], without allocating (for hot loops over small
+/// values). Returns `None` if `buffer` is too short.
+pub fn serialize_into<'b, T: Serialize + ?Sized>(
+    value: &T,
+    buffer: &'b mut [u8],
+) -> Option<&'b [u8]> {
+    let capacity = buffer.len();
+    let mut rest = &mut buffer[..];
+    options().serialize_into(&mut rest, value).ok()?;
+    let written = capacity - rest.len();
+    Some(&buffer[..written])
+}
+
 /// Returns the length of `value`'s canonical encoding without allocating it.
 pub fn serialized_size<T: Serialize + ?Sized>(value: &T) -> u64 {
     options()
@@ -123,6 +137,15 @@ mod tests {
     fn integers_are_fixed_width_little_endian() {
         assert_eq!(serialize(&0x0102_0304u32), vec![4, 3, 2, 1]);
         assert_eq!(serialize(&vec![7u8]), vec![1, 0, 0, 0, 0, 0, 0, 0, 7]);
+    }
+
+    #[test]
+    fn serialize_into_writes_what_serialize_returns_or_nothing() {
+        let value = (0x0102_0304u32, vec![7u8, 8], [9u8; 3]);
+        let mut buffer = [0xaa; 32];
+        assert_eq!(serialize_into(&value, &mut buffer), Some(&serialize(&value)[..]));
+        let mut short = [0u8; 8];
+        assert_eq!(serialize_into(&value, &mut short), None, "19 bytes do not fit in 8");
     }
 
     #[test]

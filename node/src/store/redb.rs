@@ -55,6 +55,11 @@ fn value<T: Serialize>(v: &T) -> Vec<u8> {
     encode::serialize(v)
 }
 
+/// Encodes a coin into `buffer`: a block may add tens of thousands, so no allocation.
+fn coin_value<'b>(coin: &Coin, buffer: &'b mut [u8; 64]) -> &'b [u8] {
+    encode::serialize_into(coin, buffer).expect("a coin encodes in 33 bytes")
+}
+
 fn outpoint_key(op: &OutPoint) -> [u8; 36] {
     let mut key = [0u8; 36];
     key[..32].copy_from_slice(op.txid.as_bytes());
@@ -307,6 +312,7 @@ impl Store for RedbStore {
             let mut address_coins = txn.open_table(ADDRESS_COINS).map_err(backend)?;
             let mut history = txn.open_table(HISTORY).map_err(backend)?;
             let mut locations = txn.open_table(TX_LOCATIONS).map_err(backend)?;
+            let mut buffer = [0u8; 64];
             for op in batch.ops {
                 match op {
                     Op::PutBlock(block) => {
@@ -322,7 +328,7 @@ impl Store for RedbStore {
                     }
                     Op::DeleteUndo(hash) => undo.remove(hash.as_bytes().as_slice()).map(drop),
                     Op::AddCoin(op, coin) => coins
-                        .insert(outpoint_key(&op).as_slice(), value(&coin).as_slice())
+                        .insert(outpoint_key(&op).as_slice(), coin_value(&coin, &mut buffer))
                         .and_then(|_| {
                             let key = address_coin_key(&coin.output.pubkey_hash, &op);
                             address_coins.insert(key.as_slice(), ())

@@ -602,8 +602,12 @@ pub fn check_block_inputs(
     view: &impl UtxoView,
     params: &Params,
 ) -> Result<BlockSpends, BlockError> {
-    let mut created_here: HashMap<OutPoint, Coin> = HashMap::new();
+    // Earlier transactions of the block by txid, for spends inside the block: one
+    // entry per transaction, not per output (a block may create tens of thousands).
+    let mut earlier: HashMap<Txid, usize> = HashMap::with_capacity(block.txdata.len());
     let mut spent_here: HashSet<OutPoint> = HashSet::new();
+    // Outputs created and spent inside the block: they never reach the UTXO set.
+    let mut spent_inside: HashSet<OutPoint> = HashSet::new();
     let mut spends = BlockSpends {
         txids: Vec::new(),
         coins: Vec::with_capacity(block.txdata.len()),
@@ -622,8 +626,15 @@ pub fn check_block_inputs(
                 if !spent_here.insert(outpoint) {
                     return Err(BlockError::DoubleSpend { tx: index, outpoint });
                 }
-                let coin = match created_here.remove(&outpoint) {
-                    Some(coin) => coin,
+                let inside = earlier.get(&outpoint.txid).and_then(|&j| {
+                    let output = block.txdata[j].outputs.get(outpoint.vout as usize)?;
+                    Some(Coin { output: *output, height, is_coinbase: j == 0 })
+                });
+                let coin = match inside {
+                    Some(coin) => {
+                        spent_inside.insert(outpoint);
+                        coin
+                    }
                     None => {
                         let coin = view
                             .get_coin(&outpoint)
@@ -641,13 +652,13 @@ pub fn check_block_inputs(
                 .filter(|f| f.is_money_range())
                 .ok_or_else(|| tx_error(TxError::InputTotalOutOfRange))?;
         }
-        for (vout, output) in tx.outputs.iter().enumerate() {
-            let outpoint = OutPoint { txid, vout: vout as u32 };
+        for vout in 0..tx.outputs.len() as u32 {
+            let outpoint = OutPoint { txid, vout };
             if view.get_coin(&outpoint).is_some() && !spent_here.contains(&outpoint) {
                 return Err(BlockError::OverwritesUnspentOutput { tx: index, outpoint });
             }
-            created_here.insert(outpoint, Coin { output: *output, height, is_coinbase });
         }
+        earlier.insert(txid, index);
         spends.coins.push(coins);
     }
     let allowed =
@@ -656,11 +667,12 @@ pub fn check_block_inputs(
     if paid > allowed {
         return Err(BlockError::CoinbaseTooLarge { paid, allowed });
     }
-    // Keep the created outputs in block order, so applying them is deterministic.
-    for (tx, &txid) in block.txdata.iter().zip(&txids) {
-        for vout in 0..tx.outputs.len() as u32 {
-            let outpoint = OutPoint { txid, vout };
-            if let Some(coin) = created_here.remove(&outpoint) {
+    // The created outputs in block order, so applying them is deterministic.
+    for (index, (tx, &txid)) in block.txdata.iter().zip(&txids).enumerate() {
+        for (vout, output) in tx.outputs.iter().enumerate() {
+            let outpoint = OutPoint { txid, vout: vout as u32 };
+            if spent_inside.is_empty() || !spent_inside.contains(&outpoint) {
+                let coin = Coin { output: *output, height, is_coinbase: index == 0 };
                 spends.created.push((outpoint, coin));
             }
         }
