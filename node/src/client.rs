@@ -1,176 +1,20 @@
 //! The operator's client views of a running node: `status`, `peers`, `mempool`, `block`, `tx`, `stop`.
 //!
-//! Owns talking to a node's RPC socket from the command line (one blocking
-//! connection, JSON-RPC envelopes from `tinychain_protocol::rpc`) and turning
-//! the answers into readable text. The rendering functions are pure, so they are
-//! tested without a node; printing is left to the binary. It never touches the
-//! data directory beyond finding the socket's path.
+//! Owns turning a node's answers into readable text; the connection itself is
+//! `tinychain_rpc_client`'s (re-exported here). The rendering functions are pure,
+//! so they are tested without a node; printing is left to the binary. It never
+//! touches the data directory beyond finding the socket's path.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tinychain_protocol::params::Network;
 use tinychain_protocol::rpc::{
-    BlockInfo, BlockchainInfo, MempoolInfo, MiningInfo, Request, Response, TransactionInfo,
-    TxLocation,
+    BlockInfo, BlockchainInfo, MempoolInfo, MiningInfo, TransactionInfo, TxLocation,
 };
-
-/// How long the node may take to answer.
-const TIMEOUT: Duration = Duration::from_secs(60);
-/// The longest reply read.
-const MAX_REPLY: u64 = 256 * 1024 * 1024;
-
-/// An error talking to a node.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// Nothing answers on the socket.
-    #[error("cannot reach the node at {path} (is it running? {cause})")]
-    Unreachable {
-        /// The socket.
-        path: PathBuf,
-        /// The OS error.
-        cause: std::io::Error,
-    },
-    /// The connection failed mid-call.
-    #[error("talking to the node at {path}: {cause}")]
-    Io {
-        /// The socket.
-        path: PathBuf,
-        /// The OS error.
-        cause: std::io::Error,
-    },
-    /// The reply is not understood.
-    #[error("the node's answer to {method} is not understood: {reason}")]
-    BadReply {
-        /// The method.
-        method: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The node answered with an error.
-    #[error("{message} (code {code})")]
-    Rpc {
-        /// The JSON-RPC code.
-        code: i64,
-        /// The node's message.
-        message: String,
-    },
-    /// The node follows another network.
-    #[error("the node at {path} is on {found}, not {expected} (use --network {found})")]
-    WrongNetwork {
-        /// The socket.
-        path: PathBuf,
-        /// The network asked for.
-        expected: Network,
-        /// The node's.
-        found: Network,
-    },
-    /// Neither a socket nor a data directory was given.
-    #[error("give --datadir or --rpc-socket to say where the node's socket is")]
-    NoSocket,
-}
-
-/// Returns the socket's path: `rpc_socket`, else `<datadir>/<network>/rpc.sock`.
-///
-/// # Errors
-///
-/// [`Error::NoSocket`] if neither is given.
-pub fn socket_path(
-    rpc_socket: Option<&Path>,
-    datadir: Option<&Path>,
-    network: Network,
-) -> Result<PathBuf, Error> {
-    match (rpc_socket, datadir) {
-        (Some(socket), _) => Ok(socket.to_owned()),
-        (None, Some(dir)) => Ok(dir.join(network.name()).join("rpc.sock")),
-        (None, None) => Err(Error::NoSocket),
-    }
-}
-
-/// One connection to a node's RPC socket.
-#[derive(Debug)]
-pub struct Client {
-    path: PathBuf,
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
-    next_id: u64,
-}
-
-impl Client {
-    /// Connects to the socket at `path`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Unreachable`] if no node answers there.
-    pub fn connect(path: &Path) -> Result<Client, Error> {
-        let stream = UnixStream::connect(path)
-            .map_err(|cause| Error::Unreachable { path: path.to_owned(), cause })?;
-        let io = |cause| Error::Io { path: path.to_owned(), cause };
-        stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
-        stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
-        let writer = stream.try_clone().map_err(io)?;
-        Ok(Client { path: path.to_owned(), reader: BufReader::new(stream), writer, next_id: 1 })
-    }
-
-    /// Connects and checks that the node follows `network`; returns its chain info too.
-    ///
-    /// # Errors
-    ///
-    /// As [`Client::connect`] and [`Client::call`], and [`Error::WrongNetwork`].
-    pub fn connect_to(path: &Path, network: Network) -> Result<(Client, BlockchainInfo), Error> {
-        let mut client = Client::connect(path)?;
-        let info: BlockchainInfo = client.call("getblockchaininfo", Vec::new())?;
-        if info.chain != network {
-            return Err(Error::WrongNetwork {
-                path: path.to_owned(),
-                expected: network,
-                found: info.chain,
-            });
-        }
-        Ok((client, info))
-    }
-
-    /// Calls `method` and decodes the result as `T`.
-    ///
-    /// # Errors
-    ///
-    /// I/O, an error answer, or a result that is not a `T`.
-    pub fn call<T: DeserializeOwned>(
-        &mut self,
-        method: &str,
-        params: Vec<Value>,
-    ) -> Result<T, Error> {
-        let io = |cause| Error::Io { path: self.path.clone(), cause };
-        let bad = |reason: String| Error::BadReply { method: method.to_owned(), reason };
-        let mut line = serde_json::to_vec(&Request::new(self.next_id, method, params))
-            .map_err(|e| bad(e.to_string()))?;
-        self.next_id += 1;
-        line.push(b'\n');
-        self.writer.write_all(&line).map_err(io)?;
-        let mut reply = String::new();
-        let read = (&mut self.reader).take(MAX_REPLY).read_line(&mut reply).map_err(io)?;
-        if read == 0 {
-            return Err(io(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the node closed the connection",
-            )));
-        }
-        let response: Response<Value> =
-            serde_json::from_str(&reply).map_err(|e| bad(e.to_string()))?;
-        if let Some(e) = response.error {
-            return Err(Error::Rpc { code: e.code, message: e.message });
-        }
-        serde_json::from_value(response.result.unwrap_or(Value::Null))
-            .map_err(|e| bad(e.to_string()))
-    }
-}
+pub use tinychain_rpc_client::{Client, Error, socket_path};
 
 /// A view: readable text and the JSON it was made from.
 #[derive(Debug, Clone, PartialEq)]
@@ -353,7 +197,7 @@ pub fn mempool(path: &Path, network: Network) -> Result<View, Error> {
         // A transaction may leave the mempool between the two calls.
         let tx: TransactionInfo = match client.call("gettransaction", vec![json!(txid)]) {
             Ok(tx) => tx,
-            Err(Error::Rpc { .. }) => continue,
+            Err(e) if e.is_not_found() => continue,
             Err(e) => return Err(e),
         };
         let fee = match tx.location {
@@ -472,20 +316,6 @@ pub fn stop(path: &Path, network: Network) -> Result<View, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_socket_is_found_from_the_data_directory() {
-        let dir = Path::new("/d");
-        assert_eq!(
-            socket_path(None, Some(dir), Network::Regtest).expect("a path"),
-            PathBuf::from("/d/regtest/rpc.sock")
-        );
-        assert_eq!(
-            socket_path(Some(Path::new("/s.sock")), Some(dir), Network::Main).expect("a path"),
-            PathBuf::from("/s.sock")
-        );
-        assert!(matches!(socket_path(None, None, Network::Main), Err(Error::NoSocket)));
-    }
 
     #[test]
     fn the_peer_table_shows_dashes_for_fields_the_node_does_not_report() {

@@ -16,9 +16,9 @@ use tinychain_protocol::params::{Network, Params};
 use tinychain_protocol::rpc::{AddressHistoryEntry, AddressUtxo, TransactionInfo, TxLocation};
 use tinychain_protocol::sighash::{self, SignError};
 use tinychain_protocol::{Amount, OutPoint, Transaction, TxOut, Txid};
+use tinychain_rpc_client::{self as rpc, Client};
 
 use crate::coins::{self, AmountError, Candidate, SelectError};
-use crate::rpc::{self, Client};
 use crate::wallet::{self, SentRecord, Wallet};
 
 /// Where the wallet and the node are.
@@ -112,9 +112,6 @@ pub(crate) enum Error {
     /// Neither `--wallet` nor `--datadir` says where the wallet is.
     #[error("give --datadir or --wallet to say where the wallet file is")]
     NoWallet,
-    /// Neither `--rpc-socket` nor `--datadir` says where the node is.
-    #[error("give --datadir or --rpc-socket to say where the node's socket is")]
-    NoSocket,
     /// The OS has no randomness.
     #[error("reading the OS's randomness: {0}")]
     Random(getrandom::Error),
@@ -131,8 +128,9 @@ fn parse_txid(input: &str) -> Result<Txid> {
 }
 
 fn connect(ctx: &Context) -> Result<Client> {
-    let socket = ctx.socket.as_ref().ok_or(Error::NoSocket)?;
-    Ok(Client::connect(socket, ctx.network)?)
+    let socket = ctx.socket.as_deref().ok_or(rpc::Error::NoSocket)?;
+    let (client, _) = Client::connect_to(socket, ctx.network)?;
+    Ok(client)
 }
 
 /// `create`: a new wallet file with a first address.

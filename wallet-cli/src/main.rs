@@ -4,12 +4,11 @@
 //! commands), where the wallet file and the node's socket are, printing each
 //! command's report (readable, or JSON with `--json`) and turning errors into one
 //! line on stderr and a non-zero exit code. The work is in the modules: [`wallet`]
-//! (the file), [`rpc`] (the node's socket), [`coins`] (selection and fees) and
-//! [`commands`].
+//! (the file), [`coins`] (selection and fees) and [`commands`]; the node's socket
+//! is `tinychain_rpc_client`'s.
 
 mod coins;
 mod commands;
-mod rpc;
 mod wallet;
 
 use std::path::PathBuf;
@@ -135,7 +134,12 @@ fn context(global: &Global) -> Context {
     let wallet =
         global.wallet.clone().or_else(|| network_dir.as_ref().map(|d| d.join("wallet.json")));
     // Offline commands need no socket; the others say so when it is missing.
-    let socket = global.rpc_socket.clone().or_else(|| network_dir.map(|d| d.join("rpc.sock")));
+    let socket = tinychain_rpc_client::socket_path(
+        global.rpc_socket.as_deref(),
+        global.datadir.as_deref(),
+        global.network,
+    )
+    .ok();
     Context { network: global.network, wallet, socket }
 }
 
