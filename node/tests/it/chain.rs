@@ -20,7 +20,7 @@ fn a_side_branch_with_equal_work_does_not_reorg_but_more_work_does() {
 
     let side = branch(&mut core, fork, 3, 2, None);
     assert_eq!(tip(&core), main_tip, "equal work: the first seen stays");
-    assert!(core.chain().index().get(&side[2].block_hash()).is_some(), "side branch kept");
+    assert!(entry(&core, &side[2].block_hash()).is_some(), "side branch kept");
 
     let more = branch(&mut core, side[2].block_hash(), 1, 2, None);
     assert_eq!(tip(&core), more[0].block_hash(), "more work wins");
@@ -42,10 +42,9 @@ fn a_shorter_branch_with_more_work_wins() {
     let slow_tip = slow.last().expect("slow").block_hash();
     assert_eq!(tip(&core), slow_tip);
     let fast = branch(&mut core, fork, 8, 3, Some(1));
-    let index = core.chain().index();
     let (slow_work, fast_work) = (
-        index.get(&slow_tip).expect("indexed").chainwork,
-        index.get(&fast.last().expect("fast").block_hash()).expect("indexed").chainwork,
+        entry(&core, &slow_tip).expect("indexed").chainwork,
+        entry(&core, &fast.last().expect("fast").block_hash()).expect("indexed").chainwork,
     );
     assert!(
         fast_work > slow_work,

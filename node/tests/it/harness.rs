@@ -1,6 +1,7 @@
 //! Helpers shared by the core tests: keys, block building and mining on regtest.
 
 use tinychain_node::core::{BlockOutcome, Core, Output};
+use tinychain_node::store::IndexEntry;
 use tinychain_node::store::memory::MemoryStore;
 use tinychain_node::template::coinbase;
 use tinychain_protocol::block::{Block, BlockHeader};
@@ -37,6 +38,11 @@ pub(crate) fn new_core(params: Params) -> TestCore {
 }
 
 /// Finds a nonce meeting the block's bits.
+/// Returns the index entry of `hash`, if it is known (a store failure fails the test).
+pub(crate) fn entry(core: &TestCore, hash: &BlockHash) -> Option<IndexEntry> {
+    core.chain().index_entry(hash).expect("the memory store does not fail")
+}
+
 pub(crate) fn solve(block: &mut Block) {
     let target = block.header.bits.to_target().expect("valid bits");
     while !target.is_met_by(block.header.block_hash()) {
@@ -55,9 +61,9 @@ pub(crate) fn block_on(
     extra_nonce: u64,
 ) -> Block {
     let chain = core.chain();
-    let parent_entry = chain.index().get(&parent).expect("parent indexed");
+    let parent_entry = chain.index_entry(&parent).expect("store").expect("parent indexed");
     let height = parent_entry.height + 1;
-    let ctx = chain.context_after(&parent, u32::MAX).expect("parent indexed");
+    let ctx = chain.context_after(&parent, u32::MAX).expect("store").expect("parent indexed");
     let reward = block_subsidy(height, chain.params());
     let mut txdata = vec![coinbase(height, extra_nonce, miner, reward)];
     txdata.extend(txs);
@@ -135,7 +141,7 @@ pub(crate) fn branch(
     let mut parent = parent;
     for i in 0..n {
         let time = step.map(|s| {
-            let p = core.chain().index().get(&parent).expect("indexed").header.time;
+            let p = entry(core, &parent).expect("indexed").header.time;
             p + s
         });
         let block = block_on(core, parent, vec![], pkh(miner), time, 100 + i as u64);
