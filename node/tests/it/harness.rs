@@ -1,7 +1,7 @@
 //! Helpers shared by the core tests: keys, block building and mining on regtest.
 
 use tinychain_node::core::{BlockOutcome, Core, Output};
-use tinychain_node::store::IndexEntry;
+use tinychain_node::store::{IndexEntry, Store};
 use tinychain_node::store::memory::MemoryStore;
 use tinychain_node::template::coinbase;
 use tinychain_protocol::block::{Block, BlockHeader};
@@ -34,13 +34,18 @@ pub(crate) fn regtest() -> Params {
 }
 
 pub(crate) fn new_core(params: Params) -> TestCore {
-    Core::open(MemoryStore::new(), params, Default::default(), NOW).expect("opens")
+    new_core_on(MemoryStore::new(), params)
+}
+
+/// Opens a core on `store` (a copy of another core's, to test a restart).
+pub(crate) fn new_core_on(store: MemoryStore, params: Params) -> TestCore {
+    Core::open(store, params, Default::default(), NOW).expect("opens")
 }
 
 /// Finds a nonce meeting the block's bits.
 /// Returns the index entry of `hash`, if it is known (a store failure fails the test).
-pub(crate) fn entry(core: &TestCore, hash: &BlockHash) -> Option<IndexEntry> {
-    core.chain().index_entry(hash).expect("the memory store does not fail")
+pub(crate) fn entry<S: Store>(core: &Core<S, u32>, hash: &BlockHash) -> Option<IndexEntry> {
+    core.chain().index_entry(hash).expect("the store reads")
 }
 
 pub(crate) fn solve(block: &mut Block) {
@@ -52,8 +57,8 @@ pub(crate) fn solve(block: &mut Block) {
 
 /// Builds and mines a block on `parent` with `txs`, paying the subsidy to `miner`,
 /// at `time` (or one second after the parent's median time past).
-pub(crate) fn block_on(
-    core: &TestCore,
+pub(crate) fn block_on<S: Store>(
+    core: &Core<S, u32>,
     parent: BlockHash,
     txs: Vec<Transaction>,
     miner: PubkeyHash,
@@ -83,12 +88,12 @@ pub(crate) fn block_on(
 }
 
 /// Submits a block as if from peer 1 and returns the outcome.
-pub(crate) fn submit(core: &mut TestCore, block: Block) -> (BlockOutcome, Vec<Output<u32>>) {
+pub(crate) fn submit<S: Store>(core: &mut Core<S, u32>, block: Block) -> (BlockOutcome, Vec<Output<u32>>) {
     core.handle_block(block, Some(1), NOW).expect("store works")
 }
 
 /// Mines `n` blocks on the tip paying `miner`, returning them.
-pub(crate) fn mine(core: &mut TestCore, n: usize, miner: PubkeyHash) -> Vec<Block> {
+pub(crate) fn mine<S: Store>(core: &mut Core<S, u32>, n: usize, miner: PubkeyHash) -> Vec<Block> {
     let mut blocks = Vec::with_capacity(n);
     for _ in 0..n {
         let block = core.block_template(miner, 0).block;
@@ -130,8 +135,8 @@ pub(crate) fn pay(to: u8, value: Amount) -> TxOut {
 }
 
 /// Mines `n` blocks on `parent`, each accepted, returning them.
-pub(crate) fn branch(
-    core: &mut TestCore,
+pub(crate) fn branch<S: Store>(
+    core: &mut Core<S, u32>,
     parent: BlockHash,
     n: usize,
     miner: u8,
