@@ -203,15 +203,13 @@ impl<S: Store> ChainState<S> {
     }
 
     /// Makes the just-connected block `hash`, the tip's child, the tip.
-    pub(super) fn tip_connected(&mut self, hash: BlockHash) -> Result<(), StoreError> {
-        let entry = self.indexed(&hash)?;
+    pub(super) fn tip_connected(&mut self, hash: BlockHash, entry: IndexEntry) {
         let tip = &mut self.tip;
         tip.history.push_back((entry.header.time, entry.header.bits));
         if tip.history.len() > history_len(&self.params) {
             tip.history.pop_front();
         }
         (tip.hash, tip.entry) = (hash, entry);
-        Ok(())
     }
 
     /// Makes the tip's parent the tip, the old tip being disconnected.

@@ -173,7 +173,8 @@ impl BlockIndex {
         hash: BlockHash,
         mut entry: IndexEntry,
     ) -> Result<(), StoreError> {
-        match self.get(store, &hash)? {
+        let old = self.get(store, &hash)?;
+        match old {
             Some(old) => {
                 self.candidates.remove(&candidate_key(&hash, &old));
                 entry.linked = old.linked;
@@ -186,25 +187,30 @@ impl BlockIndex {
         self.next_sequence = self.next_sequence.max(entry.sequence);
         self.put(hash, entry);
         self.consider_best_header(store, hash, entry)?;
-        self.refresh_links(store, hash)
+        self.refresh_links(store, hash, old.is_none())
     }
 
-    /// Changes the status of `hash`, keeping the links and candidates right.
+    /// Changes the status of `hash`, keeping the links and candidates right,
+    /// and returns its entry as it is now.
     ///
     /// # Errors
     ///
-    /// The store fails.
+    /// The store fails, or `hash` is not indexed.
     pub fn set_status<S: Store>(
         &mut self,
         store: &S,
         hash: &BlockHash,
         status: BlockStatus,
-    ) -> Result<(), StoreError> {
-        let Some(mut entry) = self.get(store, hash)? else { return Ok(()) };
+    ) -> Result<IndexEntry, StoreError> {
+        let mut entry = self.get(store, hash)?.ok_or_else(|| StoreError::Corrupt {
+            what: "block index",
+            detail: format!("{hash} changes status but is not indexed"),
+        })?;
         entry.status = status;
         self.put(*hash, entry);
         self.consider_best_header(store, *hash, entry)?;
-        self.refresh_links(store, *hash)
+        self.refresh_links(store, *hash, false)?;
+        Ok(self.get(store, hash)?.unwrap_or(entry))
     }
 
     /// Makes `hash` the best header if it has more work than the current one
@@ -246,7 +252,8 @@ impl BlockIndex {
         Ok(())
     }
 
-    /// Returns the children of `hash`: stored ones and new ones not yet written.
+    /// Returns the children of `hash`, a block at `height`: stored ones and new
+    /// ones not yet written.
     ///
     /// # Errors
     ///
@@ -255,20 +262,33 @@ impl BlockIndex {
         &self,
         store: &S,
         hash: &BlockHash,
+        height: u32,
     ) -> Result<Vec<BlockHash>, StoreError> {
-        let mut children = store.children(hash)?;
-        for (child, entry) in &self.unwritten {
-            if entry.header.prev_blockhash == *hash && !children.contains(child) {
-                children.push(*child);
+        let mut children = store.children(hash, height)?;
+        for child in self.unwritten_children(hash) {
+            if !children.contains(&child) {
+                children.push(child);
             }
         }
         Ok(children)
     }
 
-    /// Re-derives whether `hash` and its descendants are linked candidates,
-    /// walking down only as far as the flag changes.
-    fn refresh_links<S: Store>(&mut self, store: &S, hash: BlockHash) -> Result<(), StoreError> {
-        let mut stack = vec![hash];
+    /// Returns the children of `hash` among the unwritten entries.
+    fn unwritten_children(&self, hash: &BlockHash) -> Vec<BlockHash> {
+        let children = self.unwritten.iter().filter(|(_, e)| e.header.prev_blockhash == *hash);
+        children.map(|(child, _)| *child).collect()
+    }
+
+    /// Re-derives whether `root` and its descendants are linked candidates,
+    /// walking down only as far as the flag changes. A root `new` to the index
+    /// has no children in the store yet.
+    fn refresh_links<S: Store>(
+        &mut self,
+        store: &S,
+        root: BlockHash,
+        new: bool,
+    ) -> Result<(), StoreError> {
+        let mut stack = vec![root];
         while let Some(hash) = stack.pop() {
             let Some(mut entry) = self.get(store, &hash)? else { continue };
             let parent = entry.header.prev_blockhash;
@@ -284,7 +304,11 @@ impl BlockIndex {
             if linked != entry.linked {
                 entry.linked = linked;
                 self.put(hash, entry);
-                stack.extend(self.children(store, &hash)?);
+                if new && hash == root {
+                    stack.extend(self.unwritten_children(&hash));
+                } else {
+                    stack.extend(self.children(store, &hash, entry.height)?);
+                }
             }
         }
         Ok(())
@@ -327,7 +351,7 @@ impl BlockIndex {
             entry.linked = false;
             self.put(h, entry);
             lost_best_header |= self.best_header.is_some_and(|(best, _)| best == h);
-            let children = self.children(store, &h)?;
+            let children = self.children(store, &h, entry.height)?;
             stack.extend(children.into_iter().map(|c| (c, BlockStatus::InvalidChild)));
         }
         if lost_best_header {

@@ -550,9 +550,9 @@ impl<S: Store> ChainState<S> {
             height: entry.height,
             utxo_digest: digest,
         }));
-        self.index.set_status(&self.store, hash, BlockStatus::Valid)?;
+        let connected = self.index.set_status(&self.store, hash, BlockStatus::Valid)?;
         self.write(batch)?;
-        self.tip_connected(*hash)?;
+        self.tip_connected(*hash, connected);
         self.utxo_digest = digest;
         Ok(Ok(block))
     }

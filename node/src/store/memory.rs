@@ -14,8 +14,8 @@ use super::{Batch, BlockUndo, IndexEntry, Op, Store, StoreError, StoredTip, TxLo
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     index: BTreeMap<BlockHash, IndexEntry>,
-    /// (parent, child) pairs of the index.
-    children: BTreeSet<(BlockHash, BlockHash)>,
+    /// (child height, parent, child) of every index entry.
+    children: BTreeSet<(u32, BlockHash, BlockHash)>,
     active: BTreeMap<u32, BlockHash>,
     blocks: BTreeMap<BlockHash, Block>,
     undo: BTreeMap<BlockHash, BlockUndo>,
@@ -41,12 +41,13 @@ impl Store for MemoryStore {
         Ok(self.index.get(hash).copied())
     }
 
-    fn children(&self, parent: &BlockHash) -> Result<Vec<BlockHash>, StoreError> {
+    fn children(&self, parent: &BlockHash, height: u32) -> Result<Vec<BlockHash>, StoreError> {
+        let Some(child_height) = height.checked_add(1) else { return Ok(Vec::new()) };
         Ok(self
             .children
-            .range((*parent, BlockHash::ZERO)..)
-            .take_while(|(p, _)| p == parent)
-            .map(|(_, child)| *child)
+            .range((child_height, *parent, BlockHash::ZERO)..)
+            .take_while(|(h, p, _)| *h == child_height && p == parent)
+            .map(|(_, _, child)| *child)
             .collect())
     }
 
@@ -131,7 +132,7 @@ impl Store for MemoryStore {
                     self.blocks.insert(block.block_hash(), block);
                 }
                 Op::PutIndex(hash, entry) => {
-                    self.children.insert((entry.header.prev_blockhash, hash));
+                    self.children.insert((entry.height, entry.header.prev_blockhash, hash));
                     self.index.insert(hash, entry);
                 }
                 Op::PutActive(height, hash) => {

@@ -210,12 +210,15 @@ pub trait Store {
     /// Backend or decoding failures.
     fn index_entry(&self, hash: &BlockHash) -> Result<Option<IndexEntry>, StoreError>;
 
-    /// Returns the hashes of the indexed blocks whose parent is `parent`.
+    /// Returns the hashes of the indexed blocks whose parent is `parent`, a
+    /// block at `height` (children are listed by height first, so that the
+    /// blocks of a growing chain append to the list instead of landing all
+    /// over it).
     ///
     /// # Errors
     ///
     /// Backend or decoding failures.
-    fn children(&self, parent: &BlockHash) -> Result<Vec<BlockHash>, StoreError>;
+    fn children(&self, parent: &BlockHash, height: u32) -> Result<Vec<BlockHash>, StoreError>;
 
     /// Returns the hash of the active block at `height`, if the chain reaches it.
     ///

@@ -25,7 +25,8 @@ type Bytes = &'static [u8];
 
 const META: TableDefinition<Bytes, Bytes> = TableDefinition::new("meta");
 const INDEX: TableDefinition<Bytes, Bytes> = TableDefinition::new("block_index");
-/// Keys: parent hash ‖ child hash.
+/// Keys: child height (u32, big-endian) ‖ parent hash ‖ child hash. Height
+/// first: a new block's row goes next to the last one, not to a random page.
 const CHILDREN: TableDefinition<Bytes, ()> = TableDefinition::new("block_children");
 /// Keys: height (u32, big-endian); values: the active block's hash.
 const ACTIVE: TableDefinition<u32, Bytes> = TableDefinition::new("active_chain");
@@ -88,10 +89,11 @@ fn history_key(pkh: &PubkeyHash, height: u32, txid: &Txid) -> [u8; 56] {
     key
 }
 
-fn child_key(parent: &BlockHash, child: &BlockHash) -> [u8; 64] {
-    let mut key = [0u8; 64];
-    key[..32].copy_from_slice(parent.as_bytes());
-    key[32..].copy_from_slice(child.as_bytes());
+fn child_key(child_height: u32, parent: &BlockHash, child: &BlockHash) -> [u8; 68] {
+    let mut key = [0u8; 68];
+    key[..4].copy_from_slice(&child_height.to_be_bytes());
+    key[4..36].copy_from_slice(parent.as_bytes());
+    key[36..].copy_from_slice(child.as_bytes());
     key
 }
 
@@ -211,15 +213,16 @@ impl Store for RedbStore {
         self.get_value(INDEX, "index entry", hash.as_bytes())
     }
 
-    fn children(&self, parent: &BlockHash) -> Result<Vec<BlockHash>, StoreError> {
+    fn children(&self, parent: &BlockHash, height: u32) -> Result<Vec<BlockHash>, StoreError> {
+        let Some(child_height) = height.checked_add(1) else { return Ok(Vec::new()) };
         let txn = self.db.begin_read().map_err(backend)?;
         let table = txn.open_table(CHILDREN).map_err(backend)?;
-        let low = child_key(parent, &BlockHash::ZERO);
-        let high = child_key(parent, &BlockHash::from_byte_array([0xff; 32]));
+        let low = child_key(child_height, parent, &BlockHash::ZERO);
+        let high = child_key(child_height, parent, &BlockHash::from_byte_array([0xff; 32]));
         let mut out = Vec::new();
         for row in table.range(low.as_slice()..=high.as_slice()).map_err(backend)? {
             let (key, _) = row.map_err(backend)?;
-            out.push(hash_from("child key", key.value().get(32..).unwrap_or_default())?);
+            out.push(hash_from("child key", key.value().get(36..).unwrap_or_default())?);
         }
         Ok(out)
     }
@@ -363,7 +366,7 @@ impl Store for RedbStore {
                     Op::PutIndex(hash, entry) => index
                         .insert(hash.as_bytes().as_slice(), value(&entry).as_slice())
                         .and_then(|_| {
-                            let key = child_key(&entry.header.prev_blockhash, &hash);
+                            let key = child_key(entry.height, &entry.header.prev_blockhash, &hash);
                             children.insert(key.as_slice(), ())
                         })
                         .map(drop),
