@@ -27,11 +27,11 @@ use tinychain_node::chain::{ChainState, Config};
 use tinychain_node::store::Store;
 use tinychain_node::store::redb::{DEFAULT_CACHE_BYTES, RedbStore};
 use tinychain_node::template::coinbase;
+use tinychain_protocol::PubkeyHash;
 use tinychain_protocol::block::{Block, BlockHeader};
 use tinychain_protocol::merkle::block_merkle_root;
 use tinychain_protocol::params::{Network, Params};
 use tinychain_protocol::validation::block_subsidy;
-use tinychain_protocol::PubkeyHash;
 
 /// How many blocks to connect.
 const BLOCKS_VAR: &str = "TINYCHAIN_BENCH_BLOCKS";
@@ -67,7 +67,8 @@ fn status_kib(field: &str) -> u64 {
 fn cache_bytes() -> usize {
     match std::env::var(CACHE_VAR) {
         Ok(mb) => {
-            let mb: usize = mb.parse().unwrap_or_else(|_| panic!("{CACHE_VAR} must be MiB, got {mb}"));
+            let mb: usize =
+                mb.parse().unwrap_or_else(|_| panic!("{CACHE_VAR} must be MiB, got {mb}"));
             mb * 1024 * 1024
         }
         Err(_) => DEFAULT_CACHE_BYTES,

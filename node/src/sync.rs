@@ -216,8 +216,9 @@ impl<P: Ord + Clone> Sync<P> {
         let asked = entry.headers_since.take().is_some();
         entry.more_headers_after = None;
         if !asked {
-            return Ok((count > 0)
-                .then(|| Misbehaviour { reason: "headers nobody asked for".to_owned() }));
+            return Ok(
+                (count > 0).then(|| Misbehaviour { reason: "headers nobody asked for".to_owned() })
+            );
         }
         if count > MAX_HEADERS_PER_RESPONSE {
             return Ok(Some(Misbehaviour { reason: format!("{count} headers in one reply") }));

@@ -84,7 +84,11 @@ impl<S: Store> ChainState<S> {
     }
 
     /// Checks one header and adds its entry to the index (written by the caller).
-    fn accept_one_header(&mut self, header: &BlockHeader, now: u32) -> Result<Accepted, AcceptError> {
+    fn accept_one_header(
+        &mut self,
+        header: &BlockHeader,
+        now: u32,
+    ) -> Result<Accepted, AcceptError> {
         let hash = header.block_hash();
         if let Some(entry) = self.index_entry(&hash)? {
             if entry.status.is_invalid() {

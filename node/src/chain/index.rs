@@ -473,7 +473,8 @@ mod tests {
             while h > to {
                 let (skip, parent_skip) = (skip_height(h), skip_height(h - 1));
                 let use_skip = h >= 2
-                    && (skip == to || (skip > to && !(parent_skip + 2 < skip && parent_skip >= to)));
+                    && (skip == to
+                        || (skip > to && !(parent_skip + 2 < skip && parent_skip >= to)));
                 h = if use_skip { skip } else { h - 1 };
                 n += 1;
             }

@@ -392,9 +392,9 @@ impl<S: Store> ChainState<S> {
                     self.add_entry(hash, &block.header, &parent, BlockStatus::InvalidChild)?;
                     return Err(AcceptError::KnownInvalid(hash));
                 }
-                let ctx = self.context_after(&block.header.prev_blockhash, now)?.ok_or(
-                    AcceptError::MissingParent(block.header.prev_blockhash),
-                )?;
+                let ctx = self
+                    .context_after(&block.header.prev_blockhash, now)?
+                    .ok_or(AcceptError::MissingParent(block.header.prev_blockhash))?;
                 if let Err(error) = contextual_check_block_header(&block.header, &ctx, &self.params)
                 {
                     if error.kind() == Kind::Invalid {

@@ -1,8 +1,8 @@
 //! Helpers shared by the core tests: keys, block building and mining on regtest.
 
 use tinychain_node::core::{BlockOutcome, Core, Output};
-use tinychain_node::store::{IndexEntry, Store};
 use tinychain_node::store::memory::MemoryStore;
+use tinychain_node::store::{IndexEntry, Store};
 use tinychain_node::template::coinbase;
 use tinychain_protocol::block::{Block, BlockHeader};
 use tinychain_protocol::keys::PrivateKey;
@@ -88,7 +88,10 @@ pub(crate) fn block_on<S: Store>(
 }
 
 /// Submits a block as if from peer 1 and returns the outcome.
-pub(crate) fn submit<S: Store>(core: &mut Core<S, u32>, block: Block) -> (BlockOutcome, Vec<Output<u32>>) {
+pub(crate) fn submit<S: Store>(
+    core: &mut Core<S, u32>,
+    block: Block,
+) -> (BlockOutcome, Vec<Output<u32>>) {
     core.handle_block(block, Some(1), NOW).expect("store works")
 }
 

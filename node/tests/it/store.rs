@@ -5,10 +5,10 @@ use tinychain_node::core::{BlockOutcome, Core};
 use tinychain_node::store::redb::{RedbStore, SCHEMA_VERSION};
 use tinychain_node::store::{Batch, BlockStatus, Op, Store, StoreError};
 use tinychain_node::template::coinbase;
-use tinychain_protocol::{BlockHash, OutPoint};
 use tinychain_protocol::merkle::block_merkle_root;
 use tinychain_protocol::params::{Network, Params};
 use tinychain_protocol::validation::{Coin, block_subsidy};
+use tinychain_protocol::{BlockHash, OutPoint};
 
 use crate::harness::*;
 
@@ -55,24 +55,23 @@ fn a_restart_keeps_the_tip_the_utxo_set_and_the_mempool() {
 fn a_utxo_set_that_disagrees_with_the_tip_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("chain.redb");
-    {
-        let mut core = open(&path);
-        mine_into(&mut core, 3);
-    }
     // Damage: a coin appears that no block created.
-    {
-        let mut store = RedbStore::open(&path, regtest().genesis_hash()).expect("opens");
-        let stray = store.coin(&OutPoint::NULL).expect("reads");
-        assert!(stray.is_none());
-        let mut batch = Batch::default();
-        let coin = Coin { output: pay(9, coins(1)), height: 1, is_coinbase: false };
-        batch.push(Op::AddCoin(OutPoint::NULL, coin));
-        store.write(batch).expect("writes");
-    }
-    let store = RedbStore::open(&path, regtest().genesis_hash()).expect("opens");
+    let coin = Coin { output: pay(9, coins(1)), height: 1, is_coinbase: false };
+    let err = damaged(&path, 3, Op::AddCoin(OutPoint::NULL, coin));
+    assert!(err.to_string().contains("UTXO set digest"), "{err}");
+}
+
+/// Mines `blocks` into a new store at `path`, applies `damage` behind the
+/// chain's back, and returns why the chain then refuses to open.
+fn damaged(path: &std::path::Path, blocks: usize, damage: Op) -> OpenError {
+    mine_into(&mut open(path), blocks);
+    let mut store = RedbStore::open(path, regtest().genesis_hash()).expect("opens");
+    let mut batch = Batch::default();
+    batch.push(damage);
+    store.write(batch).expect("writes");
     let err = ChainState::open(store, regtest(), chain::Config::default()).expect_err("refused");
     assert!(matches!(err, OpenError::Inconsistent(_)), "{err}");
-    assert!(err.to_string().contains("UTXO set digest"), "{err}");
+    err
 }
 
 #[test]
@@ -235,10 +234,7 @@ fn a_store_of_another_schema_version_is_refused_clearly() {
         txn.commit().expect("commits");
     }
     let err = RedbStore::open(&path, regtest().genesis_hash()).expect_err("refused");
-    assert!(
-        matches!(err, StoreError::Schema { found: 1, expected: SCHEMA_VERSION }),
-        "{err:?}"
-    );
+    assert!(matches!(err, StoreError::Schema { found: 1, expected: SCHEMA_VERSION }), "{err:?}");
     assert!(err.to_string().contains("sync afresh"), "{err}");
 }
 
@@ -275,9 +271,8 @@ fn an_invalid_block_after_a_restart_invalidates_the_headers_stored_on_it() {
     assert_eq!(best_header(&core), descendants.last().copied(), "rebuilt at start-up");
     let (outcome, _) = submit(&mut core, bad.clone());
     assert!(matches!(outcome, BlockOutcome::Invalid(_)), "{outcome:?}");
-    let status = |core: &Core<RedbStore, u32>, hash: &BlockHash| {
-        entry(core, hash).expect("indexed").status
-    };
+    let status =
+        |core: &Core<RedbStore, u32>, hash: &BlockHash| entry(core, hash).expect("indexed").status;
     assert_eq!(status(&core, &bad.block_hash()), BlockStatus::Invalid);
     for hash in &descendants {
         assert_eq!(status(&core, hash), BlockStatus::InvalidChild);
@@ -294,19 +289,6 @@ fn an_invalid_block_after_a_restart_invalidates_the_headers_stored_on_it() {
 #[test]
 fn an_active_chain_with_a_hole_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("chain.redb");
-    {
-        let mut core = open(&path);
-        mine_into(&mut core, 5);
-    }
-    {
-        let mut store = RedbStore::open(&path, regtest().genesis_hash()).expect("opens");
-        let mut batch = Batch::default();
-        batch.push(Op::DeleteActive(3));
-        store.write(batch).expect("writes");
-    }
-    let store = RedbStore::open(&path, regtest().genesis_hash()).expect("opens");
-    let err = ChainState::open(store, regtest(), chain::Config::default()).expect_err("refused");
-    assert!(matches!(err, OpenError::Inconsistent(_)), "{err}");
+    let err = damaged(&dir.path().join("chain.redb"), 5, Op::DeleteActive(3));
     assert!(err.to_string().contains("at height 3"), "{err}");
 }

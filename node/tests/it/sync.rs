@@ -55,7 +55,10 @@ fn headers_come_first_from_the_peer_with_most_work_then_blocks_from_all() {
     };
     assert_eq!(locator, &vec![node.chain().tip()]);
     let peer = *peer;
-    assert!(sync.schedule(node.chain(), t0).expect("store").is_empty(), "one headers request at a time");
+    assert!(
+        sync.schedule(node.chain(), t0).expect("store").is_empty(),
+        "one headers request at a time"
+    );
 
     let outcome = node.handle_headers(&headers(&blocks), NOW).expect("store");
     assert_eq!(outcome.new, 120);
@@ -87,8 +90,10 @@ fn headers_come_first_from_the_peer_with_most_work_then_blocks_from_all() {
     }
     assert_eq!(node.chain().height(), 64);
     // The window moves on: the rest is asked for.
-    let rest: usize =
-        requested_blocks(&sync.schedule(node.chain(), t0).expect("store")).iter().map(|(_, h)| h.len()).sum();
+    let rest: usize = requested_blocks(&sync.schedule(node.chain(), t0).expect("store"))
+        .iter()
+        .map(|(_, h)| h.len())
+        .sum();
     assert_eq!(rest, 56);
 }
 
@@ -100,10 +105,15 @@ fn a_full_headers_reply_is_followed_by_another_request_to_the_same_peer() {
     let mut sync = Sync::new(Config::default());
     let t0 = Instant::now();
     sync.set_status(7, status(&src), node.chain()).expect("store");
-    assert!(matches!(sync.schedule(node.chain(), t0).expect("store").as_slice(), [Action::GetHeaders { .. }]));
+    assert!(matches!(
+        sync.schedule(node.chain(), t0).expect("store").as_slice(),
+        [Action::GetHeaders { .. }]
+    ));
     let first = headers(&blocks[..MAX_HEADERS_PER_RESPONSE]);
     let outcome = node.handle_headers(&first, NOW).expect("store");
-    assert!(sync.headers_received(&7, first.len(), &outcome, node.chain()).expect("store").is_none());
+    assert!(
+        sync.headers_received(&7, first.len(), &outcome, node.chain()).expect("store").is_none()
+    );
     let actions = sync.schedule(node.chain(), t0).expect("store");
     let Some(Action::GetHeaders { peer: 7, locator }) = actions.first() else {
         panic!("expected a second headers request first, got {actions:?}")
@@ -176,7 +186,8 @@ fn a_status_the_headers_do_not_back_up_is_misbehaviour() {
     let mut sync = Sync::new(Config::default());
     let t0 = Instant::now();
     sync.set_status(3, status(&src), node.chain()).expect("store");
-    let [Action::GetHeaders { .. }] = sync.schedule(node.chain(), t0).expect("store").as_slice() else {
+    let [Action::GetHeaders { .. }] = sync.schedule(node.chain(), t0).expect("store").as_slice()
+    else {
         panic!("headers first")
     };
     // It claimed 30 blocks but sends only 10 headers.
@@ -185,7 +196,11 @@ fn a_status_the_headers_do_not_back_up_is_misbehaviour() {
     assert!(misbehaviour.is_some_and(|m| m.reason.contains("claimed height 30")));
     // Its claim is spent: it is not asked again until it sends a new status.
     assert!(
-        !sync.schedule(node.chain(), t0).expect("store").iter().any(|a| matches!(a, Action::GetHeaders { .. }))
+        !sync
+            .schedule(node.chain(), t0)
+            .expect("store")
+            .iter()
+            .any(|a| matches!(a, Action::GetHeaders { .. }))
     );
 }
 
@@ -227,7 +242,9 @@ fn headers_are_served_from_the_active_chain_after_the_locator() {
     let chain = src.chain();
     let all = chain.headers_after(&[chain.params().genesis_hash()], 2000).expect("store");
     assert_eq!(all, headers(&blocks));
-    let after_20 = chain.headers_after(&chain.locator_from(&blocks[19].block_hash()).expect("store"), 2000).expect("store");
+    let after_20 = chain
+        .headers_after(&chain.locator_from(&blocks[19].block_hash()).expect("store"), 2000)
+        .expect("store");
     assert_eq!(after_20, headers(&blocks[20..]));
     assert_eq!(chain.headers_after(&[], 7).expect("store").len(), 7);
     // An unknown locator starts after genesis.
@@ -265,7 +282,10 @@ fn a_refused_peer_rests_a_second_and_is_then_asked_again() {
     let asked = requested_blocks(&sync.schedule(node.chain(), t0).expect("store"));
     assert_eq!(asked.len(), 1);
     sync.request_refused(&1, &asked[0].1, t0);
-    assert!(requested_blocks(&sync.schedule(node.chain(), t0).expect("store")).is_empty(), "it rests");
+    assert!(
+        requested_blocks(&sync.schedule(node.chain(), t0).expect("store")).is_empty(),
+        "it rests"
+    );
     let later = t0 + Duration::from_millis(1500);
     let again = requested_blocks(&sync.schedule(node.chain(), later).expect("store"));
     assert_eq!(again, asked, "the same blocks, of the same peer, after the rest");
