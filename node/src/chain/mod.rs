@@ -259,7 +259,8 @@ impl<S: Store> ChainState<S> {
         &mut self.store
     }
 
-    /// Returns the block index.
+    /// Returns the block index's in-memory part (best header, candidates,
+    /// counts); entries are read with [`ChainState::index_entry`].
     pub fn index(&self) -> &BlockIndex {
         &self.index
     }
