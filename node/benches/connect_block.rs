@@ -62,7 +62,7 @@ fn config(threads: usize) -> Config {
 /// the test key, one minute after the tip.
 fn next_block<S: Store>(chain: &ChainState<S>, txs: Vec<Transaction>) -> Block {
     let tip = chain.tip();
-    let ctx = chain.context_after(&tip, NOW).expect("the tip is indexed");
+    let ctx = chain.tip_context(NOW);
     let reward = block_subsidy(ctx.height, chain.params());
     let mut txdata = vec![coinbase(ctx.height, 0, owner().public_key().pubkey_hash(), reward)];
     txdata.extend(txs);

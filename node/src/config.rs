@@ -110,7 +110,8 @@ pub struct Rpc {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Store {
-    /// redb's page cache, in MiB.
+    /// redb's page cache, in MiB: blocks and the block index are read through
+    /// it, so the node's resident memory grows with the chain up to this bound.
     pub cache_mb: u32,
 }
 

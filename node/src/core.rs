@@ -332,13 +332,13 @@ impl<S: Store, P: Clone> Core<S, P> {
 
     /// Builds a block template on the tip paying `pay_to`.
     pub fn block_template(&self, pay_to: PubkeyHash, now: u64) -> BlockTemplate {
-        let tip = self.chain.tip();
+        let tip = self.chain.tip_context(clamp_time(now));
         let ctx = TemplateContext {
-            prev_blockhash: tip,
-            height: self.chain.height() + 1,
-            median_time_past: self.chain.median_time_past(),
-            bits: self.chain.next_work_required(&tip),
-            now: clamp_time(now),
+            prev_blockhash: tip.prev_blockhash,
+            height: tip.height,
+            median_time_past: tip.median_time_past,
+            bits: tip.required_bits,
+            now: tip.now,
         };
         create_block_template(&ctx, &self.mempool, pay_to, self.chain.params())
     }

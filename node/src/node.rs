@@ -228,7 +228,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ = ticks.tick() => {
                 node.core.tick(unix_now());
                 node.net.log_mesh_changes();
-                node.run_sync();
+                node.run_sync()?;
             }
             _ = refresh.tick() => {
                 node.metrics.count_hashes(node.miner.as_ref().map(|(m, _)| m.hashes()));
@@ -485,7 +485,7 @@ impl Node {
                 let hash = block.block_hash();
                 let (outcome, outputs) = self.core.handle_block(block, Some(from), now)?;
                 if matches!(outcome, BlockOutcome::Accepted | BlockOutcome::Duplicate) {
-                    self.sync.peer_has(&from, hash, self.core.chain());
+                    self.sync.peer_has(&from, hash, self.core.chain())?;
                 }
                 // Accepted gossip is forwarded by gossipsub itself.
                 let outputs: Vec<_> =
@@ -517,15 +517,15 @@ impl Node {
             }
             NetEvent::Response { peer, request, response } => {
                 self.on_response(peer, request, response, now)?;
-                self.run_sync();
+                self.run_sync()?;
             }
             NetEvent::RequestFailed { peer, request } => {
                 self.request_failed(peer, &request);
-                self.run_sync();
+                self.run_sync()?;
             }
             NetEvent::PeerDisconnected(peer) => {
                 self.sync.remove_peer(&peer);
-                self.run_sync();
+                self.run_sync()?;
             }
         }
         Ok(())
@@ -536,7 +536,7 @@ impl Node {
     fn answer(&mut self, peer: PeerId, request: Request) -> anyhow::Result<Response> {
         Ok(match request {
             Request::Status(status) => {
-                self.on_status(peer, status);
+                self.on_status(peer, status)?;
                 Response::Status(self.status())
             }
             Request::GetHeaders { locator } if locator.len() > MAX_LOCATOR => {
@@ -544,7 +544,7 @@ impl Node {
                 Response::Refused(format!("at most {MAX_LOCATOR} locator hashes"))
             }
             Request::GetHeaders { locator } => Response::Headers(
-                self.core.chain().headers_after(&locator, MAX_HEADERS_PER_RESPONSE),
+                self.core.chain().headers_after(&locator, MAX_HEADERS_PER_RESPONSE)?,
             ),
             Request::GetBlocks(hashes) if hashes.len() > MAX_BLOCKS_PER_RESPONSE => {
                 self.net.penalize(peer, "malformed request: too many blocks");
@@ -566,7 +566,7 @@ impl Node {
         now: u64,
     ) -> anyhow::Result<()> {
         match (request, response) {
-            (Request::Status(_), Response::Status(status)) => self.on_status(peer, status),
+            (Request::Status(_), Response::Status(status)) => self.on_status(peer, status)?,
             (Request::GetHeaders { .. }, Response::Headers(headers)) => {
                 let count = headers.len();
                 let outcome = if count > MAX_HEADERS_PER_RESPONSE {
@@ -578,7 +578,7 @@ impl Node {
                     info!(%peer, new = outcome.new, best_header = self.core.chain().index().best_header_height(), "headers received");
                 }
                 if let Some(m) =
-                    self.sync.headers_received(&peer, count, &outcome, self.core.chain())
+                    self.sync.headers_received(&peer, count, &outcome, self.core.chain())?
                 {
                     self.net.penalize(peer, &m.reason);
                 }
@@ -629,15 +629,15 @@ impl Node {
         }
     }
 
-    fn on_status(&mut self, peer: PeerId, status: Status) {
+    fn on_status(&mut self, peer: PeerId, status: Status) -> anyhow::Result<()> {
         if status.genesis != self.core.chain().params().genesis_hash() {
             self.net.ban(peer, "another genesis block");
-            return;
+            return Ok(());
         }
         info!(%peer, height = status.height, tip = %status.tip, "peer status");
         self.net.set_status(peer, status);
-        self.sync.set_status(peer, status, self.core.chain());
-        self.run_sync();
+        self.sync.set_status(peer, status, self.core.chain())?;
+        self.run_sync()
     }
 
     /// Tells whether the node knows of a chain with more work than its tip
@@ -650,8 +650,8 @@ impl Node {
     }
 
     /// Asks peers for headers and blocks as the downloader decides.
-    fn run_sync(&mut self) {
-        for action in self.sync.schedule(self.core.chain(), Instant::now()) {
+    fn run_sync(&mut self) -> anyhow::Result<()> {
+        for action in self.sync.schedule(self.core.chain(), Instant::now())? {
             match action {
                 Action::GetHeaders { peer, locator } => {
                     debug!(%peer, "requesting headers");
@@ -676,6 +676,7 @@ impl Node {
             info!(height = self.core.chain().height(), hash = %self.core.chain().tip(), "sync end");
             self.progress = None;
         }
+        Ok(())
     }
 
     /// Sets the gauges from the node's state (a scrape asked for it).

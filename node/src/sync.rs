@@ -11,7 +11,9 @@
 //! request unanswered for too long marks its peer as stalling: the peer is
 //! dropped and its blocks are asked of others.
 //!
-//! Pure: time comes in as an argument and decisions go out as [`Action`]s.
+//! Pure: time comes in as an argument and decisions go out as [`Action`]s. It
+//! reads the chain state's block index, which is in the store: those reads are
+//! the only errors here, and they are the store's.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -21,7 +23,7 @@ use tinychain_protocol::pow::Work;
 
 use crate::chain::{ChainState, HeadersOutcome};
 use crate::p2p::protocol::{MAX_BLOCKS_PER_RESPONSE, MAX_HEADERS_PER_RESPONSE, Status};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// How long a peer that refused a request is left alone.
 const REST_AFTER_REFUSAL: Duration = Duration::from_secs(1);
@@ -122,7 +124,16 @@ impl<P: Ord + Clone> Sync<P> {
     }
 
     /// Records a peer's status: what chain it claims.
-    pub fn set_status<S: Store>(&mut self, peer: P, status: Status, chain: &ChainState<S>) {
+    ///
+    /// # Errors
+    ///
+    /// The store fails.
+    pub fn set_status<S: Store>(
+        &mut self,
+        peer: P,
+        status: Status,
+        chain: &ChainState<S>,
+    ) -> Result<(), StoreError> {
         let entry = self.peers.entry(peer).or_insert(PeerSync {
             status,
             best_known: None,
@@ -135,15 +146,23 @@ impl<P: Ord + Clone> Sync<P> {
         });
         entry.status = status;
         entry.came_up_empty = false;
-        if chain.index().contains(&status.tip) {
-            update_best_known(entry, status.tip, chain);
-        }
+        update_best_known(entry, status.tip, chain)
     }
 
     /// Records that a peer has a block (it sent it by gossip, say).
-    pub fn peer_has<S: Store>(&mut self, peer: &P, hash: BlockHash, chain: &ChainState<S>) {
-        if let Some(entry) = self.peers.get_mut(peer) {
-            update_best_known(entry, hash, chain);
+    ///
+    /// # Errors
+    ///
+    /// The store fails.
+    pub fn peer_has<S: Store>(
+        &mut self,
+        peer: &P,
+        hash: BlockHash,
+        chain: &ChainState<S>,
+    ) -> Result<(), StoreError> {
+        match self.peers.get_mut(peer) {
+            Some(entry) => update_best_known(entry, hash, chain),
+            None => Ok(()),
         }
     }
 
@@ -182,53 +201,61 @@ impl<P: Ord + Clone> Sync<P> {
 
     /// Handles a peer's headers reply, after the chain state accepted them
     /// (`outcome`). Returns the misbehaviour, if the reply shows one.
+    ///
+    /// # Errors
+    ///
+    /// The store fails.
     pub fn headers_received<S: Store>(
         &mut self,
         peer: &P,
         count: usize,
         outcome: &HeadersOutcome,
         chain: &ChainState<S>,
-    ) -> Option<Misbehaviour> {
-        let entry = self.peers.get_mut(peer)?;
+    ) -> Result<Option<Misbehaviour>, StoreError> {
+        let Some(entry) = self.peers.get_mut(peer) else { return Ok(None) };
         let asked = entry.headers_since.take().is_some();
         entry.more_headers_after = None;
         if !asked {
-            return (count > 0)
-                .then(|| Misbehaviour { reason: "headers nobody asked for".to_owned() });
+            return Ok(
+                (count > 0).then(|| Misbehaviour { reason: "headers nobody asked for".to_owned() })
+            );
         }
         if count > MAX_HEADERS_PER_RESPONSE {
-            return Some(Misbehaviour { reason: format!("{count} headers in one reply") });
+            return Ok(Some(Misbehaviour { reason: format!("{count} headers in one reply") }));
         }
         if let Some(error) = &outcome.error {
             // Missing parent: the headers do not connect to our locator (the peer
             // reorganised meanwhile); anything else breaks a rule.
-            return match error.kind() {
+            return Ok(match error.kind() {
                 tinychain_protocol::validation::Kind::Invalid => {
                     Some(Misbehaviour { reason: format!("invalid header: {error}") })
                 }
                 _ => None,
-            };
+            });
         }
         if let Some(last) = outcome.last {
-            update_best_known(entry, last, chain);
+            update_best_known(entry, last, chain)?;
             if count == MAX_HEADERS_PER_RESPONSE {
                 entry.more_headers_after = Some(last);
-                return None;
+                return Ok(None);
             }
         }
         // A short reply: the peer has nothing more. It must have shown the work it claimed.
-        let shown = entry.best_known.and_then(|h| chain.index().get(&h)).map(|e| e.chainwork);
+        let shown = match entry.best_known {
+            Some(hash) => chain.index_entry(&hash)?.map(|e| e.chainwork),
+            None => None,
+        };
         if shown.is_none_or(|w| w < entry.status.chainwork)
-            && !chain.index().contains(&entry.status.tip)
+            && chain.index_entry(&entry.status.tip)?.is_none()
         {
             let claimed = entry.status.height;
             // Its claim is spent: do not ask again until it sends a new status.
             entry.status.chainwork = shown.unwrap_or(Work::ZERO);
-            return Some(Misbehaviour {
+            return Ok(Some(Misbehaviour {
                 reason: format!("status claimed height {claimed} but its headers do not reach it"),
-            });
+            }));
         }
-        None
+        Ok(None)
     }
 
     /// Handles a peer's blocks reply to a request for `requested`; `delivered`
@@ -285,12 +312,18 @@ impl<P: Ord + Clone> Sync<P> {
 
     /// Decides what to ask whom now: drops stalling peers, asks for headers, and
     /// fills every suitable peer's request slots with blocks of the window.
-    pub fn schedule<S: Store>(&mut self, chain: &ChainState<S>, now: Instant) -> Vec<Action<P>> {
+    ///
+    /// # Errors
+    ///
+    /// The store fails.
+    pub fn schedule<S: Store>(
+        &mut self,
+        chain: &ChainState<S>,
+        now: Instant,
+    ) -> Result<Vec<Action<P>>, StoreError> {
         // Headers learnt from one peer may show that others' claimed tips are known now.
         for entry in self.peers.values_mut() {
-            if chain.index().contains(&entry.status.tip) {
-                update_best_known(entry, entry.status.tip, chain);
-            }
+            update_best_known(entry, entry.status.tip, chain)?;
         }
         for entry in self.peers.values_mut() {
             if entry.resting_until.is_some_and(|t| t <= now) {
@@ -298,9 +331,9 @@ impl<P: Ord + Clone> Sync<P> {
             }
         }
         let mut actions = self.drop_stalling(now);
-        actions.extend(self.schedule_headers(chain, now));
-        actions.extend(self.schedule_blocks(chain, now));
-        actions
+        actions.extend(self.schedule_headers(chain, now)?);
+        actions.extend(self.schedule_blocks(chain, now)?);
+        Ok(actions)
     }
 
     fn drop_stalling(&mut self, now: Instant) -> Vec<Action<P>> {
@@ -333,9 +366,9 @@ impl<P: Ord + Clone> Sync<P> {
         &mut self,
         chain: &ChainState<S>,
         now: Instant,
-    ) -> Option<Action<P>> {
+    ) -> Result<Option<Action<P>>, StoreError> {
         if self.peers.values().any(|e| e.headers_since.is_some()) {
-            return None;
+            return Ok(None);
         }
         let best_header_work = chain.index().best_header().map_or(Work::ZERO, |(_, e)| e.chainwork);
         // A peer in the middle of a run first, else the one claiming the most work.
@@ -347,44 +380,49 @@ impl<P: Ord + Clone> Sync<P> {
         let (peer, after) = match next_run {
             Some((peer, after)) => (peer.clone(), after),
             None => {
-                let (peer, _) = self
-                    .peers
-                    .iter()
-                    .filter(|(_, e)| {
-                        e.status.chainwork > best_header_work
-                            && !chain.index().contains(&e.status.tip)
-                    })
-                    .max_by_key(|(_, e)| e.status.chainwork)?;
+                // The peer claiming the most work, of those whose tip is unknown.
+                let mut best_claim: Option<(&P, Work)> = None;
+                for (peer, e) in &self.peers {
+                    if e.status.chainwork > best_header_work
+                        && best_claim.is_none_or(|(_, work)| e.status.chainwork >= work)
+                        && chain.index_entry(&e.status.tip)?.is_none()
+                    {
+                        best_claim = Some((peer, e.status.chainwork));
+                    }
+                }
+                let Some((peer, _)) = best_claim else { return Ok(None) };
                 let best = chain.index().best_header().map_or(chain.tip(), |(h, _)| h);
                 (peer.clone(), best)
             }
         };
-        let entry = self.peers.get_mut(&peer)?;
+        let locator = chain.locator_from(&after)?;
+        let Some(entry) = self.peers.get_mut(&peer) else { return Ok(None) };
         entry.headers_since = Some(now);
         entry.more_headers_after = None;
-        Some(Action::GetHeaders { peer, locator: chain.locator_from(&after) })
+        Ok(Some(Action::GetHeaders { peer, locator }))
     }
 
-    fn schedule_blocks<S: Store>(&mut self, chain: &ChainState<S>, now: Instant) -> Vec<Action<P>> {
+    fn schedule_blocks<S: Store>(
+        &mut self,
+        chain: &ChainState<S>,
+        now: Instant,
+    ) -> Result<Vec<Action<P>>, StoreError> {
         let mut wanted =
-            chain.blocks_to_download(self.config.window, |h| !self.in_flight.contains_key(h));
-        let Some((best, _)) = chain.index().best_header() else { return Vec::new() };
+            chain.blocks_to_download(self.config.window, |h| !self.in_flight.contains_key(h))?;
+        let Some((best, _)) = chain.index().best_header() else { return Ok(Vec::new()) };
         let mut actions = Vec::new();
         // Peers with free slots, fewest requests first: the load spreads over all.
-        let mut peers: Vec<(usize, P, u32)> = self
-            .peers
-            .iter()
-            .filter(|(_, e)| {
-                e.requests < self.config.requests_per_peer
-                    && !e.came_up_empty
-                    && e.resting_until.is_none()
-            })
-            .filter_map(|(p, e)| {
-                // The peer has every block of the best header chain up to here.
-                let has_up_to = chain.index().fork_height(&e.best_known?, &best)?;
-                Some((e.requests, p.clone(), has_up_to))
-            })
-            .collect();
+        let mut peers: Vec<(usize, P, u32)> = Vec::new();
+        for (p, e) in &self.peers {
+            let free = e.requests < self.config.requests_per_peer
+                && !e.came_up_empty
+                && e.resting_until.is_none();
+            let Some(best_known) = e.best_known.filter(|_| free) else { continue };
+            // The peer has every block of the best header chain up to here.
+            if let Some(has_up_to) = chain.fork_height(&best_known, &best)? {
+                peers.push((e.requests, p.clone(), has_up_to));
+            }
+        }
         peers.sort();
         while !wanted.is_empty() {
             let mut progressed = false;
@@ -418,19 +456,26 @@ impl<P: Ord + Clone> Sync<P> {
                 break;
             }
         }
-        actions
+        Ok(actions)
     }
 }
 
-/// Raises a peer's best known header to `hash` if that has more work.
-fn update_best_known<S: Store>(entry: &mut PeerSync, hash: BlockHash, chain: &ChainState<S>) {
-    let index = chain.index();
-    let Some(new) = index.get(&hash) else { return };
-    let better = entry
-        .best_known
-        .and_then(|b| index.get(&b))
-        .is_none_or(|old| new.chainwork > old.chainwork);
-    if better {
+/// Raises a peer's best known header to `hash` if that is known and has more work.
+fn update_best_known<S: Store>(
+    entry: &mut PeerSync,
+    hash: BlockHash,
+    chain: &ChainState<S>,
+) -> Result<(), StoreError> {
+    if entry.best_known == Some(hash) {
+        return Ok(());
+    }
+    let Some(new) = chain.index_entry(&hash)? else { return Ok(()) };
+    let old = match entry.best_known {
+        Some(old) => chain.index_entry(&old)?,
+        None => None,
+    };
+    if old.is_none_or(|old| new.chainwork > old.chainwork) {
         entry.best_known = Some(hash);
     }
+    Ok(())
 }

@@ -10,7 +10,7 @@ use tinychain_protocol::validation::{Kind, contextual_check_block_header};
 use tinychain_protocol::{BlockHash, BlockHeader, validation};
 
 use super::{AcceptError, Accepted, ChainState};
-use crate::store::{Batch, BlockStatus, Op, Store, StoreError};
+use crate::store::{BlockStatus, Store, StoreError};
 
 /// What became of a run of headers.
 #[derive(Debug, Default)]
@@ -56,7 +56,6 @@ impl<S: Store> ChainState<S> {
         headers: &[BlockHeader],
         now: u32,
     ) -> Result<HeadersOutcome, StoreError> {
-        let mut batch = Batch::default();
         let mut outcome = HeadersOutcome::default();
         let mut previous: Option<BlockHash> = None;
         for header in headers {
@@ -66,7 +65,7 @@ impl<S: Store> ChainState<S> {
                 outcome.error = Some(AcceptError::NotContinuous(header.block_hash()));
                 break;
             }
-            match self.accept_header_into(header, now, &mut batch) {
+            match self.accept_one_header(header, now) {
                 Ok(accepted) => {
                     let hash = header.block_hash();
                     outcome.new += usize::from(accepted == Accepted::New);
@@ -79,21 +78,19 @@ impl<S: Store> ChainState<S> {
                 }
             }
         }
-        if !batch.is_empty() {
-            self.write(batch)?;
-        }
+        // The new entries are the index's changes: one write stores them all.
+        self.flush()?;
         Ok(outcome)
     }
 
-    /// Checks one header and adds its entry to the index and `batch`.
-    fn accept_header_into(
+    /// Checks one header and adds its entry to the index (written by the caller).
+    fn accept_one_header(
         &mut self,
         header: &BlockHeader,
         now: u32,
-        batch: &mut Batch,
     ) -> Result<Accepted, AcceptError> {
         let hash = header.block_hash();
-        if let Some(entry) = self.index.get(&hash) {
+        if let Some(entry) = self.index_entry(&hash)? {
             if entry.status.is_invalid() {
                 return Err(AcceptError::KnownInvalid(hash));
             }
@@ -101,22 +98,18 @@ impl<S: Store> ChainState<S> {
         }
         let invalid = |error| AcceptError::Invalid { hash, error: Box::new(error) };
         validation::check_block_header(header, &self.params).map_err(invalid)?;
-        let parent = self
-            .index
-            .get(&header.prev_blockhash)
-            .copied()
-            .ok_or(AcceptError::MissingParent(header.prev_blockhash))?;
-        let mut add = |chain: &mut Self, status| -> Result<(), AcceptError> {
+        let missing_parent = || AcceptError::MissingParent(header.prev_blockhash);
+        let parent = self.index_entry(&header.prev_blockhash)?.ok_or_else(missing_parent)?;
+        let add = |chain: &mut Self, status| -> Result<(), AcceptError> {
             let entry = chain.new_entry(hash, header, &parent, status)?;
-            batch.push(Op::PutIndex(hash, entry));
-            chain.index.insert(hash, entry);
+            chain.index.insert(&chain.store, hash, entry)?;
             Ok(())
         };
         if parent.status.is_invalid() {
             add(self, BlockStatus::InvalidChild)?;
             return Err(AcceptError::KnownInvalid(hash));
         }
-        let ctx = self.context_after(&header.prev_blockhash, now).expect("the parent is indexed");
+        let ctx = self.context_after(&header.prev_blockhash, now)?.ok_or_else(missing_parent)?;
         if let Err(error) = contextual_check_block_header(header, &ctx, &self.params) {
             if error.kind() == Kind::Invalid {
                 add(self, BlockStatus::Invalid)?;
@@ -130,19 +123,20 @@ impl<S: Store> ChainState<S> {
     /// Returns a block locator for any known block: its hash, then hashes going
     /// back one by one for ten steps and exponentially after, ending with the
     /// genesis block; at most 101 hashes (Core's `GetLocator`).
-    pub fn locator_from(&self, hash: &BlockHash) -> Vec<BlockHash> {
+    ///
+    /// # Errors
+    ///
+    /// The store fails.
+    pub fn locator_from(&self, hash: &BlockHash) -> Result<Vec<BlockHash>, StoreError> {
+        let genesis = self.params.genesis_hash();
         let mut out = Vec::new();
-        let Some(entry) = self.index.get(hash) else { return vec![self.active[0]] };
+        let Some(entry) = self.index_entry(hash)? else { return Ok(vec![genesis]) };
         let mut height = i64::from(entry.height);
         let mut current = *hash;
         let mut step = 1i64;
         while height > 0 && out.len() < 100 {
-            // On the active chain the hash at a height is a lookup, not a walk.
-            let at = if self.is_active(&current) {
-                self.active[height as usize]
-            } else {
-                self.index.ancestor(&current, height as u32).unwrap_or(self.active[0])
-            };
+            // Once on the active chain, the hash at a height is one read, not a walk.
+            let at = self.ancestor(&current, height as u32)?.unwrap_or(genesis);
             out.push(at);
             current = at;
             if out.len() >= 10 {
@@ -150,48 +144,62 @@ impl<S: Store> ChainState<S> {
             }
             height -= step;
         }
-        out.push(self.active[0]);
-        out
+        out.push(genesis);
+        Ok(out)
     }
 
     /// Returns the headers of the active chain after the last hash of `locator`
     /// on it (or after genesis), at most `max` (serving a `GetHeaders` request).
-    pub fn headers_after(&self, locator: &[BlockHash], max: usize) -> Vec<BlockHeader> {
-        let fork = self.find_fork(locator);
-        (fork + 1..=self.height())
-            .take(max)
-            .filter_map(|h| self.index.get(&self.active[h as usize]))
-            .map(|e| e.header)
-            .collect()
+    ///
+    /// # Errors
+    ///
+    /// The store fails.
+    pub fn headers_after(
+        &self,
+        locator: &[BlockHash],
+        max: usize,
+    ) -> Result<Vec<BlockHeader>, StoreError> {
+        let fork = self.find_fork(locator)?;
+        let mut headers = Vec::new();
+        for height in (fork + 1..=self.height()).take(max) {
+            if let Some(hash) = self.hash_at(height)? {
+                headers.push(self.indexed(&hash)?.header);
+            }
+        }
+        Ok(headers)
     }
 
     /// Returns the blocks to download next, in height order: blocks of the
     /// best header's chain without data, not invalid, at most `window` heights
     /// past the last block the active chain shares with that chain, and for
     /// which `wanted` says yes (for example: not already requested).
+    ///
+    /// # Errors
+    ///
+    /// The store fails.
     pub fn blocks_to_download(
         &self,
         window: u32,
         mut wanted: impl FnMut(&BlockHash) -> bool,
-    ) -> Vec<(BlockHash, u32)> {
-        let Some((best, best_entry)) = self.index.best_header() else { return Vec::new() };
+    ) -> Result<Vec<(BlockHash, u32)>, StoreError> {
+        let Some((best, best_entry)) = self.index.best_header() else { return Ok(Vec::new()) };
         if best_entry.chainwork <= self.tip_entry().chainwork {
-            return Vec::new();
+            return Ok(Vec::new());
         }
-        let Some(fork) = self.index.fork_height(&best, &self.tip()) else { return Vec::new() };
+        let Some(fork) = self.fork_height(&best, &self.tip())? else { return Ok(Vec::new()) };
         let top = best_entry.height.min(fork.saturating_add(window));
-        let Some(mut current) = self.index.ancestor(&best, top) else { return Vec::new() };
+        let Some((mut current, mut entry)) = self.index.ancestor(&self.store, &best, top)? else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::new();
-        while let Some(entry) = self.index.get(&current) {
-            if entry.height <= fork {
-                break;
-            }
+        while entry.height > fork {
             if !entry.status.has_data() && !entry.status.is_invalid() && wanted(&current) {
                 out.push((current, entry.height));
             }
             current = entry.header.prev_blockhash;
+            entry = self.indexed(&current)?;
         }
         out.reverse();
-        out
+        Ok(out)
     }
 }

@@ -8,9 +8,13 @@
 //! connecting is marked invalid with all its descendants and never retried; the
 //! node then settles on the most-work chain that is still valid.
 //!
+//! The block index and the active chain live in the store (see [`index`] and
+//! `active.rs`); memory holds only what does not grow with the chain.
+//!
 //! Pure: no clock, threads of its own, or I/O other than the [`Store`] it is given.
 //! Each connected or disconnected block is one atomic store batch.
 
+mod active;
 mod headers;
 pub mod index;
 pub mod orphans;
@@ -20,12 +24,11 @@ pub use headers::HeadersOutcome;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 
-use tinychain_protocol::difficulty::{get_next_work_required, median_time_past};
 use tinychain_protocol::params::Params;
-use tinychain_protocol::pow::{CompactTarget, Work};
+use tinychain_protocol::pow::Work;
 use tinychain_protocol::validation::{
-    BlockContext, BlockError, BlockSpends, Coin, Kind, check_block, check_block_inputs,
-    check_block_signatures, contextual_check_block, contextual_check_block_header,
+    BlockError, Coin, Kind, check_block, check_block_inputs, check_block_signatures,
+    contextual_check_block, contextual_check_block_header,
 };
 use tinychain_protocol::{Block, BlockHash, BlockHeader, OutPoint, PubkeyHash, Transaction};
 
@@ -33,10 +36,9 @@ use crate::store::{
     Batch, BlockStatus, BlockUndo, IndexEntry, Op, Store, StoreError, StoredTip, TxLocation,
 };
 use crate::utxo_digest::UtxoDigest;
-use index::BlockIndex;
+use active::ActiveTip;
+use index::{BlockIndex, skip_height};
 
-/// Blocks of history the difficulty rule and median time past look at.
-const HISTORY_FOR_CONTEXT: usize = 64;
 /// Blocks behind the best header from which the node counts as syncing, and
 /// writes blocks without waiting for the disk (see [`ChainState::batch_at`]).
 const SYNC_DISTANCE: u32 = 16;
@@ -137,9 +139,10 @@ pub struct ChainState<S: Store> {
     params: Params,
     config: Config,
     store: S,
+    /// The block index's in-memory part; its entries are in `store`.
     index: BlockIndex,
-    /// The active chain: `active[h]` is the hash at height `h`.
-    active: Vec<BlockHash>,
+    /// The active chain's tip; the blocks below it are in `store`.
+    tip: ActiveTip,
     utxo_digest: UtxoDigest,
     /// The block accepted last, not yet written: its batch goes into the next
     /// write, normally the one connecting it, so a new tip costs one commit.
@@ -186,46 +189,33 @@ impl<S: Store> ChainState<S> {
                     chainwork: work_of(&genesis.header)?,
                     status: BlockStatus::Valid,
                     sequence: 0,
+                    linked: true,
+                    skip: BlockHash::ZERO,
                 };
                 let tip =
                     StoredTip { hash: genesis_hash, height: 0, utxo_digest: UtxoDigest::EMPTY };
                 let mut batch = Batch::default();
                 batch.push(Op::PutBlock(genesis));
                 batch.push(Op::PutIndex(genesis_hash, entry));
+                batch.push(Op::PutActive(0, genesis_hash));
                 batch.push(Op::SetTip(tip));
                 store.write(batch)?;
                 tip
             }
         };
-        let mut index = BlockIndex::new();
-        let mut entries = store.load_index()?;
-        // Parents before children, so links and candidates build in one pass.
-        entries.sort_by_key(|(_, e)| (e.height, e.sequence));
-        for (hash, entry) in entries {
-            index.insert(hash, entry);
-        }
         let inconsistent = |m: String| OpenError::Inconsistent(m);
-        if index.get(&genesis_hash).is_none() {
-            return Err(inconsistent(format!("genesis {genesis_hash} is not in the index")));
+        if store.active_hash(0)? != Some(genesis_hash) {
+            return Err(inconsistent(format!("the active chain does not start at {genesis_hash}")));
         }
-        let tip_entry = index
-            .get(&tip.hash)
+        let tip_entry = store
+            .index_entry(&tip.hash)?
             .ok_or_else(|| inconsistent(format!("tip {} is not in the index", tip.hash)))?;
         if tip_entry.height != tip.height || tip_entry.status != BlockStatus::Valid {
             return Err(inconsistent(format!("tip {} has a wrong height or status", tip.hash)));
         }
-        let mut active = vec![BlockHash::ZERO; tip.height as usize + 1];
-        let mut current = tip.hash;
-        for height in (0..=tip.height).rev() {
-            active[height as usize] = current;
-            let entry = index
-                .get(&current)
-                .ok_or_else(|| inconsistent(format!("ancestor {current} missing")))?;
-            current = entry.header.prev_blockhash;
-        }
-        if active[0] != genesis_hash {
-            return Err(inconsistent("the active chain does not start at genesis".into()));
-        }
+        check_active_chain(&store, &tip)?;
+        let index = BlockIndex::load(&store, tip_entry.chainwork)?;
+        let tip_record = ActiveTip::load(&store, &index, &params, tip.hash, tip_entry)?;
         if config.verify_utxo_on_start {
             let mut digest = UtxoDigest::EMPTY;
             store.for_each_coin(&mut |op, coin| digest = digest.add(op, coin))?;
@@ -241,7 +231,7 @@ impl<S: Store> ChainState<S> {
             config,
             store,
             index,
-            active,
+            tip: tip_record,
             utxo_digest: tip.utxo_digest,
             unwritten: None,
         };
@@ -269,67 +259,15 @@ impl<S: Store> ChainState<S> {
         &mut self.store
     }
 
-    /// Returns the block index.
+    /// Returns the block index's in-memory part (best header, candidates,
+    /// counts); entries are read with [`ChainState::index_entry`].
     pub fn index(&self) -> &BlockIndex {
         &self.index
-    }
-
-    /// Returns the tip's hash.
-    pub fn tip(&self) -> BlockHash {
-        *self.active.last().expect("the active chain always holds genesis")
-    }
-
-    /// Returns the tip's height.
-    pub fn height(&self) -> u32 {
-        (self.active.len() - 1) as u32
-    }
-
-    /// Returns the tip's index entry.
-    pub fn tip_entry(&self) -> &IndexEntry {
-        self.index.get(&self.tip()).expect("the tip is always in the index")
-    }
-
-    /// Returns the hash of the active block at `height`.
-    pub fn hash_at(&self, height: u32) -> Option<BlockHash> {
-        self.active.get(height as usize).copied()
-    }
-
-    /// Tells whether `hash` is on the active chain.
-    pub fn is_active(&self, hash: &BlockHash) -> bool {
-        self.index.get(hash).is_some_and(|e| self.hash_at(e.height) == Some(*hash))
     }
 
     /// Returns the digest of the UTXO set at the tip.
     pub fn utxo_digest(&self) -> UtxoDigest {
         self.utxo_digest
-    }
-
-    /// Returns the median time past of the tip.
-    pub fn median_time_past(&self) -> u32 {
-        self.median_time_past_of(&self.tip())
-    }
-
-    fn median_time_past_of(&self, hash: &BlockHash) -> u32 {
-        let times: Vec<u32> = self.index.recent_headers(hash, 11).iter().map(|(t, _)| *t).collect();
-        median_time_past(&times)
-    }
-
-    /// Returns the bits required for a block on top of `parent`.
-    pub fn next_work_required(&self, parent: &BlockHash) -> CompactTarget {
-        let history = self.index.recent_headers(parent, HISTORY_FOR_CONTEXT);
-        get_next_work_required(&history, &self.params)
-    }
-
-    /// Returns the validation context of a block whose parent is `parent`.
-    pub fn context_after(&self, parent: &BlockHash, now: u32) -> Option<BlockContext> {
-        let entry = self.index.get(parent)?;
-        Some(BlockContext {
-            prev_blockhash: *parent,
-            height: entry.height + 1,
-            median_time_past: self.median_time_past_of(parent),
-            required_bits: self.next_work_required(parent),
-            now,
-        })
     }
 
     /// Reads a stored block.
@@ -344,8 +282,10 @@ impl<S: Store> ChainState<S> {
         }
     }
 
-    /// Writes `batch` atomically, after the unwritten block's changes (in the
-    /// same commit, and durable if either asks for it).
+    /// Writes `batch` atomically, after the unwritten block's changes and with
+    /// every index entry changed since the last write (all in one commit,
+    /// durable if either batch asks for it). The index entries go last: they
+    /// are each entry's newest state.
     fn write(&mut self, mut batch: Batch) -> Result<(), StoreError> {
         if let Some(unwritten) = self.unwritten.take() {
             let mut ops = unwritten.batch.ops;
@@ -353,7 +293,10 @@ impl<S: Store> ChainState<S> {
             batch.ops = ops;
             batch.durable |= unwritten.batch.durable;
         }
-        self.store.write(batch)
+        batch.ops.extend(self.index.unwritten().map(|(hash, entry)| Op::PutIndex(hash, entry)));
+        self.store.write(batch)?;
+        self.index.written();
+        Ok(())
     }
 
     /// Writes the block accepted last, if it is not written yet.
@@ -363,7 +306,7 @@ impl<S: Store> ChainState<S> {
     ///
     /// The store fails.
     pub fn flush(&mut self) -> Result<(), StoreError> {
-        if self.unwritten.is_some() {
+        if self.unwritten.is_some() || self.index.unwritten().next().is_some() {
             self.write(Batch::lazy())?;
         }
         Ok(())
@@ -390,12 +333,16 @@ impl<S: Store> ChainState<S> {
             .chainwork
             .checked_add(work_of(header)?)
             .ok_or(AcceptError::KnownInvalid(hash))?;
+        let height = parent.height + 1;
+        let skip = self.ancestor(&header.prev_blockhash, skip_height(height))?;
         Ok(IndexEntry {
             header: *header,
-            height: parent.height + 1,
+            height,
             chainwork,
             status,
             sequence: self.index.next_sequence(),
+            linked: false,
+            skip: skip.ok_or(AcceptError::MissingParent(header.prev_blockhash))?,
         })
     }
 
@@ -407,10 +354,8 @@ impl<S: Store> ChainState<S> {
         status: BlockStatus,
     ) -> Result<IndexEntry, AcceptError> {
         let entry = self.new_entry(hash, header, parent, status)?;
-        let mut batch = Batch::default();
-        batch.push(Op::PutIndex(hash, entry));
-        self.write(batch)?;
-        self.index.insert(hash, entry);
+        self.index.insert(&self.store, hash, entry)?;
+        self.write(Batch::default())?;
         Ok(entry)
     }
 
@@ -425,7 +370,7 @@ impl<S: Store> ChainState<S> {
     /// ancestry, broken rules, or the store.
     pub fn accept_block(&mut self, block: &Block, now: u32) -> Result<Accepted, AcceptError> {
         let hash = block.block_hash();
-        let known = self.index.get(&hash).copied();
+        let known = self.index_entry(&hash)?;
         if let Some(entry) = known {
             if entry.status.is_invalid() {
                 return Err(AcceptError::KnownInvalid(hash));
@@ -439,11 +384,8 @@ impl<S: Store> ChainState<S> {
         // with a valid block (CVE-2012-2459), so only the sender is at fault.
         check_block(block, &self.params)
             .map_err(|error| AcceptError::Invalid { hash, error: Box::new(error) })?;
-        let parent = self
-            .index
-            .get(&block.header.prev_blockhash)
-            .copied()
-            .ok_or(AcceptError::MissingParent(block.header.prev_blockhash))?;
+        let missing_parent = AcceptError::MissingParent(block.header.prev_blockhash);
+        let parent = self.index_entry(&block.header.prev_blockhash)?.ok_or(missing_parent)?;
         let entry = match known {
             Some(entry) => entry,
             None => {
@@ -451,8 +393,9 @@ impl<S: Store> ChainState<S> {
                     self.add_entry(hash, &block.header, &parent, BlockStatus::InvalidChild)?;
                     return Err(AcceptError::KnownInvalid(hash));
                 }
-                let ctx =
-                    self.context_after(&block.header.prev_blockhash, now).expect("parent indexed");
+                let ctx = self
+                    .context_after(&block.header.prev_blockhash, now)?
+                    .ok_or(AcceptError::MissingParent(block.header.prev_blockhash))?;
                 if let Err(error) = contextual_check_block_header(&block.header, &ctx, &self.params)
                 {
                     if error.kind() == Kind::Invalid {
@@ -464,10 +407,12 @@ impl<S: Store> ChainState<S> {
                 self.new_entry(hash, &block.header, &parent, BlockStatus::HeaderOnly)?
             }
         };
-        let ctx = self.context_after(&block.header.prev_blockhash, now).expect("parent indexed");
+        let ctx = self
+            .context_after(&block.header.prev_blockhash, now)?
+            .ok_or(AcceptError::MissingParent(block.header.prev_blockhash))?;
         if let Err(error) = contextual_check_block(block, &ctx, &self.params) {
             if error.kind() == Kind::Invalid {
-                if !self.index.contains(&hash) {
+                if self.index_entry(&hash)?.is_none() {
                     self.add_entry(hash, &block.header, &parent, BlockStatus::HeaderOnly)?;
                 }
                 self.mark_invalid(hash)?;
@@ -480,10 +425,10 @@ impl<S: Store> ChainState<S> {
         let stored = IndexEntry { status: BlockStatus::DataStored, sequence, ..entry };
         let mut batch = self.batch_at(stored.height);
         batch.push(Op::PutBlock(block.clone()));
-        batch.push(Op::PutIndex(hash, stored));
         self.flush()?;
         self.unwritten = Some(Unwritten { hash, block: block.clone(), batch });
-        self.index.insert(hash, stored);
+        // Its entry rides with the block, in the index's changes for the next write.
+        self.index.insert(&self.store, hash, stored)?;
         Ok(Accepted::New)
     }
 
@@ -500,12 +445,8 @@ impl<S: Store> ChainState<S> {
     }
 
     fn mark_invalid(&mut self, hash: BlockHash) -> Result<(), StoreError> {
-        let changed = self.index.mark_invalid(hash);
-        let mut batch = Batch::default();
-        for (h, e) in changed {
-            batch.push(Op::PutIndex(h, e));
-        }
-        self.write(batch)
+        self.index.mark_invalid(&self.store, hash)?;
+        self.write(Batch::default())
     }
 
     /// Moves the active chain to the most-work valid chain whose blocks are all
@@ -530,12 +471,11 @@ impl<S: Store> ChainState<S> {
             // Walk back from the candidate to the active chain.
             let mut branch = Vec::new();
             let mut current = best;
-            while !self.is_active(&current) {
+            while !self.is_active(&current)? {
                 branch.push(current);
-                current =
-                    self.index.get(&current).expect("candidates are linked").header.prev_blockhash;
+                current = self.indexed(&current)?.header.prev_blockhash;
             }
-            let fork_height = self.index.get(&current).expect("on the active chain").height;
+            let fork_height = self.indexed(&current)?.height;
             while self.height() > fork_height {
                 change.disconnected.push(self.disconnect_tip()?);
             }
@@ -545,8 +485,8 @@ impl<S: Store> ChainState<S> {
                     Err(error) => {
                         self.mark_invalid(hash)?;
                         change.invalid.push((hash, error));
-                        // The old chain may be the best again: let it compete.
-                        self.index.restore_candidates(self.tip_entry().chainwork);
+                        // The old chain may be the best again: its tip is still a
+                        // candidate (candidates are pruned only after this loop).
                         break;
                     }
                 }
@@ -565,7 +505,7 @@ impl<S: Store> ChainState<S> {
             what: "block",
             detail: format!("{hash} is indexed with data but missing"),
         })?;
-        let mut entry = *self.index.get(hash).expect("connecting an indexed block");
+        let entry = self.indexed(hash)?;
         // The coins the block spends, in one store read. The outputs it creates are
         // not looked up: every coinbase commits to its height, so no transaction
         // can repeat an earlier txid short of a SHA-256 collision, and an output
@@ -587,24 +527,6 @@ impl<S: Store> ChainState<S> {
         if let Err(error) = check_block_signatures(&block, &spends, self.config.script_threads) {
             return Ok(Err(error));
         }
-        entry.status = BlockStatus::Valid;
-        let (batch, digest) = self.connect_batch(*hash, &entry, &block, spends);
-        self.write(batch)?;
-        self.index.set_status(hash, BlockStatus::Valid);
-        self.active.push(*hash);
-        self.utxo_digest = digest;
-        Ok(Ok(block))
-    }
-
-    /// Returns the store changes that connect `block` (valid, with `entry`) on
-    /// the tip, and the UTXO digest after them.
-    fn connect_batch(
-        &self,
-        hash: BlockHash,
-        entry: &IndexEntry,
-        block: &Block,
-        spends: BlockSpends,
-    ) -> (Batch, UtxoDigest) {
         let mut batch = self.batch_at(entry.height);
         let mut digest = self.utxo_digest;
         for (op, coin) in &spends.spent {
@@ -620,12 +542,20 @@ impl<S: Store> ChainState<S> {
             for pkh in touched_addresses(tx, coins) {
                 batch.push(Op::AddHistory(pkh, entry.height, txid));
             }
-            batch.push(Op::PutTxLocation(txid, TxLocation { block: hash, index: index as u32 }));
+            batch.push(Op::PutTxLocation(txid, TxLocation { block: *hash, index: index as u32 }));
         }
-        batch.push(Op::PutUndo(hash, BlockUndo { spent: spends.spent }));
-        batch.push(Op::PutIndex(hash, *entry));
-        batch.push(Op::SetTip(StoredTip { hash, height: entry.height, utxo_digest: digest }));
-        (batch, digest)
+        batch.push(Op::PutUndo(*hash, BlockUndo { spent: spends.spent }));
+        batch.push(Op::PutActive(entry.height, *hash));
+        batch.push(Op::SetTip(StoredTip {
+            hash: *hash,
+            height: entry.height,
+            utxo_digest: digest,
+        }));
+        let connected = self.index.set_status(&self.store, hash, BlockStatus::Valid)?;
+        self.write(batch)?;
+        self.tip_connected(*hash, connected);
+        self.utxo_digest = digest;
+        Ok(Ok(block))
     }
 
     /// Disconnects the tip using its undo data, returning the block.
@@ -684,27 +614,50 @@ impl<S: Store> ChainState<S> {
             batch.push(Op::DeleteTxLocation(txid));
         }
         batch.push(Op::DeleteUndo(hash));
+        batch.push(Op::DeleteActive(height));
         let parent = block.header.prev_blockhash;
         batch.push(Op::SetTip(StoredTip { hash: parent, height: height - 1, utxo_digest: digest }));
         self.write(batch)?;
-        self.active.pop();
+        self.tip_disconnected()?;
         self.utxo_digest = digest;
         Ok(block)
     }
 
     /// Returns a block locator for the tip: hashes going back exponentially, at most 101.
-    pub fn locator(&self) -> Vec<BlockHash> {
+    ///
+    /// # Errors
+    ///
+    /// The store fails.
+    pub fn locator(&self) -> Result<Vec<BlockHash>, StoreError> {
         self.locator_from(&self.tip())
     }
+}
 
-    /// Returns the height of the last block of `locator` on the active chain.
-    pub fn find_fork(&self, locator: &[BlockHash]) -> u32 {
-        locator
-            .iter()
-            .find(|h| self.is_active(h))
-            .and_then(|h| self.index.get(h))
-            .map_or(0, |e| e.height)
+/// Checks that the stored active chain runs from `tip` back to genesis: each
+/// height's block is indexed at that height, valid, and the child of the block
+/// below. O(height) reads, holding one entry at a time.
+fn check_active_chain<S: Store>(store: &S, tip: &StoredTip) -> Result<(), OpenError> {
+    let inconsistent = |m: String| OpenError::Inconsistent(m);
+    let mut expected = tip.hash;
+    for height in (0..=tip.height).rev() {
+        let hash = store.active_hash(height)?;
+        if hash != Some(expected) {
+            return Err(inconsistent(format!(
+                "the active chain has {hash:?} at height {height}, not {expected}"
+            )));
+        }
+        let entry = store
+            .index_entry(&expected)?
+            .ok_or_else(|| inconsistent(format!("active block {expected} is not indexed")))?;
+        if entry.height != height || entry.status != BlockStatus::Valid || !entry.linked {
+            return Err(inconsistent(format!("active block {expected} has a wrong entry")));
+        }
+        expected = entry.header.prev_blockhash;
     }
+    if store.active_hash(tip.height + 1)?.is_some() {
+        return Err(inconsistent(format!("the active chain goes on past tip {}", tip.hash)));
+    }
+    Ok(())
 }
 
 /// Returns the pubkey hashes a transaction pays or spends from, each once.

@@ -16,7 +16,7 @@ use tinychain_protocol::{Block, BlockHash, BlockHeader, Transaction, Txid};
 
 use super::server::RpcError;
 use crate::core::{BlockOutcome, Core};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Largest `generatetoaddress` count in one call.
 pub const MAX_GENERATE: u64 = 10_000;
@@ -93,17 +93,26 @@ pub fn difficulty(params: &Params, header: &BlockHeader) -> f64 {
     if base == 0.0 { 0.0 } else { work / base }
 }
 
-/// The view of a header.
+/// Reports a store failure to the caller (the node's own state is at fault).
+fn internal(error: StoreError) -> RpcError {
+    RpcError::internal(error.to_string())
+}
+
+/// The view of a header, if it is known.
+///
+/// # Errors
+///
+/// The store fails.
 pub fn header_info<S: Store, P: Clone>(
     core: &Core<S, P>,
     hash: &BlockHash,
-) -> Option<BlockHeaderInfo> {
+) -> Result<Option<BlockHeaderInfo>, StoreError> {
     let chain = core.chain();
-    let entry = chain.index().get(hash)?;
-    let confirmations =
-        if chain.is_active(hash) { i64::from(chain.height() - entry.height) + 1 } else { -1 };
-    let next = chain.hash_at(entry.height + 1).filter(|_| chain.is_active(hash));
-    Some(BlockHeaderInfo {
+    let Some(entry) = chain.index_entry(hash)? else { return Ok(None) };
+    let active = chain.is_active(hash)?;
+    let confirmations = if active { i64::from(chain.height() - entry.height) + 1 } else { -1 };
+    let next = if active { chain.hash_at(entry.height + 1)? } else { None };
+    Ok(Some(BlockHeaderInfo {
         hash: *hash,
         confirmations,
         height: entry.height,
@@ -118,7 +127,7 @@ pub fn header_info<S: Store, P: Clone>(
         previousblockhash: entry.header.prev_blockhash,
         nextblockhash: next,
         hex: hex::encode(entry.header.to_bytes()),
-    })
+    }))
 }
 
 /// The view of a transaction, without its location.
@@ -191,10 +200,11 @@ fn getblockhash<S: Store, P: Clone>(
     params: &[Value],
 ) -> Result<Value, RpcError> {
     let height = param_u64(params, 0, "height")?;
-    u32::try_from(height)
-        .ok()
-        .and_then(|h| core.chain().hash_at(h))
-        .map(|h| json!(h.to_string()))
+    let hash = match u32::try_from(height) {
+        Ok(height) => core.chain().hash_at(height).map_err(internal)?,
+        Err(_) => None,
+    };
+    hash.map(|h| json!(h.to_string()))
         .ok_or_else(|| RpcError::invalid_params(format!("block height {height} out of range")))
 }
 
@@ -204,6 +214,7 @@ fn getblockheader<S: Store, P: Clone>(
 ) -> Result<Value, RpcError> {
     let hash: BlockHash = param_hash(params, 0, "blockhash")?;
     let info = header_info(core, &hash)
+        .map_err(internal)?
         .ok_or_else(|| RpcError::not_found(format!("block {hash} not found")))?;
     to_json(&info)
 }
@@ -226,6 +237,7 @@ fn getblock<S: Store, P: Clone>(core: &Core<S, P>, params: &[Value]) -> Result<V
         return Ok(json!(hex::encode(block.encode())));
     }
     let header = header_info(core, &hash)
+        .map_err(internal)?
         .ok_or_else(|| RpcError::internal(format!("block {hash} is stored but not indexed")))?;
     let params_ = core.chain().params();
     if verbosity == 1 {
@@ -265,7 +277,7 @@ fn gettransaction<S: Store, P: Clone>(
         .txdata
         .get(location.index as usize)
         .ok_or_else(|| RpcError::internal("indexed transaction missing"))?;
-    let height = chain.index().get(&location.block).map_or(0, |e| e.height);
+    let height = chain.index_entry(&location.block).map_err(internal)?.map_or(0, |e| e.height);
     let mut info = tx_info(tx, chain.params());
     info.location = Some(TxLocation::Confirmed {
         blockhash: location.block,

@@ -14,6 +14,9 @@ use super::{Batch, BlockUndo, IndexEntry, Op, Store, StoreError, StoredTip, TxLo
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     index: BTreeMap<BlockHash, IndexEntry>,
+    /// (child height, parent, child) of every index entry.
+    children: BTreeSet<(u32, BlockHash, BlockHash)>,
+    active: BTreeMap<u32, BlockHash>,
     blocks: BTreeMap<BlockHash, Block>,
     undo: BTreeMap<BlockHash, BlockUndo>,
     coins: BTreeMap<OutPoint, Coin>,
@@ -34,8 +37,32 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn load_index(&self) -> Result<Vec<(BlockHash, IndexEntry)>, StoreError> {
-        Ok(self.index.iter().map(|(h, e)| (*h, *e)).collect())
+    fn index_entry(&self, hash: &BlockHash) -> Result<Option<IndexEntry>, StoreError> {
+        Ok(self.index.get(hash).copied())
+    }
+
+    fn children(&self, parent: &BlockHash, height: u32) -> Result<Vec<BlockHash>, StoreError> {
+        let Some(child_height) = height.checked_add(1) else { return Ok(Vec::new()) };
+        Ok(self
+            .children
+            .range((child_height, *parent, BlockHash::ZERO)..)
+            .take_while(|(h, p, _)| *h == child_height && p == parent)
+            .map(|(_, _, child)| *child)
+            .collect())
+    }
+
+    fn active_hash(&self, height: u32) -> Result<Option<BlockHash>, StoreError> {
+        Ok(self.active.get(&height).copied())
+    }
+
+    fn for_each_index_entry(
+        &self,
+        f: &mut dyn FnMut(&BlockHash, &IndexEntry),
+    ) -> Result<(), StoreError> {
+        for (hash, entry) in &self.index {
+            f(hash, entry);
+        }
+        Ok(())
     }
 
     fn tip(&self) -> Result<Option<StoredTip>, StoreError> {
@@ -105,7 +132,14 @@ impl Store for MemoryStore {
                     self.blocks.insert(block.block_hash(), block);
                 }
                 Op::PutIndex(hash, entry) => {
+                    self.children.insert((entry.height, entry.header.prev_blockhash, hash));
                     self.index.insert(hash, entry);
+                }
+                Op::PutActive(height, hash) => {
+                    self.active.insert(height, hash);
+                }
+                Op::DeleteActive(height) => {
+                    self.active.remove(&height);
                 }
                 Op::PutUndo(hash, undo) => {
                     self.undo.insert(hash, undo);

@@ -1,9 +1,9 @@
 //! The node's persistent state, behind one narrow interface.
 //!
 //! Owns the [`Store`] trait and the vocabulary of what is stored: the block index
-//! entries, block data, undo data, the UTXO set with its address index, the
-//! transaction locations, the active tip with a digest of the UTXO set, and the
-//! mempool snapshot. Every change is a [`Batch`] applied atomically, so after a
+//! (entries, each block's children, the active chain by height), block data, undo
+//! data, the UTXO set with its address index, the transaction locations, the
+//! active tip with a digest of the UTXO set, and the mempool snapshot. Every change is a [`Batch`] applied atomically, so after a
 //! crash the store holds exactly the state after some whole batch: the tip, the
 //! UTXO set and the indexes always agree.
 //!
@@ -60,6 +60,12 @@ pub struct IndexEntry {
     pub status: BlockStatus,
     /// Order of arrival: on equal chainwork the block seen first wins.
     pub sequence: u64,
+    /// The data of this block and of all its ancestors is stored, and none is
+    /// known invalid (Bitcoin Core's `nChainTx != 0`): it can become the tip.
+    pub linked: bool,
+    /// An ancestor further back than the parent, to find ancestors in
+    /// logarithmically many reads (Bitcoin Core's `pskip`); zero for genesis.
+    pub skip: BlockHash,
 }
 
 /// Undo data of a connected block: the coins it spent, to restore on disconnect.
@@ -94,8 +100,12 @@ pub struct StoredTip {
 pub enum Op {
     /// Store a block's data.
     PutBlock(Block),
-    /// Insert or replace a block index entry.
+    /// Insert or replace a block index entry (and list it among its parent's children).
     PutIndex(BlockHash, IndexEntry),
+    /// Record the block of the active chain at a height.
+    PutActive(u32, BlockHash),
+    /// Forget the active block at a height (it was disconnected).
+    DeleteActive(u32),
     /// Store a connected block's undo data.
     PutUndo(BlockHash, BlockUndo),
     /// Drop a disconnected block's undo data.
@@ -171,7 +181,10 @@ pub enum StoreError {
         detail: String,
     },
     /// The data directory was written by an incompatible version.
-    #[error("store schema version {found} is not the supported {expected}")]
+    #[error(
+        "store schema version {found} is not the supported {expected}: the data directory \
+         was written by another version of tinychain; move it aside and sync afresh"
+    )]
     Schema {
         /// The version found.
         found: u32,
@@ -190,12 +203,40 @@ pub enum StoreError {
 
 /// The node's persistent state.
 pub trait Store {
-    /// Returns every block index entry.
+    /// Returns a block index entry.
     ///
     /// # Errors
     ///
     /// Backend or decoding failures.
-    fn load_index(&self) -> Result<Vec<(BlockHash, IndexEntry)>, StoreError>;
+    fn index_entry(&self, hash: &BlockHash) -> Result<Option<IndexEntry>, StoreError>;
+
+    /// Returns the hashes of the indexed blocks whose parent is `parent`, a
+    /// block at `height` (children are listed by height first, so that the
+    /// blocks of a growing chain append to the list instead of landing all
+    /// over it).
+    ///
+    /// # Errors
+    ///
+    /// Backend or decoding failures.
+    fn children(&self, parent: &BlockHash, height: u32) -> Result<Vec<BlockHash>, StoreError>;
+
+    /// Returns the hash of the active block at `height`, if the chain reaches it.
+    ///
+    /// # Errors
+    ///
+    /// Backend or decoding failures.
+    fn active_hash(&self, height: u32) -> Result<Option<BlockHash>, StoreError>;
+
+    /// Calls `f` with every block index entry, in no particular order, holding
+    /// only one in memory at a time (for rebuilding the index's summary at start-up).
+    ///
+    /// # Errors
+    ///
+    /// Backend or decoding failures.
+    fn for_each_index_entry(
+        &self,
+        f: &mut dyn FnMut(&BlockHash, &IndexEntry),
+    ) -> Result<(), StoreError>;
 
     /// Returns the active tip, or `None` for a new store.
     ///

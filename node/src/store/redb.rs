@@ -17,13 +17,19 @@ use tinychain_protocol::{Block, BlockHash, OutPoint, PubkeyHash, Transaction, Tx
 
 use super::{Batch, BlockUndo, IndexEntry, Op, Store, StoreError, StoredTip, TxLocation};
 
-/// The layout version this code reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The layout version this code reads and writes (2: the block index is read
+/// from the store, with children and active-chain tables, not held in memory).
+pub const SCHEMA_VERSION: u32 = 2;
 
 type Bytes = &'static [u8];
 
 const META: TableDefinition<Bytes, Bytes> = TableDefinition::new("meta");
 const INDEX: TableDefinition<Bytes, Bytes> = TableDefinition::new("block_index");
+/// Keys: child height (u32, big-endian) ‖ parent hash ‖ child hash. Height
+/// first: a new block's row goes next to the last one, not to a random page.
+const CHILDREN: TableDefinition<Bytes, ()> = TableDefinition::new("block_children");
+/// Keys: height (u32, big-endian); values: the active block's hash.
+const ACTIVE: TableDefinition<u32, Bytes> = TableDefinition::new("active_chain");
 const BLOCKS: TableDefinition<Bytes, Bytes> = TableDefinition::new("blocks");
 const UNDO: TableDefinition<Bytes, Bytes> = TableDefinition::new("undo");
 const COINS: TableDefinition<Bytes, Bytes> = TableDefinition::new("coins");
@@ -86,6 +92,20 @@ fn history_key(pkh: &PubkeyHash, height: u32, txid: &Txid) -> [u8; 56] {
     key[20..24].copy_from_slice(&height.to_be_bytes());
     key[24..].copy_from_slice(txid.as_bytes());
     key
+}
+
+fn child_key(child_height: u32, parent: &BlockHash, child: &BlockHash) -> [u8; 68] {
+    let mut key = [0u8; 68];
+    key[..4].copy_from_slice(&child_height.to_be_bytes());
+    key[4..36].copy_from_slice(parent.as_bytes());
+    key[36..].copy_from_slice(child.as_bytes());
+    key
+}
+
+fn hash_from(what: &'static str, bytes: &[u8]) -> Result<BlockHash, StoreError> {
+    <[u8; 32]>::try_from(bytes)
+        .map(BlockHash::from_byte_array)
+        .map_err(|_| StoreError::Corrupt { what, detail: format!("{} bytes", bytes.len()) })
 }
 
 /// The first and last possible keys with the 20-byte prefix `pkh`.
@@ -167,6 +187,8 @@ impl RedbStore {
             }
             // Create every table so readers never meet a missing one.
             txn.open_table(INDEX).map_err(backend)?;
+            txn.open_table(CHILDREN).map_err(backend)?;
+            txn.open_table(ACTIVE).map_err(backend)?;
             txn.open_table(BLOCKS).map_err(backend)?;
             txn.open_table(UNDO).map_err(backend)?;
             txn.open_table(COINS).map_err(backend)?;
@@ -192,18 +214,43 @@ impl RedbStore {
 }
 
 impl Store for RedbStore {
-    fn load_index(&self) -> Result<Vec<(BlockHash, IndexEntry)>, StoreError> {
+    fn index_entry(&self, hash: &BlockHash) -> Result<Option<IndexEntry>, StoreError> {
+        self.get_value(INDEX, "index entry", hash.as_bytes())
+    }
+
+    fn children(&self, parent: &BlockHash, height: u32) -> Result<Vec<BlockHash>, StoreError> {
+        let Some(child_height) = height.checked_add(1) else { return Ok(Vec::new()) };
+        let txn = self.db.begin_read().map_err(backend)?;
+        let table = txn.open_table(CHILDREN).map_err(backend)?;
+        let low = child_key(child_height, parent, &BlockHash::ZERO);
+        let high = child_key(child_height, parent, &BlockHash::from_byte_array([0xff; 32]));
+        let mut out = Vec::new();
+        for row in table.range(low.as_slice()..=high.as_slice()).map_err(backend)? {
+            let (key, _) = row.map_err(backend)?;
+            out.push(hash_from("child key", key.value().get(36..).unwrap_or_default())?);
+        }
+        Ok(out)
+    }
+
+    fn active_hash(&self, height: u32) -> Result<Option<BlockHash>, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let table = txn.open_table(ACTIVE).map_err(backend)?;
+        let found = table.get(height).map_err(backend)?;
+        found.map(|v| hash_from("active chain hash", v.value())).transpose()
+    }
+
+    fn for_each_index_entry(
+        &self,
+        f: &mut dyn FnMut(&BlockHash, &IndexEntry),
+    ) -> Result<(), StoreError> {
         let txn = self.db.begin_read().map_err(backend)?;
         let table = txn.open_table(INDEX).map_err(backend)?;
-        let mut entries = Vec::new();
         for row in table.iter().map_err(backend)? {
             let (key, value) = row.map_err(backend)?;
-            let hash = <[u8; 32]>::try_from(key.value())
-                .map(BlockHash::from_byte_array)
-                .map_err(|_| StoreError::Corrupt { what: "index key", detail: "length".into() })?;
-            entries.push((hash, decode("index entry", value.value())?));
+            let hash = hash_from("index key", key.value())?;
+            f(&hash, &decode("index entry", value.value())?);
         }
-        Ok(entries)
+        Ok(())
     }
 
     fn tip(&self) -> Result<Option<StoredTip>, StoreError> {
@@ -306,6 +353,8 @@ impl Store for RedbStore {
         {
             let mut meta = txn.open_table(META).map_err(backend)?;
             let mut index = txn.open_table(INDEX).map_err(backend)?;
+            let mut children = txn.open_table(CHILDREN).map_err(backend)?;
+            let mut active = txn.open_table(ACTIVE).map_err(backend)?;
             let mut blocks = txn.open_table(BLOCKS).map_err(backend)?;
             let mut undo = txn.open_table(UNDO).map_err(backend)?;
             let mut coins = txn.open_table(COINS).map_err(backend)?;
@@ -320,9 +369,17 @@ impl Store for RedbStore {
                         blocks.insert(hash.as_bytes().as_slice(), block.encode().as_slice())
                     }
                     .map(drop),
-                    Op::PutIndex(hash, entry) => {
-                        index.insert(hash.as_bytes().as_slice(), value(&entry).as_slice()).map(drop)
+                    Op::PutIndex(hash, entry) => index
+                        .insert(hash.as_bytes().as_slice(), value(&entry).as_slice())
+                        .and_then(|_| {
+                            let key = child_key(entry.height, &entry.header.prev_blockhash, &hash);
+                            children.insert(key.as_slice(), ())
+                        })
+                        .map(drop),
+                    Op::PutActive(height, hash) => {
+                        active.insert(height, hash.as_bytes().as_slice()).map(drop)
                     }
+                    Op::DeleteActive(height) => active.remove(height).map(drop),
                     Op::PutUndo(hash, data) => {
                         undo.insert(hash.as_bytes().as_slice(), value(&data).as_slice()).map(drop)
                     }

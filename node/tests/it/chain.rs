@@ -1,6 +1,7 @@
 //! Chain selection, reorgs and invalid branches: tinychain's scenarios on Bitcoin's rules.
 
 use tinychain_node::core::{BlockOutcome, Output};
+use tinychain_node::store::BlockStatus;
 use tinychain_protocol::params::Params;
 use tinychain_protocol::{Amount, BlockHash};
 
@@ -20,7 +21,7 @@ fn a_side_branch_with_equal_work_does_not_reorg_but_more_work_does() {
 
     let side = branch(&mut core, fork, 3, 2, None);
     assert_eq!(tip(&core), main_tip, "equal work: the first seen stays");
-    assert!(core.chain().index().get(&side[2].block_hash()).is_some(), "side branch kept");
+    assert!(entry(&core, &side[2].block_hash()).is_some(), "side branch kept");
 
     let more = branch(&mut core, side[2].block_hash(), 1, 2, None);
     assert_eq!(tip(&core), more[0].block_hash(), "more work wins");
@@ -42,10 +43,9 @@ fn a_shorter_branch_with_more_work_wins() {
     let slow_tip = slow.last().expect("slow").block_hash();
     assert_eq!(tip(&core), slow_tip);
     let fast = branch(&mut core, fork, 8, 3, Some(1));
-    let index = core.chain().index();
     let (slow_work, fast_work) = (
-        index.get(&slow_tip).expect("indexed").chainwork,
-        index.get(&fast.last().expect("fast").block_hash()).expect("indexed").chainwork,
+        entry(&core, &slow_tip).expect("indexed").chainwork,
+        entry(&core, &fast.last().expect("fast").block_hash()).expect("indexed").chainwork,
     );
     assert!(
         fast_work > slow_work,
@@ -53,6 +53,45 @@ fn a_shorter_branch_with_more_work_wins() {
     );
     assert_eq!(tip(&core), fast.last().expect("fast").block_hash(), "most work, not most blocks");
     assert_eq!(core.chain().height(), 68);
+    // The active chain by height is the new branch, and ends at the new tip.
+    let chain = core.chain();
+    for (height, block) in (61..).zip(&fast) {
+        assert_eq!(chain.hash_at(height).expect("reads"), Some(block.block_hash()), "{height}");
+    }
+    assert_eq!(chain.hash_at(69).expect("reads"), None, "the old tip's height is gone");
+    assert!(!chain.is_active(&slow_tip).expect("reads"));
+    // And so it is for a chain state reopened on the same store.
+    let reopened = new_core_on(core.chain().store().clone(), core.chain().params().clone());
+    assert_eq!(reopened.chain().tip(), tip(&core));
+    assert_eq!(reopened.chain().hash_at(68).expect("reads"), Some(tip(&core)));
+    assert_eq!(reopened.chain().hash_at(69).expect("reads"), None);
+}
+
+/// Blocks whose parent's data is missing are stored but not linked; when the
+/// missing block arrives, the whole stored subtree below it (found through the
+/// store's children table) becomes linked and connects.
+#[test]
+fn a_missing_block_links_its_stored_descendants_and_they_connect() {
+    let mut donor = new_core(regtest());
+    let blocks = mine(&mut donor, 5, pkh(1));
+    let mut core = new_core(regtest());
+    let headers: Vec<_> = blocks.iter().map(|b| b.header).collect();
+    let outcome = core.handle_headers(&headers, NOW).expect("store");
+    assert_eq!(outcome.new, 5);
+    for block in blocks[1..].iter().rev() {
+        let (outcome, _) = submit(&mut core, block.clone());
+        assert_eq!(outcome, BlockOutcome::Accepted, "stored on a known header");
+        let stored = entry(&core, &block.block_hash()).expect("indexed");
+        assert!(stored.status.has_data() && !stored.linked, "its parent's data is missing");
+    }
+    assert_eq!(core.chain().height(), 0);
+    submit(&mut core, blocks[0].clone());
+    assert_eq!(tip(&core), blocks[4].block_hash(), "the subtree linked and connected");
+    for block in &blocks {
+        let connected = entry(&core, &block.block_hash()).expect("indexed");
+        assert!(connected.linked && connected.status == BlockStatus::Valid);
+    }
+    assert!(core.chain().index().resident_len() <= 2, "only the tip and best header stay");
 }
 
 #[test]

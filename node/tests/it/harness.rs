@@ -2,6 +2,7 @@
 
 use tinychain_node::core::{BlockOutcome, Core, Output};
 use tinychain_node::store::memory::MemoryStore;
+use tinychain_node::store::{IndexEntry, Store};
 use tinychain_node::template::coinbase;
 use tinychain_protocol::block::{Block, BlockHeader};
 use tinychain_protocol::keys::PrivateKey;
@@ -33,10 +34,20 @@ pub(crate) fn regtest() -> Params {
 }
 
 pub(crate) fn new_core(params: Params) -> TestCore {
-    Core::open(MemoryStore::new(), params, Default::default(), NOW).expect("opens")
+    new_core_on(MemoryStore::new(), params)
+}
+
+/// Opens a core on `store` (a copy of another core's, to test a restart).
+pub(crate) fn new_core_on(store: MemoryStore, params: Params) -> TestCore {
+    Core::open(store, params, Default::default(), NOW).expect("opens")
 }
 
 /// Finds a nonce meeting the block's bits.
+/// Returns the index entry of `hash`, if it is known (a store failure fails the test).
+pub(crate) fn entry<S: Store>(core: &Core<S, u32>, hash: &BlockHash) -> Option<IndexEntry> {
+    core.chain().index_entry(hash).expect("the store reads")
+}
+
 pub(crate) fn solve(block: &mut Block) {
     let target = block.header.bits.to_target().expect("valid bits");
     while !target.is_met_by(block.header.block_hash()) {
@@ -46,8 +57,8 @@ pub(crate) fn solve(block: &mut Block) {
 
 /// Builds and mines a block on `parent` with `txs`, paying the subsidy to `miner`,
 /// at `time` (or one second after the parent's median time past).
-pub(crate) fn block_on(
-    core: &TestCore,
+pub(crate) fn block_on<S: Store>(
+    core: &Core<S, u32>,
     parent: BlockHash,
     txs: Vec<Transaction>,
     miner: PubkeyHash,
@@ -55,9 +66,9 @@ pub(crate) fn block_on(
     extra_nonce: u64,
 ) -> Block {
     let chain = core.chain();
-    let parent_entry = chain.index().get(&parent).expect("parent indexed");
+    let parent_entry = chain.index_entry(&parent).expect("store").expect("parent indexed");
     let height = parent_entry.height + 1;
-    let ctx = chain.context_after(&parent, u32::MAX).expect("parent indexed");
+    let ctx = chain.context_after(&parent, u32::MAX).expect("store").expect("parent indexed");
     let reward = block_subsidy(height, chain.params());
     let mut txdata = vec![coinbase(height, extra_nonce, miner, reward)];
     txdata.extend(txs);
@@ -77,12 +88,15 @@ pub(crate) fn block_on(
 }
 
 /// Submits a block as if from peer 1 and returns the outcome.
-pub(crate) fn submit(core: &mut TestCore, block: Block) -> (BlockOutcome, Vec<Output<u32>>) {
+pub(crate) fn submit<S: Store>(
+    core: &mut Core<S, u32>,
+    block: Block,
+) -> (BlockOutcome, Vec<Output<u32>>) {
     core.handle_block(block, Some(1), NOW).expect("store works")
 }
 
 /// Mines `n` blocks on the tip paying `miner`, returning them.
-pub(crate) fn mine(core: &mut TestCore, n: usize, miner: PubkeyHash) -> Vec<Block> {
+pub(crate) fn mine<S: Store>(core: &mut Core<S, u32>, n: usize, miner: PubkeyHash) -> Vec<Block> {
     let mut blocks = Vec::with_capacity(n);
     for _ in 0..n {
         let block = core.block_template(miner, 0).block;
@@ -124,8 +138,8 @@ pub(crate) fn pay(to: u8, value: Amount) -> TxOut {
 }
 
 /// Mines `n` blocks on `parent`, each accepted, returning them.
-pub(crate) fn branch(
-    core: &mut TestCore,
+pub(crate) fn branch<S: Store>(
+    core: &mut Core<S, u32>,
     parent: BlockHash,
     n: usize,
     miner: u8,
@@ -135,7 +149,7 @@ pub(crate) fn branch(
     let mut parent = parent;
     for i in 0..n {
         let time = step.map(|s| {
-            let p = core.chain().index().get(&parent).expect("indexed").header.time;
+            let p = entry(core, &parent).expect("indexed").header.time;
             p + s
         });
         let block = block_on(core, parent, vec![], pkh(miner), time, 100 + i as u64);

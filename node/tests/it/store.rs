@@ -1,12 +1,14 @@
 //! The redb store: restarts keep everything, damage and misuse are refused clearly.
 
 use tinychain_node::chain::{self, ChainState, OpenError};
-use tinychain_node::core::Core;
-use tinychain_node::store::redb::RedbStore;
-use tinychain_node::store::{Batch, Op, Store, StoreError};
-use tinychain_protocol::OutPoint;
+use tinychain_node::core::{BlockOutcome, Core};
+use tinychain_node::store::redb::{RedbStore, SCHEMA_VERSION};
+use tinychain_node::store::{Batch, BlockStatus, Op, Store, StoreError};
+use tinychain_node::template::coinbase;
+use tinychain_protocol::merkle::block_merkle_root;
 use tinychain_protocol::params::{Network, Params};
-use tinychain_protocol::validation::Coin;
+use tinychain_protocol::validation::{Coin, block_subsidy};
+use tinychain_protocol::{BlockHash, OutPoint};
 
 use crate::harness::*;
 
@@ -53,24 +55,23 @@ fn a_restart_keeps_the_tip_the_utxo_set_and_the_mempool() {
 fn a_utxo_set_that_disagrees_with_the_tip_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("chain.redb");
-    {
-        let mut core = open(&path);
-        mine_into(&mut core, 3);
-    }
     // Damage: a coin appears that no block created.
-    {
-        let mut store = RedbStore::open(&path, regtest().genesis_hash()).expect("opens");
-        let stray = store.coin(&OutPoint::NULL).expect("reads");
-        assert!(stray.is_none());
-        let mut batch = Batch::default();
-        let coin = Coin { output: pay(9, coins(1)), height: 1, is_coinbase: false };
-        batch.push(Op::AddCoin(OutPoint::NULL, coin));
-        store.write(batch).expect("writes");
-    }
-    let store = RedbStore::open(&path, regtest().genesis_hash()).expect("opens");
+    let coin = Coin { output: pay(9, coins(1)), height: 1, is_coinbase: false };
+    let err = damaged(&path, 3, Op::AddCoin(OutPoint::NULL, coin));
+    assert!(err.to_string().contains("UTXO set digest"), "{err}");
+}
+
+/// Mines `blocks` into a new store at `path`, applies `damage` behind the
+/// chain's back, and returns why the chain then refuses to open.
+fn damaged(path: &std::path::Path, blocks: usize, damage: Op) -> OpenError {
+    mine_into(&mut open(path), blocks);
+    let mut store = RedbStore::open(path, regtest().genesis_hash()).expect("opens");
+    let mut batch = Batch::default();
+    batch.push(damage);
+    store.write(batch).expect("writes");
     let err = ChainState::open(store, regtest(), chain::Config::default()).expect_err("refused");
     assert!(matches!(err, OpenError::Inconsistent(_)), "{err}");
-    assert!(err.to_string().contains("UTXO set digest"), "{err}");
+    err
 }
 
 #[test]
@@ -144,4 +145,150 @@ fn a_new_tip_costs_one_commit_with_its_block() {
     assert_eq!(writes(&core) - before, 1, "a side block is stored on its own");
     let stored = core.chain().store().block(&side.block_hash()).expect("reads");
     assert_eq!(stored.as_ref(), Some(&side), "the side block is in the store");
+}
+
+/// The block index lives in the store: a reopened chain holds a couple of
+/// entries in memory, not one per block, and still finds every block by hash
+/// and by height.
+#[test]
+fn a_reopened_chain_reads_its_index_from_the_store_and_keeps_little_in_memory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("chain.redb");
+    let blocks = {
+        let mut core = open(&path);
+        let blocks = mine(&mut core, 300, pkh(1));
+        assert!(core.chain().index().resident_len() <= 2, "the tip and the best header");
+        blocks
+    };
+    let core = open(&path);
+    let chain = core.chain();
+    assert_eq!(chain.index().len(), 301, "genesis and 300 blocks are known");
+    let resident = chain.index().resident_len();
+    assert!(resident <= 2, "{resident} index entries in memory after reopening 301 blocks");
+    for (height, block) in (1..).zip(&blocks) {
+        let hash = block.block_hash();
+        let stored = chain.index_entry(&hash).expect("reads").expect("indexed");
+        assert_eq!(stored.height, height);
+        assert!(stored.linked && stored.status == BlockStatus::Valid, "{height}");
+        assert_eq!(chain.hash_at(height).expect("reads"), Some(hash));
+        assert!(chain.is_active(&hash).expect("reads"));
+    }
+    assert_eq!(chain.hash_at(301).expect("reads"), None);
+    // Far ancestors come from skip pointers and the active-chain table alike.
+    let tip = chain.tip();
+    assert_eq!(chain.ancestor(&tip, 7).expect("reads"), Some(blocks[6].block_hash()));
+    let locator = chain.locator().expect("reads");
+    assert_eq!(locator.first(), Some(&tip));
+    assert_eq!(locator.last(), Some(&regtest().genesis_hash()));
+}
+
+/// Heights follow the tip through a reorg to a shorter chain with more work
+/// (the heights above the new tip are deleted), and survive a restart.
+#[test]
+fn the_active_chain_by_height_follows_a_reorg_and_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("chain.redb");
+    let mut params = regtest();
+    params.pow_no_retargeting = false;
+    let open_retargeting = || {
+        let store = RedbStore::open(&path, params.genesis_hash()).expect("store opens");
+        Core::<_, u32>::open(store, params.clone(), Default::default(), NOW).expect("core opens")
+    };
+    let (slow, fast, prefix) = {
+        let mut core = open_retargeting();
+        let genesis = core.chain().tip();
+        // As in the chain tests: fast blocks raise the difficulty, slow ones lower it.
+        let prefix = branch(&mut core, genesis, 60, 1, Some(1));
+        let fork = prefix.last().expect("prefix").block_hash();
+        let slow = branch(&mut core, fork, 9, 2, Some(3_600));
+        let fast = branch(&mut core, fork, 8, 3, Some(1));
+        assert_eq!(core.chain().tip(), fast[7].block_hash(), "the shorter branch wins");
+        (slow, fast, prefix)
+    };
+    let core = open_retargeting();
+    let chain = core.chain();
+    assert_eq!(chain.tip(), fast[7].block_hash());
+    for (height, block) in (1..).zip(prefix.iter().chain(&fast)) {
+        assert_eq!(chain.hash_at(height).expect("reads"), Some(block.block_hash()), "{height}");
+    }
+    assert_eq!(chain.hash_at(69).expect("reads"), None, "the old tip's height is gone");
+    assert!(slow.iter().all(|b| !chain.is_active(&b.block_hash()).expect("reads")));
+    assert_eq!(chain.fork_height(&slow[8].block_hash(), &chain.tip()).expect("reads"), Some(60));
+}
+
+/// An old data directory is refused with a message that says what to do.
+#[test]
+fn a_store_of_another_schema_version_is_refused_clearly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("chain.redb");
+    {
+        // What schema 1 (the index loaded whole into memory) left behind.
+        let db = redb::Database::create(&path).expect("creates");
+        let txn = db.begin_write().expect("writes");
+        {
+            let meta: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("meta");
+            let mut meta = txn.open_table(meta).expect("opens");
+            meta.insert(b"schema_version".as_slice(), 1u32.to_be_bytes().as_slice())
+                .expect("inserts");
+        }
+        txn.commit().expect("commits");
+    }
+    let err = RedbStore::open(&path, regtest().genesis_hash()).expect_err("refused");
+    assert!(matches!(err, StoreError::Schema { found: 1, expected: SCHEMA_VERSION }), "{err:?}");
+    assert!(err.to_string().contains("sync afresh"), "{err}");
+}
+
+/// A block found invalid after a restart marks the headers stored on it
+/// invalid (found through the store's children table), and the best header
+/// falls back to the valid chain, across another restart too.
+#[test]
+fn an_invalid_block_after_a_restart_invalidates_the_headers_stored_on_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("chain.redb");
+    let (bad, descendants, good_tip) = {
+        let mut core = open(&path);
+        mine_into(&mut core, 2);
+        let good_tip = core.chain().tip();
+        // A good header on a bad body: the coinbase claims the wrong height.
+        let mut bad = block_on(&core, good_tip, vec![], pkh(2), None, 7);
+        let reward = block_subsidy(3, core.chain().params());
+        bad.txdata[0] = coinbase(4, 7, pkh(2), reward);
+        bad.header.merkle_root = block_merkle_root(&bad.txdata).root;
+        solve(&mut bad);
+        assert_eq!(core.handle_headers(&[bad.header], NOW).expect("store").new, 1);
+        let mut descendants = Vec::new();
+        let mut parent = bad.block_hash();
+        for i in 0..3 {
+            let block = block_on(&core, parent, vec![], pkh(2), None, i);
+            assert_eq!(core.handle_headers(&[block.header], NOW).expect("store").new, 1);
+            parent = block.block_hash();
+            descendants.push(parent);
+        }
+        (bad, descendants, good_tip)
+    };
+    let best_header = |core: &Core<RedbStore, u32>| core.chain().index().best_header().map(|b| b.0);
+    let mut core = open(&path);
+    assert_eq!(best_header(&core), descendants.last().copied(), "rebuilt at start-up");
+    let (outcome, _) = submit(&mut core, bad.clone());
+    assert!(matches!(outcome, BlockOutcome::Invalid(_)), "{outcome:?}");
+    let status =
+        |core: &Core<RedbStore, u32>, hash: &BlockHash| entry(core, hash).expect("indexed").status;
+    assert_eq!(status(&core, &bad.block_hash()), BlockStatus::Invalid);
+    for hash in &descendants {
+        assert_eq!(status(&core, hash), BlockStatus::InvalidChild);
+    }
+    assert_eq!(best_header(&core), Some(good_tip));
+    drop(core);
+    let core = open(&path);
+    assert_eq!(best_header(&core), Some(good_tip), "the statuses were stored");
+    assert!(descendants.iter().all(|h| status(&core, h) == BlockStatus::InvalidChild));
+}
+
+/// A hole in the stored active chain is found at start-up, not when a peer
+/// first asks for that height.
+#[test]
+fn an_active_chain_with_a_hole_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let err = damaged(&dir.path().join("chain.redb"), 5, Op::DeleteActive(3));
+    assert!(err.to_string().contains("at height 3"), "{err}");
 }

@@ -68,7 +68,7 @@ fn sigkill_at_random_points_never_leaves_an_inconsistent_store() {
     let stored = ChainState::open(store, params.clone(), config.clone()).expect("consistent");
     let mut replay = ChainState::open(MemoryStore::new(), params, config).expect("opens");
     for height in 1..=stored.height() {
-        let hash = stored.hash_at(height).expect("active block");
+        let hash = stored.hash_at(height).expect("reads").expect("active block");
         let block = stored.store().block(&hash).expect("reads").expect("stored");
         replay.accept_block(&block, u32::MAX).expect("valid");
         replay.activate_best_chain().expect("connects");
