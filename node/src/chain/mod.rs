@@ -21,7 +21,7 @@ pub mod orphans;
 
 pub use headers::HeadersOutcome;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroUsize;
 
 use tinychain_protocol::params::Params;
@@ -539,8 +539,8 @@ impl<S: Store> ChainState<S> {
         }
         for (index, (tx, coins)) in block.txdata.iter().zip(&spends.coins).enumerate() {
             let txid = spends.txids[index];
-            for pkh in touched_addresses(tx, coins) {
-                batch.push(Op::AddHistory(pkh, entry.height, txid));
+            for (pkh, paid) in touched_addresses(tx, coins) {
+                batch.push(Op::AddHistory(pkh, entry.height, txid, paid));
             }
             batch.push(Op::PutTxLocation(txid, TxLocation { block: *hash, index: index as u32 }));
         }
@@ -604,7 +604,7 @@ impl<S: Store> ChainState<S> {
                     })
                     .collect()
             };
-            for pkh in touched_addresses(tx, &coins) {
+            for (pkh, _) in touched_addresses(tx, &coins) {
                 batch.push(Op::DeleteHistory(pkh, height, txid));
             }
             for (vout, output) in tx.outputs.iter().enumerate() {
@@ -660,17 +660,17 @@ fn check_active_chain<S: Store>(store: &S, tip: &StoredTip) -> Result<(), OpenEr
     Ok(())
 }
 
-/// Returns the pubkey hashes a transaction pays or spends from, each once.
-fn touched_addresses(tx: &Transaction, spent: &[Coin]) -> Vec<PubkeyHash> {
-    let mut out: Vec<PubkeyHash> = tx
-        .outputs
-        .iter()
-        .map(|o| o.pubkey_hash)
-        .chain(spent.iter().map(|c| c.output.pubkey_hash))
-        .collect();
-    out.sort();
-    out.dedup();
-    out
+/// Returns the pubkey hashes a transaction pays or spends from, each once, with
+/// the outputs it pays to each (none for one it only spends from).
+fn touched_addresses(tx: &Transaction, spent: &[Coin]) -> Vec<(PubkeyHash, Vec<u32>)> {
+    let mut touched: BTreeMap<PubkeyHash, Vec<u32>> = BTreeMap::new();
+    for (vout, output) in tx.outputs.iter().enumerate() {
+        touched.entry(output.pubkey_hash).or_default().push(vout as u32);
+    }
+    for coin in spent {
+        touched.entry(coin.output.pubkey_hash).or_default();
+    }
+    touched.into_iter().collect()
 }
 
 fn work_of(header: &BlockHeader) -> Result<Work, StoreError> {

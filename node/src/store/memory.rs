@@ -20,8 +20,8 @@ pub struct MemoryStore {
     blocks: BTreeMap<BlockHash, Block>,
     undo: BTreeMap<BlockHash, BlockUndo>,
     coins: BTreeMap<OutPoint, Coin>,
-    address_coins: BTreeSet<(PubkeyHash, OutPoint)>,
-    history: BTreeSet<(PubkeyHash, u32, Txid)>,
+    /// The address index: for each (address, height, txid) the outputs paid to it.
+    history: BTreeMap<(PubkeyHash, u32, Txid), Vec<u32>>,
     tx_locations: BTreeMap<Txid, TxLocation>,
     tip: Option<StoredTip>,
     mempool: Vec<(Transaction, u64)>,
@@ -86,13 +86,15 @@ impl Store for MemoryStore {
         pubkey_hash: &PubkeyHash,
         limit: usize,
     ) -> Result<Vec<(OutPoint, Coin)>, StoreError> {
-        let start = (*pubkey_hash, OutPoint { txid: Txid::ZERO, vout: 0 });
         Ok(self
-            .address_coins
-            .range(start..)
-            .take_while(|(pkh, _)| pkh == pubkey_hash)
+            .history
+            .range((*pubkey_hash, 0, Txid::ZERO)..)
+            .take_while(|((pkh, _, _), _)| pkh == pubkey_hash)
+            .flat_map(|((_, _, txid), paid)| {
+                paid.iter().map(|&vout| OutPoint { txid: *txid, vout })
+            })
+            .filter_map(|op| self.coins.get(&op).map(|c| (op, *c)))
             .take(limit)
-            .filter_map(|(_, op)| self.coins.get(op).map(|c| (*op, *c)))
             .collect())
     }
 
@@ -104,9 +106,9 @@ impl Store for MemoryStore {
         Ok(self
             .history
             .range((*pubkey_hash, 0, Txid::ZERO)..)
-            .take_while(|(pkh, _, _)| pkh == pubkey_hash)
+            .take_while(|((pkh, _, _), _)| pkh == pubkey_hash)
             .take(limit)
-            .map(|(_, h, t)| (*h, *t))
+            .map(|((_, h, t), _)| (*h, *t))
             .collect())
     }
 
@@ -148,15 +150,13 @@ impl Store for MemoryStore {
                     self.undo.remove(&hash);
                 }
                 Op::AddCoin(op, coin) => {
-                    self.address_coins.insert((coin.output.pubkey_hash, op));
                     self.coins.insert(op, coin);
                 }
-                Op::SpendCoin(op, coin) => {
-                    self.address_coins.remove(&(coin.output.pubkey_hash, op));
+                Op::SpendCoin(op, _) => {
                     self.coins.remove(&op);
                 }
-                Op::AddHistory(pkh, height, txid) => {
-                    self.history.insert((pkh, height, txid));
+                Op::AddHistory(pkh, height, txid, paid) => {
+                    self.history.insert((pkh, height, txid), paid);
                 }
                 Op::DeleteHistory(pkh, height, txid) => {
                     self.history.remove(&(pkh, height, txid));

@@ -110,12 +110,15 @@ pub enum Op {
     PutUndo(BlockHash, BlockUndo),
     /// Drop a disconnected block's undo data.
     DeleteUndo(BlockHash),
-    /// Add an unspent output (and index it under its pubkey hash).
+    /// Add an unspent output.
     AddCoin(OutPoint, Coin),
-    /// Remove a spent output (and its address index entry).
+    /// Remove a spent output.
     SpendCoin(OutPoint, Coin),
-    /// Record that a transaction touching an address was confirmed at a height.
-    AddHistory(PubkeyHash, u32, Txid),
+    /// Record that a transaction touching an address was confirmed at a height,
+    /// with the outputs it pays to the address (none if it only spends from it).
+    /// This is the address index: an address's unspent coins are those outputs
+    /// still in the UTXO set, so creating or spending a coin touches one table.
+    AddHistory(PubkeyHash, u32, Txid, Vec<u32>),
     /// Remove such a record (the block was disconnected).
     DeleteHistory(PubkeyHash, u32, Txid),
     /// Record where a transaction was confirmed.
@@ -281,7 +284,8 @@ pub trait Store {
         Ok(found)
     }
 
-    /// Returns up to `limit` unspent outputs paying `pubkey_hash`.
+    /// Returns up to `limit` unspent outputs paying `pubkey_hash`, oldest first:
+    /// the outputs its history records as paid to it that are still unspent.
     ///
     /// # Errors
     ///

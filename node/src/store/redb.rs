@@ -18,8 +18,9 @@ use tinychain_protocol::{Block, BlockHash, OutPoint, PubkeyHash, Transaction, Tx
 use super::{Batch, BlockUndo, IndexEntry, Op, Store, StoreError, StoredTip, TxLocation};
 
 /// The layout version this code reads and writes (2: the block index is read
-/// from the store, with children and active-chain tables, not held in memory).
-pub const SCHEMA_VERSION: u32 = 2;
+/// from the store, with children and active-chain tables, not held in memory;
+/// 3: the address index is the history table, whose rows list the outputs paid).
+pub const SCHEMA_VERSION: u32 = 3;
 
 type Bytes = &'static [u8];
 
@@ -33,8 +34,11 @@ const ACTIVE: TableDefinition<u32, Bytes> = TableDefinition::new("active_chain")
 const BLOCKS: TableDefinition<Bytes, Bytes> = TableDefinition::new("blocks");
 const UNDO: TableDefinition<Bytes, Bytes> = TableDefinition::new("undo");
 const COINS: TableDefinition<Bytes, Bytes> = TableDefinition::new("coins");
-const ADDRESS_COINS: TableDefinition<Bytes, ()> = TableDefinition::new("address_coins");
-const HISTORY: TableDefinition<Bytes, ()> = TableDefinition::new("address_history");
+/// The address index. Keys: pubkey hash ‖ height (u32, big-endian) ‖ txid;
+/// values: the outputs of that transaction paying the address (`Vec<u32>`).
+/// An address's coins are those outputs still in [`COINS`], so a coin is
+/// created or spent with one table write, not two.
+const HISTORY: TableDefinition<Bytes, Bytes> = TableDefinition::new("address_history");
 const TX_LOCATIONS: TableDefinition<Bytes, Bytes> = TableDefinition::new("tx_locations");
 
 const META_SCHEMA: &[u8] = b"schema_version";
@@ -79,11 +83,13 @@ fn outpoint_from_key(key: &[u8]) -> Option<OutPoint> {
     Some(OutPoint { txid: Txid::from_byte_array(txid), vout: u32::from_be_bytes(vout) })
 }
 
-fn address_coin_key(pkh: &PubkeyHash, op: &OutPoint) -> [u8; 56] {
-    let mut key = [0u8; 56];
-    key[..20].copy_from_slice(&pkh.to_byte_array());
-    key[20..].copy_from_slice(&outpoint_key(op));
-    key
+/// Reads the height and txid of a history key.
+fn history_row(key: &[u8]) -> Result<(u32, Txid), StoreError> {
+    let corrupt = || StoreError::Corrupt { what: "history key", detail: "length".into() };
+    let height =
+        <[u8; 4]>::try_from(key.get(20..24).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
+    let txid = <[u8; 32]>::try_from(key.get(24..56).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
+    Ok((u32::from_be_bytes(height), Txid::from_byte_array(txid)))
 }
 
 fn history_key(pkh: &PubkeyHash, height: u32, txid: &Txid) -> [u8; 56] {
@@ -192,7 +198,6 @@ impl RedbStore {
             txn.open_table(BLOCKS).map_err(backend)?;
             txn.open_table(UNDO).map_err(backend)?;
             txn.open_table(COINS).map_err(backend)?;
-            txn.open_table(ADDRESS_COINS).map_err(backend)?;
             txn.open_table(HISTORY).map_err(backend)?;
             txn.open_table(TX_LOCATIONS).map_err(backend)?;
         }
@@ -287,18 +292,22 @@ impl Store for RedbStore {
         limit: usize,
     ) -> Result<Vec<(OutPoint, Coin)>, StoreError> {
         let txn = self.db.begin_read().map_err(backend)?;
-        let index = txn.open_table(ADDRESS_COINS).map_err(backend)?;
+        let history = txn.open_table(HISTORY).map_err(backend)?;
         let coins = txn.open_table(COINS).map_err(backend)?;
         let (low, high) = prefix_range(pubkey_hash);
         let mut out = Vec::new();
-        for row in index.range(low.as_slice()..=high.as_slice()).map_err(backend)?.take(limit) {
-            let (key, _) = row.map_err(backend)?;
-            let op = outpoint_from_key(&key.value()[20..]).ok_or(StoreError::Corrupt {
-                what: "address index key",
-                detail: "length".into(),
-            })?;
-            if let Some(v) = coins.get(outpoint_key(&op).as_slice()).map_err(backend)? {
-                out.push((op, decode("coin", v.value())?));
+        for row in history.range(low.as_slice()..=high.as_slice()).map_err(backend)? {
+            let (key, paid) = row.map_err(backend)?;
+            let (_, txid) = history_row(key.value())?;
+            let paid: Vec<u32> = decode("history row", paid.value())?;
+            for vout in paid {
+                if out.len() == limit {
+                    return Ok(out);
+                }
+                let op = OutPoint { txid, vout };
+                if let Some(v) = coins.get(outpoint_key(&op).as_slice()).map_err(backend)? {
+                    out.push((op, decode("coin", v.value())?));
+                }
             }
         }
         Ok(out)
@@ -315,11 +324,7 @@ impl Store for RedbStore {
         let mut out = Vec::new();
         for row in table.range(low.as_slice()..=high.as_slice()).map_err(backend)?.take(limit) {
             let (key, _) = row.map_err(backend)?;
-            let key = key.value();
-            let corrupt = || StoreError::Corrupt { what: "history key", detail: "length".into() };
-            let height = <[u8; 4]>::try_from(&key[20..24]).map_err(|_| corrupt())?;
-            let txid = <[u8; 32]>::try_from(&key[24..56]).map_err(|_| corrupt())?;
-            out.push((u32::from_be_bytes(height), Txid::from_byte_array(txid)));
+            out.push(history_row(key.value())?);
         }
         Ok(out)
     }
@@ -358,7 +363,6 @@ impl Store for RedbStore {
             let mut blocks = txn.open_table(BLOCKS).map_err(backend)?;
             let mut undo = txn.open_table(UNDO).map_err(backend)?;
             let mut coins = txn.open_table(COINS).map_err(backend)?;
-            let mut address_coins = txn.open_table(ADDRESS_COINS).map_err(backend)?;
             let mut history = txn.open_table(HISTORY).map_err(backend)?;
             let mut locations = txn.open_table(TX_LOCATIONS).map_err(backend)?;
             let mut buffer = [0u8; 64];
@@ -386,21 +390,14 @@ impl Store for RedbStore {
                     Op::DeleteUndo(hash) => undo.remove(hash.as_bytes().as_slice()).map(drop),
                     Op::AddCoin(op, coin) => coins
                         .insert(outpoint_key(&op).as_slice(), coin_value(&coin, &mut buffer))
-                        .and_then(|_| {
-                            let key = address_coin_key(&coin.output.pubkey_hash, &op);
-                            address_coins.insert(key.as_slice(), ())
-                        })
                         .map(drop),
-                    Op::SpendCoin(op, coin) => coins
-                        .remove(outpoint_key(&op).as_slice())
-                        .and_then(|_| {
-                            let key = address_coin_key(&coin.output.pubkey_hash, &op);
-                            address_coins.remove(key.as_slice())
-                        })
+                    Op::SpendCoin(op, _) => coins.remove(outpoint_key(&op).as_slice()).map(drop),
+                    Op::AddHistory(pkh, height, txid, paid) => history
+                        .insert(
+                            history_key(&pkh, height, &txid).as_slice(),
+                            value(&paid).as_slice(),
+                        )
                         .map(drop),
-                    Op::AddHistory(pkh, height, txid) => {
-                        history.insert(history_key(&pkh, height, &txid).as_slice(), ()).map(drop)
-                    }
                     Op::DeleteHistory(pkh, height, txid) => {
                         history.remove(history_key(&pkh, height, &txid).as_slice()).map(drop)
                     }

@@ -292,3 +292,50 @@ fn an_active_chain_with_a_hole_is_refused() {
     let err = damaged(&dir.path().join("chain.redb"), 5, Op::DeleteActive(3));
     assert!(err.to_string().contains("at height 3"), "{err}");
 }
+
+/// Alice pays Bob twice and herself change in one transaction. Bob's coins and
+/// Alice's follow the spend, honour the limit, and go back when a reorg
+/// disconnects the block — on both stores.
+#[test]
+fn the_address_index_follows_spends_and_reorgs() {
+    fn check<S: Store>(mut core: Core<S, u32>) {
+        let alice = key(1);
+        let mined = mine(&mut core, 101, pkh(1));
+        let fork = core.chain().tip();
+        let coins_of = |core: &Core<S, u32>, who: u8, limit: usize| {
+            let mut found = core.chain().store().address_coins(&pkh(who), limit).expect("reads");
+            found.sort_by_key(|(op, _)| *op);
+            found
+        };
+        assert_eq!(coins_of(&core, 1, 1_000).len(), 101);
+        assert_eq!(coins_of(&core, 1, 7).len(), 7, "the limit holds");
+
+        let paid = spend(
+            &[coinbase_out(&mined[0])],
+            vec![pay(2, coins(10)), pay(1, coins(20)), pay(2, coins(19))],
+            &alice,
+        );
+        let block = block_on(&core, fork, vec![paid.clone()], pkh(3), None, 1);
+        assert_eq!(submit(&mut core, block).0, BlockOutcome::Accepted);
+        let bob: Vec<OutPoint> = coins_of(&core, 2, 1_000).into_iter().map(|(op, _)| op).collect();
+        let mut expected = vec![out(&paid, 0).0, out(&paid, 2).0];
+        expected.sort();
+        assert_eq!(bob, expected, "both outputs paying Bob");
+        let alice_now = coins_of(&core, 1, 1_000);
+        assert_eq!(alice_now.len(), 101, "one coinbase spent, the change added");
+        assert!(alice_now.iter().all(|(op, _)| *op != coinbase_out(&mined[0]).0));
+        assert!(alice_now.iter().any(|(op, _)| *op == out(&paid, 1).0));
+        assert_eq!(core.chain().store().address_history(&pkh(2), 10).expect("reads").len(), 1);
+
+        // Two empty blocks on the fork outweigh the one with the payment.
+        branch(&mut core, fork, 2, 4, None);
+        assert!(coins_of(&core, 2, 1_000).is_empty(), "Bob's coins went with the block");
+        assert!(core.chain().store().address_history(&pkh(2), 10).expect("reads").is_empty());
+        let alice_after = coins_of(&core, 1, 1_000);
+        assert!(alice_after.iter().any(|(op, _)| *op == coinbase_out(&mined[0]).0), "restored");
+        assert!(alice_after.iter().all(|(op, _)| *op != out(&paid, 1).0), "change gone");
+    }
+    check(new_core(regtest()));
+    let dir = tempfile::tempdir().expect("temp dir");
+    check(open(&dir.path().join("chain.redb")));
+}
