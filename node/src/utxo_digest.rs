@@ -12,7 +12,6 @@ use std::fmt;
 use ruint::aliases::U256;
 use serde::{Deserialize, Serialize};
 use tinychain_protocol::OutPoint;
-use tinychain_protocol::encode;
 use tinychain_protocol::hash::sha256;
 use tinychain_protocol::validation::Coin;
 
@@ -25,11 +24,12 @@ impl UtxoDigest {
     pub const EMPTY: UtxoDigest = UtxoDigest([0; 32]);
 
     fn element(outpoint: &OutPoint, coin: &Coin) -> U256 {
-        // 69 bytes encoded; a block may add tens of thousands, so no allocation.
-        let mut buffer = [0u8; 96];
-        let bytes = encode::serialize_into(&(outpoint, coin), &mut buffer)
-            .expect("an outpoint and a coin encode in 69 bytes");
-        U256::from_be_bytes(sha256(bytes))
+        // The canonical encoding of (outpoint, coin), built without allocating: a
+        // block may add tens of thousands.
+        let mut bytes = [0u8; 69];
+        bytes[..36].copy_from_slice(&outpoint.to_bytes());
+        bytes[36..].copy_from_slice(&coin.to_bytes());
+        U256::from_be_bytes(sha256(&bytes))
     }
 
     fn value(self) -> U256 {
@@ -63,6 +63,7 @@ impl fmt::Debug for UtxoDigest {
 
 #[cfg(test)]
 mod tests {
+    use tinychain_protocol::encode;
     use tinychain_protocol::{Amount, PubkeyHash, TxOut, Txid};
 
     use super::*;

@@ -46,20 +46,6 @@ pub fn serialize<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
         .expect("consensus types only contain integers, arrays and length-prefixed sequences, which always encode")
 }
 
-/// Encodes `value` canonically into `buffer`, returning the bytes written: the
-/// same bytes as [`serialize`], without allocating (for hot loops over small
-/// values). Returns `None` if `buffer` is too short.
-pub fn serialize_into<'b, T: Serialize + ?Sized>(
-    value: &T,
-    buffer: &'b mut [u8],
-) -> Option<&'b [u8]> {
-    let capacity = buffer.len();
-    let mut rest = &mut buffer[..];
-    options().serialize_into(&mut rest, value).ok()?;
-    let written = capacity - rest.len();
-    Some(&buffer[..written])
-}
-
 /// Returns the length of `value`'s canonical encoding without allocating it.
 pub fn serialized_size<T: Serialize + ?Sized>(value: &T) -> u64 {
     options()
@@ -139,13 +125,23 @@ mod tests {
         assert_eq!(serialize(&vec![7u8]), vec![1, 0, 0, 0, 0, 0, 0, 0, 7]);
     }
 
-    #[test]
-    fn serialize_into_writes_what_serialize_returns_or_nothing() {
-        let value = (0x0102_0304u32, vec![7u8, 8], [9u8; 3]);
-        let mut buffer = [0xaa; 32];
-        assert_eq!(serialize_into(&value, &mut buffer), Some(&serialize(&value)[..]));
-        let mut short = [0u8; 8];
-        assert_eq!(serialize_into(&value, &mut short), None, "19 bytes do not fit in 8");
+    proptest::proptest! {
+        /// The allocation-free encoders of hot loops write the canonical bytes.
+        #[test]
+        fn outpoint_and_coin_bytes_are_their_canonical_encoding(
+            txid: [u8; 32], vout: u32, value: u64, pkh: [u8; 20], height: u32, is_coinbase: bool,
+        ) {
+            use crate::{Amount, OutPoint, PubkeyHash, TxOut, Txid};
+            use crate::validation::Coin;
+            let outpoint = OutPoint { txid: Txid::from_byte_array(txid), vout };
+            let output = TxOut {
+                value: Amount::from_belushis(value),
+                pubkey_hash: PubkeyHash::from_byte_array(pkh),
+            };
+            let coin = Coin { output, height, is_coinbase };
+            proptest::prop_assert_eq!(&outpoint.to_bytes()[..], &serialize(&outpoint)[..]);
+            proptest::prop_assert_eq!(&coin.to_bytes()[..], &serialize(&coin)[..]);
+        }
     }
 
     #[test]

@@ -31,6 +31,16 @@ impl OutPoint {
     pub fn is_null(&self) -> bool {
         *self == Self::NULL
     }
+
+    /// Returns the canonical encoding (the txid's 32 bytes, then `vout` as u32
+    /// little-endian) without allocating: the bytes [`crate::encode::serialize`]
+    /// gives, for loops over tens of thousands of outputs.
+    pub fn to_bytes(&self) -> [u8; 36] {
+        let mut bytes = [0u8; 36];
+        bytes[..32].copy_from_slice(self.txid.as_bytes());
+        bytes[32..].copy_from_slice(&self.vout.to_le_bytes());
+        bytes
+    }
 }
 
 /// A transaction input: the output it spends and the proof that its owner agrees.

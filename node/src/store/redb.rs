@@ -65,11 +65,6 @@ fn value<T: Serialize>(v: &T) -> Vec<u8> {
     encode::serialize(v)
 }
 
-/// Encodes a coin into `buffer`: a block may add tens of thousands, so no allocation.
-fn coin_value<'b>(coin: &Coin, buffer: &'b mut [u8; 64]) -> &'b [u8] {
-    encode::serialize_into(coin, buffer).expect("a coin encodes in 33 bytes")
-}
-
 fn outpoint_key(op: &OutPoint) -> [u8; 36] {
     let mut key = [0u8; 36];
     key[..32].copy_from_slice(op.txid.as_bytes());
@@ -365,7 +360,6 @@ impl Store for RedbStore {
             let mut coins = txn.open_table(COINS).map_err(backend)?;
             let mut history = txn.open_table(HISTORY).map_err(backend)?;
             let mut locations = txn.open_table(TX_LOCATIONS).map_err(backend)?;
-            let mut buffer = [0u8; 64];
             for op in batch.ops {
                 match op {
                     Op::PutBlock(block) => {
@@ -389,7 +383,7 @@ impl Store for RedbStore {
                     }
                     Op::DeleteUndo(hash) => undo.remove(hash.as_bytes().as_slice()).map(drop),
                     Op::AddCoin(op, coin) => coins
-                        .insert(outpoint_key(&op).as_slice(), coin_value(&coin, &mut buffer))
+                        .insert(outpoint_key(&op).as_slice(), coin.to_bytes().as_slice())
                         .map(drop),
                     Op::SpendCoin(op, _) => coins.remove(outpoint_key(&op).as_slice()).map(drop),
                     Op::AddHistory(pkh, height, txid, paid) => history

@@ -41,6 +41,20 @@ pub struct Coin {
     pub is_coinbase: bool,
 }
 
+impl Coin {
+    /// Returns the canonical encoding (value u64, pubkey hash, height u32, both
+    /// little-endian, then the coinbase flag as one byte) without allocating: the
+    /// bytes [`crate::encode::serialize`] gives.
+    pub fn to_bytes(&self) -> [u8; 33] {
+        let mut bytes = [0u8; 33];
+        bytes[..8].copy_from_slice(&self.output.value.to_belushis().to_le_bytes());
+        bytes[8..28].copy_from_slice(&self.output.pubkey_hash.to_byte_array());
+        bytes[28..32].copy_from_slice(&self.height.to_le_bytes());
+        bytes[32] = u8::from(self.is_coinbase);
+        bytes
+    }
+}
+
 /// Read access to a set of unspent outputs.
 pub trait UtxoView {
     /// Returns the unspent output at `outpoint`, if there is one.
