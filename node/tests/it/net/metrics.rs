@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tinychain_protocol::Amount;
 
+use super::hostile::Hostile;
+use super::tests::publish_invalid_blocks_until_disconnected;
 use super::{DEADLINE, TestNode, one_key, runtime};
-use crate::harness::{coinbase_out, coins, pay, spend};
+use crate::harness::{coinbase_out, coins, pay, regtest, spend};
 
 /// Scrapes `GET /metrics` and returns the body, checking the status and the format's end.
 fn scrape(addr: SocketAddr) -> String {
@@ -111,4 +113,23 @@ fn metrics_are_not_served_unless_enabled() {
     let node = TestNode::start(&rt, &[]);
     assert_eq!(node.metrics_addr(), None);
     assert_eq!(node.call("getnetworkinfo", json!([]))["metrics"], Value::Null);
+}
+
+/// Invalid gossip is counted as rejected, and the ban it earns shows up.
+#[test]
+fn rejected_gossip_and_bans_are_counted() {
+    let rt = runtime();
+    let node = TestNode::start_with_metrics(&rt, &[]);
+    let addr = node.metrics_addr().expect("the node serves metrics");
+    let rejected = "tinychain_gossip_messages_total{topic=\"block\",verdict=\"rejected\"}";
+    assert_eq!(value(&scrape(addr), rejected).unwrap_or(0.0), 0.0);
+    let evil = Hostile::start(&rt, regtest().genesis_hash());
+    evil.connect(&node.addr);
+    node.wait_for("the hostile peer", |n| (n.peers().len() == 1).then_some(()));
+    publish_invalid_blocks_until_disconnected(&evil);
+    let text = wait_for_value(&node, "tinychain_banned_peers", 1.0);
+    // At least one invalid block reached the core before the ban (the raw
+    // hostile peer's unanswered status requests cost it points too).
+    assert!(value(&text, rejected) >= Some(1.0), "{text}");
+    assert_eq!(value(&text, "tinychain_chain_height"), Some(0.0), "{text}");
 }

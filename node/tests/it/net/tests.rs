@@ -279,7 +279,7 @@ fn a_flooding_peer_is_rate_limited_while_honest_peers_are_served() {
 }
 
 /// Publishes distinct invalid blocks, one a second, until the node drops the sender.
-fn publish_invalid_blocks_until_disconnected(evil: &Hostile) {
+pub(crate) fn publish_invalid_blocks_until_disconnected(evil: &Hostile) {
     for extra_nonce in 1..=30 {
         evil.publish_block_bytes(overpaying_block(extra_nonce).encode());
         let seen = evil
