@@ -115,6 +115,16 @@ impl LocalNode {
         Client::connect(&self.socket)?.call(method, params)
     }
 
+    /// Opens a connection of its own to the node's RPC socket, for many calls
+    /// (each [`LocalNode::call`] opens and closes one).
+    ///
+    /// # Errors
+    ///
+    /// The socket cannot be reached.
+    pub fn connect(&self) -> Result<Client, client::Error> {
+        Client::connect(&self.socket)
+    }
+
     /// Asks the node to stop (its task then ends).
     pub fn stop(&self) {
         let _ = self.call("stop", json!([]));
