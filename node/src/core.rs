@@ -13,8 +13,10 @@ use std::cell::RefCell;
 
 use tinychain_protocol::params::Params;
 use tinychain_protocol::pow::HeaderHasher;
-use tinychain_protocol::validation::{Coin, Kind, UtxoView};
-use tinychain_protocol::{Block, BlockHash, BlockHeader, OutPoint, PubkeyHash, Transaction, Txid};
+use tinychain_protocol::validation::{Coin, Kind, UtxoView, check_block_header};
+use tinychain_protocol::{
+    Block, BlockHash, BlockHeader, CompactBlock, OutPoint, PubkeyHash, Transaction, Txid,
+};
 
 use crate::chain::orphans::{self, OrphanBlocks};
 use crate::chain::{self, AcceptError, Accepted, ChainState, HeadersOutcome, OpenError, TipChange};
@@ -80,6 +82,19 @@ pub enum BlockOutcome {
     Premature(String),
     /// Consensus-invalid: forward nothing, penalise the sender.
     Invalid(String),
+}
+
+/// What became of a compact block handed to the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompactOutcome {
+    /// Rebuilt from the mempool (or known already) and handled as a block.
+    Block(BlockOutcome),
+    /// Transactions are missing from the mempool, and the header carries valid
+    /// proof of work: fetch the whole block from the sender.
+    Incomplete {
+        /// How many transactions are missing.
+        missing: usize,
+    },
 }
 
 /// Why blocks could not be generated on demand.
@@ -263,6 +278,50 @@ impl<S: Store, P: Clone> Core<S, P> {
             }
         }
         Ok((outcome, out))
+    }
+
+    /// Handles a compact block from `from`: rebuilds the block from the mempool
+    /// and handles it as [`Core::handle_block`] does, or, when transactions are
+    /// missing, answers [`CompactOutcome::Incomplete`] once the header's proof
+    /// of work holds (so nobody makes the node fetch blocks for free).
+    ///
+    /// # Errors
+    ///
+    /// Only store failures, which the node cannot survive.
+    pub fn handle_compact_block(
+        &mut self,
+        compact: &CompactBlock,
+        from: Option<P>,
+        now: u64,
+    ) -> Result<(CompactOutcome, Vec<Output<P>>), StoreError> {
+        let hash = compact.block_hash();
+        let known = self.chain.index_entry(&hash)?;
+        if self.orphans.contains(&hash) || known.is_some_and(|e| e.status.has_data()) {
+            return Ok((CompactOutcome::Block(BlockOutcome::Duplicate), Vec::new()));
+        }
+        let missing = match compact.reconstruct(|txid| self.mempool.get(txid).map(|e| e.tx.clone()))
+        {
+            Ok(block) => {
+                let (outcome, out) = self.handle_block(block, from, now)?;
+                return Ok((CompactOutcome::Block(outcome), out));
+            }
+            Err(missing) => missing,
+        };
+        let invalid = if known.is_some_and(|e| e.status.is_invalid()) {
+            Some(format!("block {hash} is known to be invalid"))
+        } else {
+            check_block_header(&compact.header, self.chain.params()).err().map(|e| e.to_string())
+        };
+        let mut out = Vec::new();
+        Ok(match invalid {
+            Some(reason) => {
+                if let Some(peer) = from {
+                    out.push(Output::Penalize { peer, reason: reason.clone() });
+                }
+                (CompactOutcome::Block(BlockOutcome::Invalid(reason)), out)
+            }
+            None => (CompactOutcome::Incomplete { missing: missing.count }, out),
+        })
     }
 
     fn apply_tip_change(

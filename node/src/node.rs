@@ -7,6 +7,7 @@
 //! jobs). Other tasks reach it only through bounded channels; the metrics
 //! endpoint, too, asks it to refresh the gauges from its state.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,17 +15,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use libp2p::PeerId;
-use libp2p::gossipsub::MessageAcceptance;
+use libp2p::gossipsub::{MessageAcceptance, MessageId};
 use tinychain_protocol::keys::Address;
 use tinychain_protocol::params::{Network as Chain, Params};
 use tinychain_protocol::rpc::{MiningInfo, SetMining};
-use tinychain_protocol::{Block, PubkeyHash};
+use tinychain_protocol::{Block, BlockHash, PubkeyHash};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::chain;
-use crate::core::{self, BlockOutcome, Core, Output};
+use crate::core::{self, BlockOutcome, CompactOutcome, Core, Output};
 use crate::datadir::DataDir;
 use crate::metrics::{self, GossipTopic, Metrics, Registry};
 use crate::miner::{FoundBlock, Miner};
@@ -45,6 +46,8 @@ const PEER_MAINTENANCE: Duration = Duration::from_secs(10);
 const FOUND_QUEUE: usize = 16;
 /// Orphan blocks beyond which missing parents are left to headers-first sync.
 const MAX_ORPHAN_FETCH: usize = 8;
+/// Incomplete compact blocks whose gossip verdict waits for the whole block, at most.
+const MAX_INCOMPLETE: usize = 8;
 /// RPC requests waiting for the event loop, at most.
 const RPC_QUEUE: usize = 64;
 /// Metrics refreshes waiting for the event loop, at most.
@@ -117,6 +120,9 @@ struct Node {
     metrics: Metrics,
     /// The metrics endpoint's bound address, if it serves.
     metrics_addr: Option<SocketAddr>,
+    /// Gossiped compact blocks held for their verdict while the whole block is
+    /// fetched from their sender (at most [`MAX_INCOMPLETE`]).
+    incomplete: HashMap<BlockHash, (MessageId, PeerId)>,
 }
 
 /// Runs the node until SIGINT, SIGTERM or the `stop` RPC.
@@ -186,6 +192,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         stop_requested: false,
         metrics,
         metrics_addr: None,
+        incomplete: HashMap::new(),
     };
     let (refresh_tx, mut refresh_rx) = mpsc::channel::<metrics::server::Refresh>(REFRESH_QUEUE);
     let metrics_task = match config.metrics {
@@ -483,7 +490,14 @@ impl Node {
             }
             NetEvent::GossipBlock { block, from, id } => {
                 let hash = block.block_hash();
-                let (outcome, outputs) = self.core.handle_block(block, Some(from), now)?;
+                let (outcome, outputs) =
+                    match self.core.handle_compact_block(&block, Some(from), now)? {
+                        (CompactOutcome::Block(outcome), outputs) => (outcome, outputs),
+                        (CompactOutcome::Incomplete { missing }, _) => {
+                            self.fetch_incomplete(hash, id, from, missing);
+                            return Ok(());
+                        }
+                    };
                 if matches!(outcome, BlockOutcome::Accepted | BlockOutcome::Duplicate) {
                     self.sync.peer_has(&from, hash, self.core.chain())?;
                 }
@@ -592,11 +606,27 @@ impl Node {
                     if !requested.contains(hash) {
                         continue;
                     }
-                    let (outcome, outputs) = self.core.handle_block(block, Some(peer), now)?;
+                    let (outcome, mut outputs) = self.core.handle_block(block, Some(peer), now)?;
+                    if self.incomplete.contains_key(hash) {
+                        // Forwarded below as the gossiped compact block it completes.
+                        outputs.retain(|o| *o != Output::RelayBlock(*hash));
+                    }
                     self.carry_out(outputs);
+                    // Forwarded once stored and not invalid (new, or arrived meanwhile).
+                    let stored =
+                        self.core.chain().index_entry(hash)?.is_some_and(|e| e.status.has_data());
+                    let acceptance = match outcome {
+                        BlockOutcome::Invalid(_) => MessageAcceptance::Reject,
+                        _ if stored => MessageAcceptance::Accept,
+                        _ => MessageAcceptance::Ignore,
+                    };
+                    self.settle_incomplete(hash, acceptance);
                     if matches!(outcome, BlockOutcome::Invalid(_)) {
                         break;
                     }
+                }
+                for hash in &requested {
+                    self.settle_incomplete(hash, MessageAcceptance::Ignore);
                 }
                 self.sync.blocks_received(&peer, &requested, &delivered);
             }
@@ -604,6 +634,9 @@ impl Node {
                 info!(%peer, reason, "request refused");
                 match &request {
                     Request::GetBlocks(hashes) => {
+                        for hash in hashes {
+                            self.settle_incomplete(hash, MessageAcceptance::Ignore);
+                        }
                         self.sync.request_refused(&peer, hashes, Instant::now());
                     }
                     Request::GetHeaders { .. } => {
@@ -620,8 +653,34 @@ impl Node {
         Ok(())
     }
 
+    /// Holds a gossiped compact block's verdict and asks its sender for the
+    /// whole block (Bitcoin's `getblocktxn`, simplified); over
+    /// [`MAX_INCOMPLETE`] held, or a second message for the same block, it is
+    /// ignored instead.
+    fn fetch_incomplete(&mut self, hash: BlockHash, id: MessageId, from: PeerId, missing: usize) {
+        if self.incomplete.len() >= MAX_INCOMPLETE || self.incomplete.contains_key(&hash) {
+            self.net.report(GossipTopic::Block, &id, &from, MessageAcceptance::Ignore);
+            return;
+        }
+        debug!(%hash, peer = %from, missing, "compact block incomplete: fetching the block");
+        self.incomplete.insert(hash, (id, from));
+        self.net.request(from, Request::GetBlocks(vec![hash]));
+    }
+
+    /// Reports the verdict on a held compact block, if `hash` is one.
+    fn settle_incomplete(&mut self, hash: &BlockHash, acceptance: MessageAcceptance) {
+        if let Some((id, from)) = self.incomplete.remove(hash) {
+            self.net.report(GossipTopic::Block, &id, &from, acceptance);
+        }
+    }
+
     /// Frees what a failed or refused request held in the downloader.
     fn request_failed(&mut self, peer: PeerId, request: &Request) {
+        if let Request::GetBlocks(hashes) = request {
+            for hash in hashes {
+                self.settle_incomplete(hash, MessageAcceptance::Ignore);
+            }
+        }
         match request {
             Request::GetBlocks(hashes) => self.sync.request_failed(&peer, hashes),
             Request::GetHeaders { .. } => self.sync.request_failed(&peer, &[]),

@@ -8,6 +8,7 @@
 
 pub mod amount;
 pub mod block;
+pub mod compact;
 pub mod difficulty;
 pub mod encode;
 pub mod hash;
@@ -22,5 +23,6 @@ pub mod validation;
 
 pub use amount::Amount;
 pub use block::{Block, BlockHeader};
+pub use compact::CompactBlock;
 pub use hash::{BlockHash, Hash256, PubkeyHash, Txid};
 pub use transaction::{OutPoint, Transaction, TxIn, TxOut};

@@ -30,7 +30,7 @@ use libp2p::{
     Multiaddr, PeerId, Swarm, allow_block_list, connection_limits, identify, identity, kad,
     multiaddr::Protocol, noise, ping, tcp, yamux,
 };
-use tinychain_protocol::{Block, BlockHash, Transaction};
+use tinychain_protocol::{Block, BlockHash, CompactBlock, Transaction};
 use tracing::{debug, info, warn};
 
 use crate::metrics::{GossipCounter, GossipTopic, Registry};
@@ -94,10 +94,10 @@ struct Behaviour {
 pub enum NetEvent {
     /// A peer connected (first connection): send it our status.
     PeerConnected(PeerId),
-    /// A block arrived by gossip; report the verdict with [`Network::report`].
+    /// A compact block arrived by gossip; report the verdict with [`Network::report`].
     GossipBlock {
-        /// The block.
-        block: Block,
+        /// The block in compact form.
+        block: CompactBlock,
         /// Who forwarded it.
         from: PeerId,
         /// The gossip message.
@@ -414,10 +414,12 @@ impl Network {
         }
     }
 
-    /// Publishes a block to the blocks topic.
+    /// Publishes a block to the blocks topic, in compact form.
     pub fn publish_block(&mut self, block: &Block) {
         let topic = self.blocks_topic.clone();
-        self.publish(topic, block.encode());
+        if let Some(compact) = CompactBlock::from_block(block) {
+            self.publish(topic, compact.encode());
+        }
     }
 
     /// Publishes a transaction to the transactions topic.
@@ -546,7 +548,7 @@ impl Network {
             }) => {
                 let from = propagation_source;
                 if message.topic == self.blocks_topic.hash() {
-                    match Block::decode(&message.data) {
+                    match CompactBlock::decode(&message.data) {
                         Ok(block) => {
                             return Some(NetEvent::GossipBlock { block, from, id: message_id });
                         }

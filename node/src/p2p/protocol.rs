@@ -75,9 +75,10 @@ pub fn network_id(genesis: &BlockHash) -> String {
     genesis.to_string()[..16].to_owned()
 }
 
-/// The gossip topic of blocks.
+/// The gossip topic of blocks, in compact form (version 2; version 1 carried
+/// whole blocks).
 pub fn blocks_topic(network_id: &str) -> String {
-    format!("/tinychain/{network_id}/blocks/1")
+    format!("/tinychain/{network_id}/blocks/2")
 }
 
 /// The gossip topic of transactions.

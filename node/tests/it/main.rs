@@ -1,6 +1,7 @@
 //! Integration tests of the node's core: one test binary, one module per area.
 
 mod chain;
+mod compact;
 mod harness;
 mod mempool;
 mod net;

@@ -5,12 +5,15 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tinychain_protocol::Amount;
+use tinychain_node::template::coinbase;
+use tinychain_protocol::merkle::block_merkle_root;
+use tinychain_protocol::validation::block_subsidy;
+use tinychain_protocol::{Amount, Block, BlockHeader};
 
 use super::hostile::Hostile;
 use super::tests::publish_invalid_blocks_until_disconnected;
 use super::{DEADLINE, TestNode, one_key, runtime};
-use crate::harness::{coinbase_out, coins, pay, regtest, spend};
+use crate::harness::{coinbase_out, coins, pay, regtest, solve, spend};
 
 /// Scrapes `GET /metrics` and returns the body, checking the status and the format's end.
 fn scrape(addr: SocketAddr) -> String {
@@ -132,4 +135,59 @@ fn rejected_gossip_and_bans_are_counted() {
     // hostile peer's unanswered status requests cost it points too).
     assert!(value(&text, rejected) >= Some(1.0), "{text}");
     assert_eq!(value(&text, "tinychain_chain_height"), Some(0.0), "{text}");
+}
+
+/// A block whose transaction no mempool has seen reaches the far end by
+/// gossip: each node fetches the whole block from its sender, then forwards
+/// the compact block it held (counted as accepted gossip, not ignored).
+#[test]
+fn a_block_of_unrelayed_transactions_is_fetched_whole_then_forwarded() {
+    let rt = runtime();
+    let a = TestNode::start_with_metrics(&rt, &[]);
+    let b = TestNode::start_with_metrics(&rt, &[&a]);
+    let c = TestNode::start_with_metrics(&rt, &[&b]);
+    for (node, peer) in [(&b, &a), (&c, &b)] {
+        node.wait_for("a blocks mesh", |n| {
+            n.peers()
+                .iter()
+                .any(|p| p["id"] == peer.peer_id.as_str() && p["mesh"]["blocks"] == true)
+                .then_some(())
+        });
+    }
+    let hashes = a.generate(11);
+    c.wait_for_tip(&hashes[10]);
+    let accepted = "tinychain_gossip_messages_total{topic=\"block\",verdict=\"accepted\"}";
+    let before: Vec<f64> = [&b, &c]
+        .iter()
+        .map(|n| value(&scrape(n.metrics_addr().expect("serves")), accepted).unwrap_or(0.0))
+        .collect();
+
+    // Submitted to `a` directly: its transaction was never relayed.
+    let parent = a.block(&hashes[10]);
+    let funding = coinbase_out(&a.block(&hashes[0]));
+    let fee = coins(1);
+    let tx = spend(
+        &[funding],
+        vec![pay(2, funding.1.value.checked_sub(fee).expect("funds"))],
+        &one_key(),
+    );
+    let reward = block_subsidy(12, &regtest()).checked_add(fee).expect("small");
+    let txdata = vec![coinbase(12, 0, one_key().public_key().pubkey_hash(), reward), tx];
+    let mut block = Block {
+        header: BlockHeader {
+            version: 1,
+            prev_blockhash: parent.block_hash(),
+            merkle_root: block_merkle_root(&txdata).root,
+            time: parent.header.time + 1,
+            bits: parent.header.bits,
+            nonce: 0,
+        },
+        txdata,
+    };
+    solve(&mut block);
+    assert_eq!(a.call("submitblock", json!([hex::encode(block.encode())])), Value::Null);
+    c.wait_for_tip(&block.block_hash().to_string());
+    for (node, before) in [(&b, before[0]), (&c, before[1])] {
+        wait_for_value(node, accepted, before + 1.0);
+    }
 }

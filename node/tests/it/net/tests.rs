@@ -8,7 +8,7 @@ use tinychain_protocol::merkle::block_merkle_root;
 use tinychain_protocol::params::{Network, Params};
 use tinychain_protocol::pow::Work;
 use tinychain_protocol::sighash::sign_all;
-use tinychain_protocol::{Amount, Block, BlockHash, BlockHeader, Transaction, TxOut};
+use tinychain_protocol::{Amount, Block, BlockHash, BlockHeader, CompactBlock, Transaction, TxOut};
 
 use super::hostile::{Hostile, Seen};
 use super::{TestNode, one_key, runtime};
@@ -206,7 +206,7 @@ fn hostile_input_leaves_the_node_up_and_serving_honest_peers() {
     // Garbage, truncated and oversized gossip.
     evil.publish_block_bytes(vec![0xff; 300]);
     evil.publish_tx_bytes(vec![1, 2, 3]);
-    let block = node.block(&tip).encode();
+    let block = compact(&node.block(&tip));
     evil.publish_block_bytes(block[..block.len() - 1].to_vec());
     evil.publish_block_bytes(vec![0; 2 << 20]);
     // Garbage, truncated, oversized and over-limit sync requests.
@@ -278,10 +278,15 @@ fn a_flooding_peer_is_rate_limited_while_honest_peers_are_served() {
     assert!(node.peers().len() == 2);
 }
 
+/// The gossip form of `block`: compact.
+pub(crate) fn compact(block: &Block) -> Vec<u8> {
+    CompactBlock::from_block(block).expect("a block has a coinbase").encode()
+}
+
 /// Publishes distinct invalid blocks, one a second, until the node drops the sender.
 pub(crate) fn publish_invalid_blocks_until_disconnected(evil: &Hostile) {
     for extra_nonce in 1..=30 {
-        evil.publish_block_bytes(overpaying_block(extra_nonce).encode());
+        evil.publish_block_bytes(compact(&overpaying_block(extra_nonce)));
         let seen = evil
             .next_matching(std::time::Duration::from_secs(1), |s| matches!(s, Seen::Disconnected));
         if seen.is_some() {
