@@ -333,6 +333,13 @@ fn time_block(nodes: &[LocalNode], address: &str, into: &mut Arrivals) {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "quick") || !std::env::args().any(|a| a == "--bench");
+    // `RUST_LOG=tinychain_node=debug` shows what the nodes do (off by default).
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     // `ibd` or `propagation` among the arguments runs only that one.
     let only = |name: &str| {

@@ -86,12 +86,19 @@ impl Block {
 
     /// Returns the size of the canonical encoding in bytes.
     pub fn size(&self) -> u64 {
-        encode::serialized_size(self)
+        80 + 8 + self.txdata.iter().map(Transaction::size).sum::<u64>()
     }
 
-    /// Encodes the block canonically.
+    /// Encodes the block canonically: the header, the transaction count
+    /// (`u64` LE), then each transaction.
     pub fn encode(&self) -> Vec<u8> {
-        encode::serialize(self)
+        let mut out = Vec::with_capacity(usize::try_from(self.size()).unwrap_or(0));
+        out.extend_from_slice(&self.header.to_bytes());
+        out.extend_from_slice(&(self.txdata.len() as u64).to_le_bytes());
+        for tx in &self.txdata {
+            tx.encode_into(&mut out);
+        }
+        out
     }
 
     /// Decodes a block from untrusted bytes (at most [`MAX_BLOCK_SIZE`]).

@@ -156,6 +156,22 @@ mod tests {
     }
 
     #[test]
+    fn the_encoding_is_header_coinbase_count_then_txids() {
+        let block = block(3);
+        let bytes = CompactBlock::from_block(&block).expect("not empty").encode();
+        let coinbase = block.txdata[0].encode();
+        let (header, rest) = bytes.split_at(80);
+        assert_eq!(header, encode::serialize(&block.header));
+        let (cb, rest) = rest.split_at(coinbase.len());
+        assert_eq!(cb, coinbase);
+        let (count, txids) = rest.split_at(8);
+        assert_eq!(count, 3u64.to_le_bytes());
+        let expected: Vec<u8> =
+            block.txdata[1..].iter().flat_map(|t| t.txid().to_byte_array()).collect();
+        assert_eq!(txids, expected);
+    }
+
+    #[test]
     fn missing_transactions_are_counted() {
         let block = block(4);
         let compact = CompactBlock::from_block(&block).expect("not empty");

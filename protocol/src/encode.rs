@@ -142,6 +142,59 @@ mod tests {
             proptest::prop_assert_eq!(&outpoint.to_bytes()[..], &serialize(&outpoint)[..]);
             proptest::prop_assert_eq!(&coin.to_bytes()[..], &serialize(&coin)[..]);
         }
+
+        /// Transactions and blocks are written field by field; the bytes and
+        /// sizes are bincode's, and they decode back to the same value.
+        #[test]
+        fn transaction_and_block_bytes_are_their_canonical_encoding(
+            version: i32,
+            inputs in proptest::collection::vec(
+                (proptest::array::uniform32(0u8..), 0u32..,
+                 proptest::array::uniform32(0u8..), proptest::array::uniform32(0u8..), 0u32..),
+                0..4,
+            ),
+            outputs in proptest::collection::vec((0u64.., proptest::array::uniform20(0u8..)), 0..5),
+            locktime: u32,
+            header: [u8; 80],
+            copies in 0usize..3,
+        ) {
+            use crate::{Amount, Block, BlockHeader, OutPoint, PubkeyHash, Transaction, TxIn, TxOut, Txid};
+            let tx = Transaction {
+                version,
+                inputs: inputs
+                    .iter()
+                    .map(|(txid, vout, r, s, seq)| {
+                        let mut signature = [0u8; 64];
+                        signature[..32].copy_from_slice(r);
+                        signature[32..].copy_from_slice(s);
+                        let mut pubkey = [0u8; 33];
+                        pubkey[1..].copy_from_slice(r);
+                        TxIn {
+                            prev_out: OutPoint { txid: Txid::from_byte_array(*txid), vout: *vout },
+                            signature,
+                            pubkey,
+                            sequence: *seq,
+                        }
+                    })
+                    .collect(),
+                outputs: outputs
+                    .iter()
+                    .map(|(value, pkh)| TxOut {
+                        value: Amount::from_belushis(*value),
+                        pubkey_hash: PubkeyHash::from_byte_array(*pkh),
+                    })
+                    .collect(),
+                locktime,
+            };
+            let canonical = serialize(&tx);
+            proptest::prop_assert_eq!(&tx.encode(), &canonical);
+            proptest::prop_assert_eq!(tx.size(), canonical.len() as u64);
+            proptest::prop_assert_eq!(Transaction::decode(&canonical).ok(), Some(tx.clone()));
+            let block = Block { header: BlockHeader::from_bytes(&header), txdata: vec![tx; copies] };
+            let canonical = serialize(&block);
+            proptest::prop_assert_eq!(&block.encode(), &canonical);
+            proptest::prop_assert_eq!(block.size(), canonical.len() as u64);
+        }
     }
 
     #[test]

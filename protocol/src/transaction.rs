@@ -83,6 +83,12 @@ pub struct Transaction {
     pub locktime: u32,
 }
 
+/// Bytes of an encoded [`TxIn`]: outpoint, signature, public key, sequence.
+const TXIN_SIZE: usize = 36 + 64 + 33 + 4;
+
+/// Bytes of an encoded [`TxOut`]: value, public-key hash.
+const TXOUT_SIZE: usize = 8 + 20;
+
 /// The sequence number that makes an input final.
 pub const SEQUENCE_FINAL: u32 = u32::MAX;
 
@@ -160,12 +166,37 @@ impl Transaction {
 
     /// Returns the txid: sha256d of the canonical encoding.
     pub fn txid(&self) -> Txid {
-        Txid::hash(&encode::serialize(self))
+        Txid::hash(&self.encode())
     }
 
-    /// Returns the size of the canonical encoding in bytes.
+    /// Returns the size of the canonical encoding in bytes: `24 + 137·n_in + 28·n_out`.
     pub fn size(&self) -> u64 {
-        encode::serialized_size(self)
+        self.encoded_len() as u64
+    }
+
+    fn encoded_len(&self) -> usize {
+        4 + 8 + TXIN_SIZE * self.inputs.len() + 8 + TXOUT_SIZE * self.outputs.len() + 4
+    }
+
+    /// Appends the canonical encoding to `out` (the bytes
+    /// [`crate::encode::serialize`] gives, written field by field: txids of
+    /// transactions with thousands of outputs are computed on every hop).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.reserve(self.encoded_len());
+        out.extend_from_slice(&self.version.to_le_bytes());
+        out.extend_from_slice(&(self.inputs.len() as u64).to_le_bytes());
+        for input in &self.inputs {
+            out.extend_from_slice(&input.prev_out.to_bytes());
+            out.extend_from_slice(&input.signature);
+            out.extend_from_slice(&input.pubkey);
+            out.extend_from_slice(&input.sequence.to_le_bytes());
+        }
+        out.extend_from_slice(&(self.outputs.len() as u64).to_le_bytes());
+        for output in &self.outputs {
+            out.extend_from_slice(&output.value.to_belushis().to_le_bytes());
+            out.extend_from_slice(&output.pubkey_hash.to_byte_array());
+        }
+        out.extend_from_slice(&self.locktime.to_le_bytes());
     }
 
     /// Returns the sum of the output values, or `None` if it leaves the money range.
@@ -175,7 +206,9 @@ impl Transaction {
 
     /// Encodes the transaction canonically.
     pub fn encode(&self) -> Vec<u8> {
-        encode::serialize(self)
+        let mut out = Vec::with_capacity(self.encoded_len());
+        self.encode_into(&mut out);
+        out
     }
 
     /// Decodes a transaction from untrusted bytes (at most [`MAX_BLOCK_SIZE`]).
