@@ -66,6 +66,8 @@ pub enum Output<P> {
         disconnected: usize,
         /// Blocks connected on the way.
         connected: usize,
+        /// Their input signatures not checked again (checked in the mempool).
+        signatures_cached: usize,
     },
 }
 
@@ -262,7 +264,9 @@ impl<S: Store, P: Clone> Core<S, P> {
                 }
             }
         }
-        let change = self.chain.activate_best_chain()?;
+        // The mempool's transactions had their signatures checked on entry.
+        let mempool = &self.mempool;
+        let change = self.chain.activate_best_chain_with(&|txid| mempool.get(txid).is_some())?;
         self.apply_tip_change(&change, now, &mut out)?;
         let invalid: Vec<&BlockHash> = change.invalid.iter().map(|(h, _)| h).collect();
         if let Some((_, error)) = change.invalid.iter().find(|(h, _)| *h == hash) {
@@ -350,6 +354,7 @@ impl<S: Store, P: Clone> Core<S, P> {
             height: self.chain.height(),
             disconnected: change.disconnected.len(),
             connected: change.connected.len(),
+            signatures_cached: change.signatures_cached,
         });
         Ok(())
     }

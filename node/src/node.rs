@@ -783,8 +783,8 @@ impl Node {
     fn carry_out(&mut self, outputs: Vec<Output<PeerId>>) {
         for output in outputs {
             match output {
-                Output::TipChanged { hash, height, disconnected, connected } => {
-                    self.metrics.tip_changed(connected, disconnected);
+                Output::TipChanged { hash, height, disconnected, connected, signatures_cached } => {
+                    self.metrics.tip_changed(connected, disconnected, signatures_cached);
                     if self.progress.is_some() {
                         debug!(%hash, height, disconnected, "new tip");
                     } else {

@@ -27,10 +27,10 @@ use std::num::NonZeroUsize;
 use tinychain_protocol::params::Params;
 use tinychain_protocol::pow::Work;
 use tinychain_protocol::validation::{
-    BlockError, Coin, Kind, check_block, check_block_inputs, check_block_signatures,
+    BlockError, Coin, Kind, check_block, check_block_inputs, check_block_signatures_except,
     contextual_check_block, contextual_check_block_header,
 };
-use tinychain_protocol::{Block, BlockHash, BlockHeader, OutPoint, PubkeyHash, Transaction};
+use tinychain_protocol::{Block, BlockHash, BlockHeader, OutPoint, PubkeyHash, Transaction, Txid};
 
 use crate::store::{
     Batch, BlockStatus, BlockUndo, IndexEntry, Op, Store, StoreError, StoredTip, TxLocation,
@@ -102,6 +102,10 @@ pub struct TipChange {
     pub connected: Vec<Block>,
     /// Blocks found invalid while connecting.
     pub invalid: Vec<(BlockHash, BlockError)>,
+    /// Input signatures of connected blocks not checked again because the
+    /// caller had checked their transactions before (see
+    /// [`ChainState::activate_best_chain_with`]).
+    pub signatures_cached: usize,
 }
 
 impl TipChange {
@@ -458,6 +462,22 @@ impl<S: Store> ChainState<S> {
     ///
     /// Only store failures; invalid blocks are reported in the result.
     pub fn activate_best_chain(&mut self) -> Result<TipChange, StoreError> {
+        self.activate_best_chain_with(&|_| false)
+    }
+
+    /// [`ChainState::activate_best_chain`], skipping the signature checks of
+    /// the transactions `verified` names: those whose signatures the caller
+    /// checked before, the mempool's (Bitcoin Core's script execution cache;
+    /// see [`check_block_signatures_except`] for why that is safe). A block
+    /// relayed after its transactions then costs no signature checks.
+    ///
+    /// # Errors
+    ///
+    /// Only store failures; invalid blocks are reported in the result.
+    pub fn activate_best_chain_with(
+        &mut self,
+        verified: &dyn Fn(&Txid) -> bool,
+    ) -> Result<TipChange, StoreError> {
         let mut change = TipChange::default();
         loop {
             // The best candidate by (chainwork, first seen). The tip is a candidate
@@ -480,8 +500,11 @@ impl<S: Store> ChainState<S> {
                 change.disconnected.push(self.disconnect_tip()?);
             }
             for hash in branch.into_iter().rev() {
-                match self.connect_block(&hash)? {
-                    Ok(block) => change.connected.push(block),
+                match self.connect_block(&hash, verified)? {
+                    Ok((block, cached)) => {
+                        change.connected.push(block);
+                        change.signatures_cached += cached;
+                    }
                     Err(error) => {
                         self.mark_invalid(hash)?;
                         change.invalid.push((hash, error));
@@ -498,9 +521,14 @@ impl<S: Store> ChainState<S> {
         Ok(change)
     }
 
-    /// Connects the stored block `hash` on top of the tip: the outer error is the
+    /// Connects the stored block `hash` on top of the tip, returning it and how
+    /// many of its signatures `verified` spared: the outer error is the
     /// store's, the inner one says the block is invalid.
-    fn connect_block(&mut self, hash: &BlockHash) -> Result<Result<Block, BlockError>, StoreError> {
+    fn connect_block(
+        &mut self,
+        hash: &BlockHash,
+        verified: &dyn Fn(&Txid) -> bool,
+    ) -> Result<Result<(Block, usize), BlockError>, StoreError> {
         let block = self.block(hash)?.ok_or_else(|| StoreError::Corrupt {
             what: "block",
             detail: format!("{hash} is indexed with data but missing"),
@@ -524,7 +552,12 @@ impl<S: Store> ChainState<S> {
         };
         // Preparing the store changes takes under a millisecond; doing it on a
         // third thread during the signature checks was measured slower.
-        if let Err(error) = check_block_signatures(&block, &spends, self.config.script_threads) {
+        let cached: usize = (block.txdata.iter().zip(&spends.txids).skip(1))
+            .filter(|(_, txid)| verified(txid))
+            .map(|(tx, _)| tx.inputs.len())
+            .sum();
+        let threads = self.config.script_threads;
+        if let Err(error) = check_block_signatures_except(&block, &spends, threads, verified) {
             return Ok(Err(error));
         }
         let mut batch = self.batch_at(entry.height);
@@ -555,7 +588,7 @@ impl<S: Store> ChainState<S> {
         self.write(batch)?;
         self.tip_connected(*hash, connected);
         self.utxo_digest = digest;
-        Ok(Ok(block))
+        Ok(Ok((block, cached)))
     }
 
     /// Disconnects the tip using its undo data, returning the block.

@@ -157,6 +157,7 @@ pub struct Metrics {
     blocks_connected: Counter,
     blocks_disconnected: Counter,
     reorgs: Counter,
+    signatures_cached: Counter,
     miner_threads: Gauge,
     miner_hashes: Counter,
     miner_hash_rate: Gauge<f64, AtomicU64>,
@@ -222,6 +223,11 @@ impl Metrics {
                 "Blocks disconnected from the active chain by reorganisations",
             ),
             reorgs: registered(r, "reorgs", "Reorganisations of the active chain"),
+            signatures_cached: registered(
+                r,
+                "signatures_cached",
+                "Input signatures of connected blocks not checked again: checked when their transaction entered the mempool",
+            ),
             miner_threads: registered(r, "miner_threads", "Mining threads running"),
             miner_hashes: registered(r, "miner_hashes", "Block header hashes computed"),
             miner_hash_rate: registered(
@@ -257,9 +263,11 @@ impl Metrics {
     }
 
     /// Counts a tip change: `connected` blocks connected after `disconnected`
-    /// were disconnected (a reorganisation when that is not zero).
-    pub fn tip_changed(&self, connected: usize, disconnected: usize) {
+    /// were disconnected (a reorganisation when that is not zero), sparing
+    /// `signatures_cached` signature checks.
+    pub fn tip_changed(&self, connected: usize, disconnected: usize, signatures_cached: usize) {
         self.blocks_connected.inc_by(connected as u64);
+        self.signatures_cached.inc_by(signatures_cached as u64);
         if disconnected > 0 {
             self.blocks_disconnected.inc_by(disconnected as u64);
             self.reorgs.inc();
@@ -328,8 +336,8 @@ mod tests {
             syncing: true,
             ..Snapshot::default()
         });
-        metrics.tip_changed(3, 0);
-        metrics.tip_changed(2, 1);
+        metrics.tip_changed(3, 0, 0);
+        metrics.tip_changed(2, 1, 7);
         gossip.count(GossipTopic::Block, &MessageAcceptance::Accept);
         gossip.count(GossipTopic::Tx, &MessageAcceptance::Reject);
         gossip.count(GossipTopic::Tx, &MessageAcceptance::Reject);
@@ -343,6 +351,7 @@ mod tests {
             "tinychain_blocks_connected_total 5",
             "tinychain_blocks_disconnected_total 1",
             "tinychain_reorgs_total 1",
+            "tinychain_signatures_cached_total 7",
             "tinychain_gossip_messages_total{topic=\"block\",verdict=\"accepted\"} 1",
             "tinychain_gossip_messages_total{topic=\"tx\",verdict=\"rejected\"} 2",
             "# TYPE tinychain_chainwork gauge",

@@ -1,5 +1,6 @@
 //! Compact blocks in the core: rebuilt from the mempool, reported incomplete
-//! when transactions are missing, and a wrong one blames its sender, not the block.
+//! when transactions are missing, and a wrong one blames its sender, not the
+//! block. Transactions the mempool held skip their signature checks.
 
 use tinychain_node::core::{BlockOutcome, CompactOutcome, Output};
 use tinychain_protocol::{CompactBlock, Transaction};
@@ -36,6 +37,11 @@ fn a_compact_block_is_rebuilt_from_the_mempool_and_connected() {
     let (outcome, outputs) = handle(&mut core, &compact(&block));
     assert_eq!(outcome, CompactOutcome::Block(BlockOutcome::Accepted));
     assert!(outputs.contains(&Output::RelayBlock(block.block_hash())));
+    // Both transactions' signatures were checked when they entered the mempool.
+    assert!(
+        outputs.iter().any(|o| matches!(o, Output::TipChanged { signatures_cached: 2, .. })),
+        "{outputs:?}"
+    );
     assert_eq!(core.chain().tip(), block.block_hash());
     assert!(core.mempool().is_empty());
     // Known now: a duplicate, although the mempool no longer has its transactions.
@@ -63,8 +69,14 @@ fn a_compact_block_with_unknown_transactions_is_incomplete_until_the_block_comes
     let (outcome, outputs) = handle(&mut core, &forged);
     assert!(matches!(outcome, CompactOutcome::Block(BlockOutcome::Invalid(_))), "{outcome:?}");
     assert!(matches!(outputs[..], [Output::Penalize { peer: 1, .. }]), "{outputs:?}");
-    // The whole block, fetched, connects.
-    assert_eq!(submit(&mut core, block.clone()).0, BlockOutcome::Accepted);
+    // The whole block, fetched, connects; only the mempool's transaction
+    // skips its signature check.
+    let (outcome, outputs) = submit(&mut core, block.clone());
+    assert_eq!(outcome, BlockOutcome::Accepted);
+    assert!(
+        outputs.iter().any(|o| matches!(o, Output::TipChanged { signatures_cached: 1, .. })),
+        "{outputs:?}"
+    );
     assert_eq!(core.chain().tip(), block.block_hash());
 }
 

@@ -715,10 +715,30 @@ pub fn check_block_signatures(
     spends: &BlockSpends,
     threads: NonZeroUsize,
 ) -> Result<(), BlockError> {
+    check_block_signatures_except(block, spends, threads, |_| false)
+}
+
+/// [`check_block_signatures`] for the transactions `verified` does not name:
+/// Bitcoin Core's script execution cache. A caller names a transaction only if
+/// it checked the same transaction's signatures before (when it entered the
+/// mempool). That is safe because a txid commits to every byte of the
+/// transaction, signatures included, and an outpoint names one coin whatever the
+/// chain (txids never repeat), so the same check would give the same answer.
+///
+/// # Errors
+///
+/// As [`check_block_signatures`], for the inputs it checks.
+pub fn check_block_signatures_except(
+    block: &Block,
+    spends: &BlockSpends,
+    threads: NonZeroUsize,
+    verified: impl Fn(&Txid) -> bool,
+) -> Result<(), BlockError> {
     let checks: Vec<(usize, usize, &TxOut)> = spends
         .coins
         .iter()
         .enumerate()
+        .filter(|(tx, _)| !spends.txids.get(*tx).is_some_and(&verified))
         .flat_map(|(tx, coins)| coins.iter().enumerate().map(move |(i, c)| (tx, i, &c.output)))
         .collect();
     // Each transaction's shared sighash parts are hashed once, not once per input.

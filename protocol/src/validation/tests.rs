@@ -750,4 +750,18 @@ fn the_first_bad_signature_is_reported_on_any_number_of_threads() {
             "{n} threads: {err:?}"
         );
     }
+    // Transactions named as verified are not checked again (the breakage above
+    // stands for signatures checked once already); the others still are.
+    let txid = |i: usize| spends.txids[i];
+    let both = |t: &Txid| *t == txid(2) || *t == txid(3);
+    assert_eq!(check_block_signatures_except(&block, &spends, threads(2), both), Ok(()));
+    let err = check_block_signatures_except(&block, &spends, threads(2), |t| *t == txid(2))
+        .expect_err("transaction 3 is checked");
+    assert!(
+        matches!(
+            err,
+            BlockError::Transaction { index: 3, error: TxError::Signature { input: 2, .. }, .. }
+        ),
+        "{err:?}"
+    );
 }
