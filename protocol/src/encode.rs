@@ -46,13 +46,6 @@ pub fn serialize<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
         .expect("consensus types only contain integers, arrays and length-prefixed sequences, which always encode")
 }
 
-/// Returns the length of `value`'s canonical encoding without allocating it.
-pub fn serialized_size<T: Serialize + ?Sized>(value: &T) -> u64 {
-    options()
-        .serialized_size(value)
-        .expect("consensus types only contain integers, arrays and length-prefixed sequences, which always encode")
-}
-
 /// Decodes a value from untrusted `bytes`, which may be at most `limit` bytes long.
 ///
 /// # Errors
