@@ -199,8 +199,8 @@ impl<S: Store> ChainState<S> {
                 let tip =
                     StoredTip { hash: genesis_hash, height: 0, utxo_digest: UtxoDigest::EMPTY };
                 let mut batch = Batch::default();
-                batch.push(Op::PutBlock(genesis));
-                batch.push(Op::PutIndex(genesis_hash, entry));
+                batch.push(Op::PutBlock(Box::new(genesis)));
+                batch.push(Op::PutIndex(genesis_hash, Box::new(entry)));
                 batch.push(Op::PutActive(0, genesis_hash));
                 batch.push(Op::SetTip(tip));
                 store.write(batch)?;
@@ -292,12 +292,11 @@ impl<S: Store> ChainState<S> {
     /// are each entry's newest state.
     fn write(&mut self, mut batch: Batch) -> Result<(), StoreError> {
         if let Some(unwritten) = self.unwritten.take() {
-            let mut ops = unwritten.batch.ops;
-            ops.append(&mut batch.ops);
-            batch.ops = ops;
-            batch.durable |= unwritten.batch.durable;
+            batch.prepend(unwritten.batch);
         }
-        batch.ops.extend(self.index.unwritten().map(|(hash, entry)| Op::PutIndex(hash, entry)));
+        batch.ops.extend(
+            self.index.unwritten().map(|(hash, entry)| Op::PutIndex(hash, Box::new(entry))),
+        );
         self.store.write(batch)?;
         self.index.written();
         Ok(())
@@ -428,7 +427,7 @@ impl<S: Store> ChainState<S> {
         let sequence = self.index.next_sequence();
         let stored = IndexEntry { status: BlockStatus::DataStored, sequence, ..entry };
         let mut batch = self.batch_at(stored.height);
-        batch.push(Op::PutBlock(block.clone()));
+        batch.push(Op::PutBlock(Box::new(block.clone())));
         self.flush()?;
         self.unwritten = Some(Unwritten { hash, block: block.clone(), batch });
         // Its entry rides with the block, in the index's changes for the next write.
@@ -561,6 +560,10 @@ impl<S: Store> ChainState<S> {
             return Ok(Err(error));
         }
         let mut batch = self.batch_at(entry.height);
+        // Room for every change below, and a few more for the block's own
+        // data and index entries, so that a large block's batch is never regrown.
+        let txs = block.txdata.len();
+        batch.ops.reserve(spends.spent.len() + spends.created.len() + 3 * txs + 16);
         let mut digest = self.utxo_digest;
         for (op, coin) in &spends.spent {
             batch.push(Op::SpendCoin(*op, *coin));
@@ -605,15 +608,15 @@ impl<S: Store> ChainState<S> {
         let mut digest = self.utxo_digest;
         // Remove what the block created and is still unspent (outputs spent within
         // the block were never added).
-        for tx in &block.txdata {
-            let txid = tx.txid();
-            for vout in 0..tx.outputs.len() as u32 {
-                let op = OutPoint { txid, vout };
-                if let Some(coin) = self.store.coin(&op)? {
-                    batch.push(Op::SpendCoin(op, coin));
-                    digest = digest.remove(&op, &coin);
-                }
-            }
+        let created: Vec<OutPoint> = (block.txdata.iter())
+            .flat_map(|tx| {
+                let txid = tx.txid();
+                (0..tx.outputs.len() as u32).map(move |vout| OutPoint { txid, vout })
+            })
+            .collect();
+        for (op, coin) in self.store.coins(&created)? {
+            batch.push(Op::SpendCoin(op, coin));
+            digest = digest.remove(&op, &coin);
         }
         for (op, coin) in &undo.spent {
             batch.push(Op::AddCoin(*op, *coin));

@@ -10,6 +10,7 @@
 //! The chain code is written against the trait; tests use [`memory::MemoryStore`]
 //! and the node runs [`redb::RedbStore`]. Neither knows any consensus rule.
 
+pub mod coin_group;
 pub mod memory;
 pub mod redb;
 
@@ -98,10 +99,11 @@ pub struct StoredTip {
 /// One change to the store. A [`Batch`] of them is applied atomically.
 #[derive(Clone, Debug)]
 pub enum Op {
-    /// Store a block's data.
-    PutBlock(Block),
+    /// Store a block's data. (The large variants are boxed: a block's batch
+    /// holds tens of thousands of coin changes, each as large as the largest.)
+    PutBlock(Box<Block>),
     /// Insert or replace a block index entry (and list it among its parent's children).
-    PutIndex(BlockHash, IndexEntry),
+    PutIndex(BlockHash, Box<IndexEntry>),
     /// Record the block of the active chain at a height.
     PutActive(u32, BlockHash),
     /// Forget the active block at a height (it was disconnected).
@@ -159,6 +161,15 @@ impl Batch {
     /// Adds a change.
     pub fn push(&mut self, op: Op) {
         self.ops.push(op);
+    }
+
+    /// Puts the changes of `earlier` before this batch's own, keeping both
+    /// orders (a block's coin changes can be tens of thousands: they are moved
+    /// once, within this batch's allocation when it has room, not copied onto
+    /// the end of the shorter batch).
+    pub fn prepend(&mut self, earlier: Batch) {
+        self.ops.splice(0..0, earlier.ops);
+        self.durable |= earlier.durable;
     }
 
     /// Tells whether there is nothing to write.

@@ -6,6 +6,7 @@
 //! `tinychain_protocol::encode`; keys are fixed-width big-endian so that range
 //! scans (an address's coins, its history by height) walk them in order.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use ::redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -15,12 +16,14 @@ use tinychain_protocol::encode;
 use tinychain_protocol::validation::Coin;
 use tinychain_protocol::{Block, BlockHash, OutPoint, PubkeyHash, Transaction, Txid};
 
+use super::coin_group::{self, CoinGroup, GroupKey};
 use super::{Batch, BlockUndo, IndexEntry, Op, Store, StoreError, StoredTip, TxLocation};
 
 /// The layout version this code reads and writes (2: the block index is read
 /// from the store, with children and active-chain tables, not held in memory;
-/// 3: the address index is the history table, whose rows list the outputs paid).
-pub const SCHEMA_VERSION: u32 = 3;
+/// 3: the address index is the history table, whose rows list the outputs paid;
+/// 4: coins are stored in groups of 64 outputs of a transaction, see [`coin_group`]).
+pub const SCHEMA_VERSION: u32 = 4;
 
 type Bytes = &'static [u8];
 
@@ -33,7 +36,9 @@ const CHILDREN: TableDefinition<Bytes, ()> = TableDefinition::new("block_childre
 const ACTIVE: TableDefinition<u32, Bytes> = TableDefinition::new("active_chain");
 const BLOCKS: TableDefinition<Bytes, Bytes> = TableDefinition::new("blocks");
 const UNDO: TableDefinition<Bytes, Bytes> = TableDefinition::new("undo");
-const COINS: TableDefinition<Bytes, Bytes> = TableDefinition::new("coins");
+/// The UTXO set. Keys: txid ‖ output index / 64 (u32, big-endian); values: the
+/// unspent outputs among those 64 ([`coin_group`]).
+const COINS: TableDefinition<Bytes, Bytes> = TableDefinition::new("coin_groups");
 /// The address index. Keys: pubkey hash ‖ height (u32, big-endian) ‖ txid;
 /// values: the outputs of that transaction paying the address (`Vec<u32>`).
 /// An address's coins are those outputs still in [`COINS`], so a coin is
@@ -65,17 +70,16 @@ fn value<T: Serialize>(v: &T) -> Vec<u8> {
     encode::serialize(v)
 }
 
-fn outpoint_key(op: &OutPoint) -> [u8; 36] {
-    let mut key = [0u8; 36];
-    key[..32].copy_from_slice(op.txid.as_bytes());
-    key[32..].copy_from_slice(&op.vout.to_be_bytes());
-    key
-}
-
-fn outpoint_from_key(key: &[u8]) -> Option<OutPoint> {
-    let txid: [u8; 32] = key.get(..32)?.try_into().ok()?;
-    let vout: [u8; 4] = key.get(32..36)?.try_into().ok()?;
-    Some(OutPoint { txid: Txid::from_byte_array(txid), vout: u32::from_be_bytes(vout) })
+/// Reads one coin from the UTXO table.
+fn read_coin(
+    table: &impl ReadableTable<Bytes, Bytes>,
+    op: &OutPoint,
+) -> Result<Option<Coin>, StoreError> {
+    let (key, slot) = coin_group::locate(op);
+    match table.get(key.as_slice()).map_err(backend)? {
+        Some(row) => coin_group::coin_in(row.value(), slot),
+        None => Ok(None),
+    }
 }
 
 /// Reads the height and txid of a history key.
@@ -266,7 +270,8 @@ impl Store for RedbStore {
     }
 
     fn coin(&self, outpoint: &OutPoint) -> Result<Option<Coin>, StoreError> {
-        self.get_value(COINS, "coin", &outpoint_key(outpoint))
+        let txn = self.db.begin_read().map_err(backend)?;
+        read_coin(&txn.open_table(COINS).map_err(backend)?, outpoint)
     }
 
     fn coins(&self, outpoints: &[OutPoint]) -> Result<Vec<(OutPoint, Coin)>, StoreError> {
@@ -274,8 +279,8 @@ impl Store for RedbStore {
         let table = txn.open_table(COINS).map_err(backend)?;
         let mut found = Vec::with_capacity(outpoints.len());
         for op in outpoints {
-            if let Some(v) = table.get(outpoint_key(op).as_slice()).map_err(backend)? {
-                found.push((*op, decode("coin", v.value())?));
+            if let Some(coin) = read_coin(&table, op)? {
+                found.push((*op, coin));
             }
         }
         Ok(found)
@@ -300,8 +305,8 @@ impl Store for RedbStore {
                     return Ok(out);
                 }
                 let op = OutPoint { txid, vout };
-                if let Some(v) = coins.get(outpoint_key(&op).as_slice()).map_err(backend)? {
-                    out.push((op, decode("coin", v.value())?));
+                if let Some(coin) = read_coin(&coins, &op)? {
+                    out.push((op, coin));
                 }
             }
         }
@@ -337,10 +342,9 @@ impl Store for RedbStore {
         let table = txn.open_table(COINS).map_err(backend)?;
         for row in table.iter().map_err(backend)? {
             let (key, value) = row.map_err(backend)?;
-            let op = outpoint_from_key(key.value())
-                .ok_or(StoreError::Corrupt { what: "coin key", detail: "length".into() })?;
-            let coin: Coin = decode("coin", value.value())?;
-            f(&op, &coin);
+            let key = GroupKey::try_from(key.value())
+                .map_err(|_| StoreError::Corrupt { what: "coin key", detail: "length".into() })?;
+            CoinGroup::decode(value.value())?.for_each(&key, f);
         }
         Ok(())
     }
@@ -360,6 +364,24 @@ impl Store for RedbStore {
             let mut coins = txn.open_table(COINS).map_err(backend)?;
             let mut history = txn.open_table(HISTORY).map_err(backend)?;
             let mut locations = txn.open_table(TX_LOCATIONS).map_err(backend)?;
+            // The coin rows this batch changes, each read once and written once.
+            let mut groups: BTreeMap<GroupKey, CoinGroup> = BTreeMap::new();
+            let mut set_coin = |op: &OutPoint, coin: Option<Coin>| -> Result<(), StoreError> {
+                let (key, slot) = coin_group::locate(op);
+                let group = match groups.entry(key) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        let stored = coins.get(key.as_slice()).map_err(backend)?;
+                        let group = match stored {
+                            Some(row) => CoinGroup::decode(row.value())?,
+                            None => CoinGroup::default(),
+                        };
+                        e.insert(group)
+                    }
+                };
+                group.set(slot, coin);
+                Ok(())
+            };
             for op in batch.ops {
                 match op {
                     Op::PutBlock(block) => {
@@ -382,10 +404,14 @@ impl Store for RedbStore {
                         undo.insert(hash.as_bytes().as_slice(), value(&data).as_slice()).map(drop)
                     }
                     Op::DeleteUndo(hash) => undo.remove(hash.as_bytes().as_slice()).map(drop),
-                    Op::AddCoin(op, coin) => coins
-                        .insert(outpoint_key(&op).as_slice(), coin.to_bytes().as_slice())
-                        .map(drop),
-                    Op::SpendCoin(op, _) => coins.remove(outpoint_key(&op).as_slice()).map(drop),
+                    Op::AddCoin(op, coin) => {
+                        set_coin(&op, Some(coin))?;
+                        Ok(())
+                    }
+                    Op::SpendCoin(op, _) => {
+                        set_coin(&op, None)?;
+                        Ok(())
+                    }
                     Op::AddHistory(pkh, height, txid, paid) => history
                         .insert(
                             history_key(&pkh, height, &txid).as_slice(),
@@ -405,6 +431,13 @@ impl Store for RedbStore {
                     Op::SetMempool(txs) => {
                         meta.insert(META_MEMPOOL, value(&txs).as_slice()).map(drop)
                     }
+                }
+                .map_err(backend)?;
+            }
+            for (key, group) in groups {
+                match group.encode() {
+                    Some(row) => coins.insert(key.as_slice(), row.as_slice()).map(drop),
+                    None => coins.remove(key.as_slice()).map(drop),
                 }
                 .map_err(backend)?;
             }

@@ -339,3 +339,59 @@ fn the_address_index_follows_spends_and_reorgs() {
     let dir = tempfile::tempdir().expect("temp dir");
     check(open(&dir.path().join("chain.redb")));
 }
+
+/// The redb store's coin rows (64 outputs of a transaction per row) hold
+/// exactly what the memory store's one-entry-per-output map holds, whatever
+/// the order of creations and spends, within a batch or across batches.
+#[test]
+fn the_grouped_utxo_table_agrees_with_one_entry_per_output() {
+    use proptest::prelude::*;
+    use tinychain_node::store::memory::MemoryStore;
+    use tinychain_protocol::{Amount, PubkeyHash, TxOut, Txid};
+
+    let outpoint = |tx: u8, vout: u32| OutPoint { txid: Txid::from_byte_array([tx; 32]), vout };
+    let coin = |n: u64| Coin {
+        output: TxOut {
+            value: Amount::from_belushis(n),
+            pubkey_hash: PubkeyHash::from_byte_array([n as u8; 20]),
+        },
+        height: n as u32,
+        is_coinbase: n.is_multiple_of(3),
+    };
+    let batches = prop::collection::vec(
+        prop::collection::vec((0u8..3, 0u32..200, any::<bool>()), 0..80),
+        1..6,
+    );
+    proptest!(ProptestConfig::with_cases(32), |(batches in batches)| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut redb = RedbStore::open(&dir.path().join("chain.redb"), regtest().genesis_hash())
+            .expect("opens");
+        let mut memory = MemoryStore::new();
+        for (b, changes) in batches.iter().enumerate() {
+            let mut batch = Batch::default();
+            for (i, &(tx, vout, add)) in changes.iter().enumerate() {
+                let value = coin((b * 1_000 + i) as u64 + 1);
+                batch.push(if add {
+                    Op::AddCoin(outpoint(tx, vout), value)
+                } else {
+                    Op::SpendCoin(outpoint(tx, vout), value)
+                });
+            }
+            redb.write(batch.clone()).expect("writes");
+            memory.write(batch).expect("writes");
+        }
+        let all = |store: &dyn Store| {
+            let mut found = Vec::new();
+            store.for_each_coin(&mut |op, c| found.push((*op, *c))).expect("reads");
+            found.sort_by_key(|(op, _)| *op);
+            found
+        };
+        prop_assert_eq!(all(&redb), all(&memory));
+        let every: Vec<OutPoint> =
+            (0..3).flat_map(|tx| (0..200).map(move |v| outpoint(tx, v))).collect();
+        prop_assert_eq!(redb.coins(&every).expect("reads"), memory.coins(&every).expect("reads"));
+        for op in &every {
+            prop_assert_eq!(redb.coin(op).expect("reads"), memory.coin(op).expect("reads"));
+        }
+    });
+}
