@@ -240,7 +240,7 @@ fn propagation(rt: &tokio::runtime::Runtime, rounds: usize) {
                 .expect("block");
             let coinbase = &block.txdata[0];
             let spent = coinbase.outputs[0];
-            let outputs = 2_700u64;
+            let outputs = 2_950u64;
             let fee = 2 * 80_000;
             let each = Amount::from_belushis((spent.value.to_belushis() - fee) / outputs);
             let out = TxOut { value: each, pubkey_hash: spent.pubkey_hash };
@@ -350,6 +350,6 @@ fn main() {
         if quick { ibd(&rt, 300, 5) } else { ibd(&rt, 10_000, 10) }
     }
     if only("propagation") {
-        propagation(&rt, if quick { 2 } else { 10 });
+        propagation(&rt, if quick { 2 } else { 20 });
     }
 }

@@ -560,19 +560,15 @@ impl<S: Store> ChainState<S> {
             return Ok(Err(error));
         }
         let mut batch = self.batch_at(entry.height);
-        // Room for every change below, and a few more for the block's own
-        // data and index entries, so that a large block's batch is never regrown.
-        let txs = block.txdata.len();
-        batch.ops.reserve(spends.spent.len() + spends.created.len() + 3 * txs + 16);
         let mut digest = self.utxo_digest;
         for (op, coin) in &spends.spent {
-            batch.push(Op::SpendCoin(*op, *coin));
             digest = digest.remove(op, coin);
         }
         for (op, coin) in &spends.created {
-            batch.push(Op::AddCoin(*op, *coin));
             digest = digest.add(op, coin);
         }
+        batch.push(Op::SpendCoins(spends.spent.iter().map(|(op, _)| *op).collect()));
+        batch.push(Op::AddCoins(spends.created));
         for (index, (tx, coins)) in block.txdata.iter().zip(&spends.coins).enumerate() {
             let txid = spends.txids[index];
             for (pkh, paid) in touched_addresses(tx, coins) {
@@ -614,14 +610,15 @@ impl<S: Store> ChainState<S> {
                 (0..tx.outputs.len() as u32).map(move |vout| OutPoint { txid, vout })
             })
             .collect();
-        for (op, coin) in self.store.coins(&created)? {
-            batch.push(Op::SpendCoin(op, coin));
-            digest = digest.remove(&op, &coin);
+        let unspent = self.store.coins(&created)?;
+        for (op, coin) in &unspent {
+            digest = digest.remove(op, coin);
         }
         for (op, coin) in &undo.spent {
-            batch.push(Op::AddCoin(*op, *coin));
             digest = digest.add(op, coin);
         }
+        batch.push(Op::SpendCoins(unspent.into_iter().map(|(op, _)| op).collect()));
+        batch.push(Op::AddCoins(undo.spent.clone()));
         // Rebuild which coins each transaction spent, to drop the right history.
         let spent_by_outpoint: HashMap<OutPoint, Coin> = undo.spent.iter().copied().collect();
         let mut created_here: HashMap<OutPoint, Coin> = HashMap::new();

@@ -149,11 +149,11 @@ impl Store for MemoryStore {
                 Op::DeleteUndo(hash) => {
                     self.undo.remove(&hash);
                 }
-                Op::AddCoin(op, coin) => {
-                    self.coins.insert(op, coin);
-                }
-                Op::SpendCoin(op, _) => {
-                    self.coins.remove(&op);
+                Op::AddCoins(coins) => self.coins.extend(coins),
+                Op::SpendCoins(outpoints) => {
+                    for op in outpoints {
+                        self.coins.remove(&op);
+                    }
                 }
                 Op::AddHistory(pkh, height, txid, paid) => {
                     self.history.insert((pkh, height, txid), paid);

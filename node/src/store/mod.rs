@@ -112,10 +112,11 @@ pub enum Op {
     PutUndo(BlockHash, BlockUndo),
     /// Drop a disconnected block's undo data.
     DeleteUndo(BlockHash),
-    /// Add an unspent output.
-    AddCoin(OutPoint, Coin),
-    /// Remove a spent output.
-    SpendCoin(OutPoint, Coin),
+    /// Add unspent outputs (a block's new coins, moved in whole: a block can
+    /// create tens of thousands).
+    AddCoins(Vec<(OutPoint, Coin)>),
+    /// Remove spent outputs.
+    SpendCoins(Vec<OutPoint>),
     /// Record that a transaction touching an address was confirmed at a height,
     /// with the outputs it pays to the address (none if it only spends from it).
     /// This is the address index: an address's unspent coins are those outputs

@@ -365,7 +365,8 @@ impl Store for RedbStore {
             let mut history = txn.open_table(HISTORY).map_err(backend)?;
             let mut locations = txn.open_table(TX_LOCATIONS).map_err(backend)?;
             // The coin rows this batch changes, each read once and written once.
-            let mut groups: BTreeMap<GroupKey, CoinGroup> = BTreeMap::new();
+            // Boxed: a group is 3 KB, too large to move around inside the map.
+            let mut groups: BTreeMap<GroupKey, Box<CoinGroup>> = BTreeMap::new();
             let mut set_coin = |op: &OutPoint, coin: Option<Coin>| -> Result<(), StoreError> {
                 let (key, slot) = coin_group::locate(op);
                 let group = match groups.entry(key) {
@@ -376,7 +377,7 @@ impl Store for RedbStore {
                             Some(row) => CoinGroup::decode(row.value())?,
                             None => CoinGroup::default(),
                         };
-                        e.insert(group)
+                        e.insert(Box::new(group))
                     }
                 };
                 group.set(slot, coin);
@@ -404,12 +405,16 @@ impl Store for RedbStore {
                         undo.insert(hash.as_bytes().as_slice(), value(&data).as_slice()).map(drop)
                     }
                     Op::DeleteUndo(hash) => undo.remove(hash.as_bytes().as_slice()).map(drop),
-                    Op::AddCoin(op, coin) => {
-                        set_coin(&op, Some(coin))?;
+                    Op::AddCoins(added) => {
+                        for (op, coin) in added {
+                            set_coin(&op, Some(coin))?;
+                        }
                         Ok(())
                     }
-                    Op::SpendCoin(op, _) => {
-                        set_coin(&op, None)?;
+                    Op::SpendCoins(spent) => {
+                        for op in spent {
+                            set_coin(&op, None)?;
+                        }
                         Ok(())
                     }
                     Op::AddHistory(pkh, height, txid, paid) => history

@@ -57,7 +57,7 @@ fn a_utxo_set_that_disagrees_with_the_tip_is_refused() {
     let path = dir.path().join("chain.redb");
     // Damage: a coin appears that no block created.
     let coin = Coin { output: pay(9, coins(1)), height: 1, is_coinbase: false };
-    let err = damaged(&path, 3, Op::AddCoin(OutPoint::NULL, coin));
+    let err = damaged(&path, 3, Op::AddCoins(vec![(OutPoint::NULL, coin)]));
     assert!(err.to_string().contains("UTXO set digest"), "{err}");
 }
 
@@ -372,9 +372,9 @@ fn the_grouped_utxo_table_agrees_with_one_entry_per_output() {
             for (i, &(tx, vout, add)) in changes.iter().enumerate() {
                 let value = coin((b * 1_000 + i) as u64 + 1);
                 batch.push(if add {
-                    Op::AddCoin(outpoint(tx, vout), value)
+                    Op::AddCoins(vec![(outpoint(tx, vout), value)])
                 } else {
-                    Op::SpendCoin(outpoint(tx, vout), value)
+                    Op::SpendCoins(vec![outpoint(tx, vout)])
                 });
             }
             redb.write(batch.clone()).expect("writes");

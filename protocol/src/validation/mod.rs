@@ -626,7 +626,7 @@ pub fn check_block_inputs(
         txids: Vec::new(),
         coins: Vec::with_capacity(block.txdata.len()),
         spent: Vec::new(),
-        created: Vec::new(),
+        created: Vec::with_capacity(block.txdata.iter().map(|tx| tx.outputs.len()).sum()),
         fees: Amount::ZERO,
     };
     let txids: Vec<Txid> = block.txdata.iter().map(Transaction::txid).collect();
