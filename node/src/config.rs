@@ -273,6 +273,13 @@ pub struct RunFlags {
     /// env TINYCHAIN_BOOTSTRAP, comma-separated).
     #[arg(long = "bootstrap", value_name = "MULTIADDR", value_delimiter = ',')]
     pub bootstrap: Vec<Multiaddr>,
+    /// Connections kept at most (p2p.max_connections; env TINYCHAIN_P2P_MAX_CONNECTIONS).
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<u32>,
+    /// Peers the node tries to keep, dialing peers found by discovery while it has
+    /// fewer (p2p.target_peers; env TINYCHAIN_P2P_TARGET_PEERS).
+    #[arg(long, value_name = "N")]
+    pub target_peers: Option<usize>,
     /// Discover peers on the local network with mDNS (p2p.mdns; needs a build
     /// with `--features mdns`).
     #[arg(long)]
@@ -550,6 +557,12 @@ fn apply_flags(config: &mut Config, flags: &RunFlags) {
     if !flags.bootstrap.is_empty() {
         config.p2p.bootstrap = flags.bootstrap.clone();
     }
+    if let Some(max) = flags.max_connections {
+        config.p2p.max_connections = max;
+    }
+    if let Some(target) = flags.target_peers {
+        config.p2p.target_peers = target;
+    }
     if flags.mdns {
         config.p2p.mdns = true;
     }
@@ -664,9 +677,10 @@ listen = []
 # (--bootstrap, repeatable; env TINYCHAIN_BOOTSTRAP, comma-separated), e.g.
 # "/dns4/seed.example.org/tcp/9333/p2p/12D3KooW...".
 bootstrap = []
-# Connections kept at most.
+# Connections kept at most (--max-connections).
 max_connections = 50
-# Peers the node tries to keep: below this it dials peers found by discovery.
+# Peers the node tries to keep: below this it dials peers found by discovery
+# (--target-peers).
 target_peers = 8
 # Discover peers on the local network with mDNS (--mdns); needs a build with
 # `--features mdns`.
@@ -840,8 +854,11 @@ mod tests {
         // Flags replace lists.
         flags.bootstrap = vec!["/ip4/10.0.0.3/tcp/1".parse().expect("ok")];
         flags.dir.datadir = Some(dir.path().to_path_buf());
+        flags.max_connections = Some(7);
+        flags.target_peers = Some(3);
         let loaded = load_from(&flags, &vars, None).expect("loads");
         assert_eq!(loaded.config.p2p.bootstrap, flags.bootstrap);
+        assert_eq!((loaded.config.p2p.max_connections, loaded.config.p2p.target_peers), (7, 3));
         // TINYCHAIN_LOG_FILTER beats RUST_LOG.
         let both = [vars.clone(), env(&[("TINYCHAIN_LOG_FILTER", "error")])].concat();
         assert_eq!(load_from(&flags, &both, None).expect("loads").config.log.filter, "error");

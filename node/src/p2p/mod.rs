@@ -273,14 +273,19 @@ impl Network {
             .with_max_established(Some(config.max_connections))
             .with_max_established_per_peer(Some(2))
             .with_max_pending_incoming(Some(config.max_connections));
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        let builder = libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_tcp(
                 tcp::Config::default().nodelay(true),
                 noise::Config::new,
                 yamux::Config::default,
             )
-            .map_err(setup)?
+            .map_err(setup)?;
+        // QUIC (opt-in at build time) beside TCP: it serves the `/udp/…/quic-v1`
+        // addresses, listened on only when configured. DNS wraps both.
+        #[cfg(feature = "quic")]
+        let builder = builder.with_quic();
+        let mut swarm = builder
             .with_dns()
             .map_err(setup)?
             .with_bandwidth_metrics(registry)
@@ -336,7 +341,16 @@ impl Network {
         swarm.behaviour_mut().gossipsub.subscribe(&blocks_topic).map_err(setup)?;
         swarm.behaviour_mut().gossipsub.subscribe(&txs_topic).map_err(setup)?;
         for addr in &config.listen {
-            swarm.listen_on(addr.clone()).map_err(setup)?;
+            let quic = addr.iter().any(|p| matches!(p, Protocol::QuicV1));
+            if quic && cfg!(not(feature = "quic")) {
+                return Err(setup(format!(
+                    "listen address {addr}: this build has no QUIC: build tinychain-node \
+                     with `--features quic`"
+                )));
+            }
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| setup(format!("listen address {addr}: {e}")))?;
         }
         let mut network = Network {
             swarm,

@@ -71,7 +71,7 @@ impl TestNode {
         })
     }
 
-    fn start_with(
+    pub(crate) fn start_with(
         rt: &tokio::runtime::Runtime,
         network: Network,
         bootstrap: Vec<Multiaddr>,

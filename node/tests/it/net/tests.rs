@@ -295,3 +295,40 @@ pub(crate) fn publish_invalid_blocks_until_disconnected(evil: &Hostile) {
     }
     panic!("the node never dropped a peer sending invalid blocks");
 }
+
+/// With the `quic` build feature, nodes that listen only on QUIC find each
+/// other from a `/udp/…/quic-v1` bootstrap address and relay blocks over it.
+#[cfg(feature = "quic")]
+#[test]
+fn nodes_listening_only_on_quic_connect_and_relay_blocks() {
+    let rt = runtime();
+    let quic_only = |config: &mut tinychain_node::node::Config| {
+        config.p2p.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("a literal")];
+    };
+    let a = TestNode::start_with(&rt, Network::Regtest, Vec::new(), quic_only);
+    assert!(a.addr.to_string().contains("/udp/") && a.addr.to_string().contains("/quic-v1/"));
+    let b = TestNode::start_with(&rt, Network::Regtest, vec![a.addr.clone()], quic_only);
+    let tip = a.generate(3).pop().expect("blocks");
+    b.wait_for_tip(&tip);
+    let peers = b.peers();
+    assert_eq!(peers.len(), 1, "{peers:?}");
+    assert!(peers[0]["address"].as_str().is_some_and(|a| a.contains("/quic-v1")), "{peers:?}");
+}
+
+/// A build without the `quic` feature refuses a QUIC listen address at start,
+/// saying how to get one, instead of failing with a bare "not supported".
+#[cfg(not(feature = "quic"))]
+#[test]
+fn a_build_without_quic_refuses_a_quic_listen_address_clearly() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config =
+        tinychain_node::testnet::local_config(dir.path(), Network::Regtest, Vec::new());
+    config.p2p.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("a literal")];
+    let started = tinychain_node::testnet::LocalNode::start(rt.handle(), config, super::DEADLINE);
+    let Err(error) = started else { panic!("the node started with a QUIC listen address") };
+    assert!(
+        error.contains("this build has no QUIC") && error.contains("--features quic"),
+        "{error}"
+    );
+}
