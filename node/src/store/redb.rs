@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use ::redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use ::redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tinychain_protocol::encode;
@@ -22,7 +22,8 @@ use super::{Batch, BlockUndo, IndexEntry, Op, Store, StoreError, StoredTip, TxLo
 /// The layout version this code reads and writes (2: the block index is read
 /// from the store, with children and active-chain tables, not held in memory;
 /// 3: the address index is the history table, whose rows list the outputs paid;
-/// 4: coins are stored in groups of 64 outputs of a transaction, see [`coin_group`]).
+/// 4: coins are stored in groups of 64 outputs of a transaction, see
+/// [`coin_group`]; a schema 3 store is upgraded when opened).
 pub const SCHEMA_VERSION: u32 = 4;
 
 type Bytes = &'static [u8];
@@ -39,6 +40,9 @@ const UNDO: TableDefinition<Bytes, Bytes> = TableDefinition::new("undo");
 /// The UTXO set. Keys: txid ‖ output index / 64 (u32, big-endian); values: the
 /// unspent outputs among those 64 ([`coin_group`]).
 const COINS: TableDefinition<Bytes, Bytes> = TableDefinition::new("coin_groups");
+/// Schema 3's UTXO table: one row per output, keys txid ‖ output index (u32,
+/// big-endian), values the coin. Upgraded to [`COINS`] when opened.
+const COINS_V3: TableDefinition<Bytes, Bytes> = TableDefinition::new("coins");
 /// The address index. Keys: pubkey hash ‖ height (u32, big-endian) ‖ txid;
 /// values: the outputs of that transaction paying the address (`Vec<u32>`).
 /// An address's coins are those outputs still in [`COINS`], so a coin is
@@ -68,6 +72,54 @@ fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, St
 
 fn value<T: Serialize>(v: &T) -> Vec<u8> {
     encode::serialize(v)
+}
+
+/// Writes a coin group's row, or deletes it when no coin is left.
+fn put_group(
+    table: &mut Table<Bytes, Bytes>,
+    key: &GroupKey,
+    group: &CoinGroup,
+) -> Result<(), StoreError> {
+    match group.encode() {
+        Some(row) => table.insert(key.as_slice(), row.as_slice()).map(drop),
+        None => table.remove(key.as_slice()).map(drop),
+    }
+    .map_err(backend)
+}
+
+/// Moves schema 3's UTXO table, one row per output, into coin groups (schema
+/// 4), inside the transaction that opens the store: all of it or, after a
+/// crash, none. Its keys sort by txid then output index, so each group's
+/// coins arrive together and one group is held at a time. Returns the coins moved.
+fn upgrade_coins_from_v3(txn: &WriteTransaction) -> Result<u64, StoreError> {
+    let corrupt = || StoreError::Corrupt { what: "schema 3 coin key", detail: "length".into() };
+    let mut moved = 0;
+    {
+        let old = txn.open_table(COINS_V3).map_err(backend)?;
+        let mut groups = txn.open_table(COINS).map_err(backend)?;
+        let mut current: Option<(GroupKey, CoinGroup)> = None;
+        for row in old.iter().map_err(backend)? {
+            let (key, value) = row.map_err(backend)?;
+            let key = key.value();
+            let txid =
+                <[u8; 32]>::try_from(key.get(..32).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
+            let vout =
+                <[u8; 4]>::try_from(key.get(32..).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
+            let op = OutPoint { txid: Txid::from_byte_array(txid), vout: u32::from_be_bytes(vout) };
+            let (group_key, slot) = coin_group::locate(&op);
+            if let Some((done, group)) = current.take_if(|(k, _)| *k != group_key) {
+                put_group(&mut groups, &done, &group)?;
+            }
+            let (_, group) = current.get_or_insert_with(|| (group_key, CoinGroup::default()));
+            group.set(slot, Some(decode("coin", value.value())?));
+            moved += 1;
+        }
+        if let Some((key, group)) = current {
+            put_group(&mut groups, &key, &group)?;
+        }
+    }
+    txn.delete_table(COINS_V3).map_err(backend)?;
+    Ok(moved)
 }
 
 /// Reads one coin from the UTXO table.
@@ -160,6 +212,7 @@ impl RedbStore {
         let db =
             ::redb::Builder::new().set_cache_size(cache_bytes).create(path).map_err(backend)?;
         let txn = db.begin_write().map_err(backend)?;
+        let mut upgrade_from_3 = false;
         {
             let mut meta = txn.open_table(META).map_err(backend)?;
             let schema = meta.get(META_SCHEMA).map_err(backend)?.map(|v| v.value().to_vec());
@@ -176,9 +229,11 @@ impl RedbStore {
                             what: "schema version",
                             detail: format!("{} bytes", bytes.len()),
                         })?;
-                    if found != SCHEMA_VERSION {
+                    // Schema 3 differs only in its UTXO table: upgraded below.
+                    if found != SCHEMA_VERSION && found != 3 {
                         return Err(StoreError::Schema { found, expected: SCHEMA_VERSION });
                     }
+                    upgrade_from_3 = found == 3;
                     let stored =
                         meta.get(META_GENESIS).map_err(backend)?.map(|v| v.value().to_vec());
                     let found = stored
@@ -199,6 +254,15 @@ impl RedbStore {
             txn.open_table(COINS).map_err(backend)?;
             txn.open_table(HISTORY).map_err(backend)?;
             txn.open_table(TX_LOCATIONS).map_err(backend)?;
+        }
+        if upgrade_from_3 {
+            let moved = upgrade_coins_from_v3(&txn)?;
+            let mut meta = txn.open_table(META).map_err(backend)?;
+            meta.insert(META_SCHEMA, SCHEMA_VERSION.to_be_bytes().as_slice()).map_err(backend)?;
+            tracing::info!(
+                coins = moved,
+                "store upgraded from schema 3: coins grouped by transaction"
+            );
         }
         txn.commit().map_err(backend)?;
         Ok(RedbStore { db })
@@ -440,11 +504,7 @@ impl Store for RedbStore {
                 .map_err(backend)?;
             }
             for (key, group) in groups {
-                match group.encode() {
-                    Some(row) => coins.insert(key.as_slice(), row.as_slice()).map(drop),
-                    None => coins.remove(key.as_slice()).map(drop),
-                }
-                .map_err(backend)?;
+                put_group(&mut coins, &key, &group)?;
             }
         }
         txn.commit().map_err(backend)?;

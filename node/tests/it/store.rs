@@ -395,3 +395,75 @@ fn the_grouped_utxo_table_agrees_with_one_entry_per_output() {
         }
     });
 }
+
+/// Rewrites the UTXO table of the closed store at `path` the way schema 3 kept
+/// it (one row per output, keyed by txid ‖ output index), holding `coins`.
+fn rewrite_as_schema_3(path: &std::path::Path, coins: &[(OutPoint, Coin)]) {
+    type Table = redb::TableDefinition<'static, &'static [u8], &'static [u8]>;
+    let db = redb::Database::create(path).expect("opens");
+    let txn = db.begin_write().expect("writes");
+    {
+        let mut old = txn.open_table(Table::new("coins")).expect("opens");
+        for (op, coin) in coins {
+            let mut key = [0u8; 36];
+            key[..32].copy_from_slice(op.txid.as_bytes());
+            key[32..].copy_from_slice(&op.vout.to_be_bytes());
+            old.insert(key.as_slice(), coin.to_bytes().as_slice()).expect("inserts");
+        }
+        let mut meta = txn.open_table(Table::new("meta")).expect("opens");
+        meta.insert(b"schema_version".as_slice(), 3u32.to_be_bytes().as_slice()).expect("sets");
+    }
+    txn.delete_table(Table::new("coin_groups")).expect("drops the grouped table");
+    txn.commit().expect("commits");
+}
+
+fn all_coins(store: &dyn Store) -> Vec<(OutPoint, Coin)> {
+    let mut coins = Vec::new();
+    store.for_each_coin(&mut |op, coin| coins.push((*op, *coin))).expect("reads");
+    coins.sort_by_key(|(op, _)| *op);
+    coins
+}
+
+/// A store of schema 3 (one UTXO row per output) is upgraded when opened: the
+/// same coins, now grouped, and schema 4 from then on; a node on it starts on
+/// the same tip, its UTXO digest check passing.
+#[test]
+fn a_schema_3_store_is_upgraded_in_place() {
+    use tinychain_protocol::{Amount, PubkeyHash, TxOut, Txid};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The store level: coins across several groups of several transactions, with gaps.
+    let path = dir.path().join("coins.redb");
+    drop(RedbStore::open(&path, regtest().genesis_hash()).expect("creates"));
+    let coins: Vec<(OutPoint, Coin)> = (0..3u8)
+        .flat_map(|tx| (0..300u32).filter(move |v| v % 7 != 3).map(move |vout| (tx, vout)))
+        .map(|(tx, vout)| {
+            let op = OutPoint { txid: Txid::from_byte_array([tx + 1; 32]), vout };
+            let output = TxOut {
+                value: Amount::from_belushis(u64::from(vout) + 1),
+                pubkey_hash: PubkeyHash::from_byte_array([tx; 20]),
+            };
+            (op, Coin { output, height: vout, is_coinbase: tx == 0 })
+        })
+        .collect();
+    rewrite_as_schema_3(&path, &coins);
+    let store = RedbStore::open(&path, regtest().genesis_hash()).expect("upgrades");
+    assert_eq!(all_coins(&store), coins);
+    assert_eq!(store.coin(&coins[100].0).expect("reads"), Some(coins[100].1));
+    drop(store);
+    let store = RedbStore::open(&path, regtest().genesis_hash()).expect("opens as schema 4");
+    assert_eq!(all_coins(&store), coins, "upgraded once, kept");
+    drop(store);
+
+    // A node's store: same tip, and the UTXO digest stored with it still adds up.
+    let path = dir.path().join("chain.redb");
+    let (tip, coins) = {
+        let mut core = open(&path);
+        mine_into(&mut core, 12);
+        (core.chain().tip(), all_coins(core.chain().store()))
+    };
+    rewrite_as_schema_3(&path, &coins);
+    let core = open(&path);
+    assert_eq!(core.chain().tip(), tip);
+    assert_eq!(all_coins(core.chain().store()), coins);
+}
