@@ -205,6 +205,43 @@ mod tests {
         assert_eq!(group.encode(), None);
     }
 
+    proptest::proptest! {
+        /// Whatever bytes a row holds, reading it answers or reports damage;
+        /// it never panics. (A mask with few bits set makes short rows that
+        /// get past the length check to the coins' own decoding.)
+        #[test]
+        fn any_bytes_decode_or_fail_cleanly(
+            mask in proptest::prelude::any::<u8>(),
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            slot in 0u32..70,
+        ) {
+            let row = [u64::from(mask).to_le_bytes().as_slice(), &bytes].concat();
+            let _ = coin_in(&row, slot);
+            let _ = CoinGroup::decode(&row);
+        }
+
+        /// Any set of coins in any slots reads back the same, whole or one by one.
+        #[test]
+        fn coins_in_any_slots_read_back(
+            slots in proptest::collection::btree_map(0u32..64, 0u64..1_000_000, 0..64),
+        ) {
+            let mut group = CoinGroup::default();
+            for (&slot, &n) in &slots {
+                group.set(slot, Some(coin(n)));
+            }
+            match group.encode() {
+                None => proptest::prop_assert!(slots.is_empty()),
+                Some(row) => {
+                    proptest::prop_assert_eq!(&CoinGroup::decode(&row).expect("decodes"), &group);
+                    for slot in 0..64 {
+                        let expected = slots.get(&slot).map(|&n| coin(n));
+                        proptest::prop_assert_eq!(coin_in(&row, slot).expect("reads"), expected);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn damaged_rows_are_reported_not_misread() {
         let mut group = CoinGroup::default();
