@@ -199,8 +199,8 @@ impl<S: Store> ChainState<S> {
                 let tip =
                     StoredTip { hash: genesis_hash, height: 0, utxo_digest: UtxoDigest::EMPTY };
                 let mut batch = Batch::default();
-                batch.push(Op::PutBlock(Box::new(genesis)));
-                batch.push(Op::PutIndex(genesis_hash, Box::new(entry)));
+                batch.push(Op::PutBlock(genesis));
+                batch.push(Op::PutIndex(genesis_hash, entry));
                 batch.push(Op::PutActive(0, genesis_hash));
                 batch.push(Op::SetTip(tip));
                 store.write(batch)?;
@@ -294,9 +294,7 @@ impl<S: Store> ChainState<S> {
         if let Some(unwritten) = self.unwritten.take() {
             batch.prepend(unwritten.batch);
         }
-        batch.ops.extend(
-            self.index.unwritten().map(|(hash, entry)| Op::PutIndex(hash, Box::new(entry))),
-        );
+        batch.ops.extend(self.index.unwritten().map(|(hash, entry)| Op::PutIndex(hash, entry)));
         self.store.write(batch)?;
         self.index.written();
         Ok(())
@@ -427,7 +425,7 @@ impl<S: Store> ChainState<S> {
         let sequence = self.index.next_sequence();
         let stored = IndexEntry { status: BlockStatus::DataStored, sequence, ..entry };
         let mut batch = self.batch_at(stored.height);
-        batch.push(Op::PutBlock(Box::new(block.clone())));
+        batch.push(Op::PutBlock(block.clone()));
         self.flush()?;
         self.unwritten = Some(Unwritten { hash, block: block.clone(), batch });
         // Its entry rides with the block, in the index's changes for the next write.
@@ -617,10 +615,10 @@ impl<S: Store> ChainState<S> {
         for (op, coin) in &undo.spent {
             digest = digest.add(op, coin);
         }
-        batch.push(Op::SpendCoins(unspent.into_iter().map(|(op, _)| op).collect()));
-        batch.push(Op::AddCoins(undo.spent.clone()));
         // Rebuild which coins each transaction spent, to drop the right history.
         let spent_by_outpoint: HashMap<OutPoint, Coin> = undo.spent.iter().copied().collect();
+        batch.push(Op::SpendCoins(unspent.into_iter().map(|(op, _)| op).collect()));
+        batch.push(Op::AddCoins(undo.spent));
         let mut created_here: HashMap<OutPoint, Coin> = HashMap::new();
         for (i, tx) in block.txdata.iter().enumerate() {
             let txid = tx.txid();

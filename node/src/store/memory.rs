@@ -131,11 +131,11 @@ impl Store for MemoryStore {
         for op in batch.ops {
             match op {
                 Op::PutBlock(block) => {
-                    self.blocks.insert(block.block_hash(), *block);
+                    self.blocks.insert(block.block_hash(), block);
                 }
                 Op::PutIndex(hash, entry) => {
                     self.children.insert((entry.height, entry.header.prev_blockhash, hash));
-                    self.index.insert(hash, *entry);
+                    self.index.insert(hash, entry);
                 }
                 Op::PutActive(height, hash) => {
                     self.active.insert(height, hash);

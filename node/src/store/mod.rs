@@ -99,11 +99,10 @@ pub struct StoredTip {
 /// One change to the store. A [`Batch`] of them is applied atomically.
 #[derive(Clone, Debug)]
 pub enum Op {
-    /// Store a block's data. (The large variants are boxed: a block's batch
-    /// holds tens of thousands of coin changes, each as large as the largest.)
-    PutBlock(Box<Block>),
+    /// Store a block's data.
+    PutBlock(Block),
     /// Insert or replace a block index entry (and list it among its parent's children).
-    PutIndex(BlockHash, Box<IndexEntry>),
+    PutIndex(BlockHash, IndexEntry),
     /// Record the block of the active chain at a height.
     PutActive(u32, BlockHash),
     /// Forget the active block at a height (it was disconnected).
@@ -165,9 +164,7 @@ impl Batch {
     }
 
     /// Puts the changes of `earlier` before this batch's own, keeping both
-    /// orders (a block's coin changes can be tens of thousands: they are moved
-    /// once, within this batch's allocation when it has room, not copied onto
-    /// the end of the shorter batch).
+    /// orders; the result is durable if either was.
     pub fn prepend(&mut self, earlier: Batch) {
         self.ops.splice(0..0, earlier.ops);
         self.durable |= earlier.durable;
