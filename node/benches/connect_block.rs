@@ -8,7 +8,10 @@
 //! `activate_best_chain` of block 13, with `script_threads` 1 and 2. Runs of every
 //! configuration are interleaved, so load from elsewhere on the machine hits all of
 //! them alike. It prints blocks/s and inputs/s, the 2-thread speedup, and how close
-//! the node comes to raw k256 verification × cores. It also times a wide
+//! the node comes to raw k256 verification × cores, next to the ceiling of that
+//! ratio: the node's whole check of one input (which must also decompress the
+//! key, hash it and hash the transaction) over raw verification, both on one
+//! thread. It also times a wide
 //! alternative block 13 on redb — 12 transactions creating 2,700 outputs each,
 //! about 1 MB, the blocks the propagation benchmark relays — since that is what
 //! every node pays before it forwards such a block. And it times block 13 once
@@ -34,7 +37,7 @@ use tinychain_protocol::block::{Block, BlockHeader};
 use tinychain_protocol::keys::PrivateKey;
 use tinychain_protocol::merkle::block_merkle_root;
 use tinychain_protocol::params::{Network, Params};
-use tinychain_protocol::sighash;
+use tinychain_protocol::sighash::{self, SighashCache};
 use tinychain_protocol::validation::block_subsidy;
 use tinychain_protocol::{Amount, Hash256, OutPoint, Transaction, TxOut};
 
@@ -286,6 +289,23 @@ fn wire_rate(checks: &[([u8; 33], [u8; 64], Hash256)]) -> f64 {
     checks.len() as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Runs the node's whole check of each of the block's inputs on one thread, as
+/// a connect does (parse key and signature, HASH160 of the key, signature hash,
+/// verify), without spreading them over threads; returns inputs/s. This over
+/// the raw rate is the most a connect can reach of raw × cores.
+fn input_rate(block: &Block, spent: &TxOut) -> f64 {
+    let caches: Vec<SighashCache<'_>> = block.txdata[1..].iter().map(SighashCache::new).collect();
+    let start = Instant::now();
+    let mut inputs = 0;
+    for (tx, cache) in block.txdata[1..].iter().zip(&caches) {
+        for i in 0..tx.inputs.len() {
+            cache.verify_input(black_box(i), spent).expect("the block's signatures are valid");
+            inputs += 1;
+        }
+    }
+    inputs as f64 / start.elapsed().as_secs_f64()
+}
+
 /// Verifies every check with k256 on `threads` threads; returns verifies/s.
 fn raw_rate(checks: &[(VerifyingKey, Signature, Hash256)], threads: usize) -> f64 {
     let verify = |chunk: &[(VerifyingKey, Signature, Hash256)]| {
@@ -327,6 +347,7 @@ fn main() {
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); configs.len()];
     // Each yardstick rate once per round, next to the connects it is compared with.
     let (mut raw_ones, mut raw_alls, mut wire_ones) = (Vec::new(), Vec::new(), Vec::new());
+    let mut input_ones = Vec::new();
     let mut wide = Vec::new();
     let mut cached = Vec::new();
     for round in 0..rounds {
@@ -342,6 +363,7 @@ fn main() {
         raw_ones.push(raw_rate(&checks, 1));
         raw_alls.push(raw_rate(&checks, cores));
         wire_ones.push(wire_rate(&wire));
+        input_ones.push(input_rate(&bases.block, &bases.piece));
     }
 
     eprintln!();
@@ -397,8 +419,12 @@ fn main() {
     );
     // The connects are medians, so the yardsticks are too (a best-of-15 rate
     // against a median connect would count the machine's noise as overhead).
-    let (raw_one, raw_all, wire_one) =
-        (median_rate(&raw_ones), median_rate(&raw_alls), median_rate(&wire_ones));
+    let (raw_one, raw_all, wire_one, input_one) = (
+        median_rate(&raw_ones),
+        median_rate(&raw_alls),
+        median_rate(&wire_ones),
+        median_rate(&input_ones),
+    );
     eprintln!();
     eprintln!("  medians of {rounds} rounds, as the connects above:");
     eprintln!("  raw k256 verify_prehash/s, 1 thread:            {raw_one:>10.0}");
@@ -410,6 +436,12 @@ fn main() {
     eprintln!(
         "  k256 parse key + signature and verify/s, 1 thread: {wire_one:>10.0} ({:.1} % of raw)",
         100.0 * wire_one / raw_one
+    );
+    eprintln!(
+        "  the node's check of an input (parse, HASH160 of the key, signature hash, verify)/s, \
+         1 thread: {input_one:>6.0} ({:.1} % of raw): the ceiling of a connect against raw × \
+         cores, with perfect scaling and nothing else to do",
+        100.0 * input_one / raw_one
     );
     for (store, one, two) in [("memory", rates[0], rates[1]), ("redb", rates[2], rates[3])] {
         eprintln!(

@@ -7,8 +7,9 @@
 //! 50,000 and 100,000 blocks. The block count is `TINYCHAIN_BENCH_BLOCKS`
 //! (default 100,000), so it can also run short; redb's page cache is
 //! `TINYCHAIN_BENCH_CACHE_MB` (default: the node's, `store.cache_mb`). RSS
-//! includes that cache, which fills up to its size as the file grows: flat
-//! means flat once the cache is full, whatever the chain's length.
+//! includes that cache, which fills up to its size as the file grows (the
+//! default, 1 MiB, is about full at 1,000 blocks): flat means flat once the
+//! cache is full, whatever the chain's length.
 //!
 //! Then it starts itself again on the finished store and, in that fresh process,
 //! reports RSS before and after [`ChainState::open`] (which scans the index once

@@ -112,12 +112,13 @@ pub struct Rpc {
 pub struct Store {
     /// redb's page cache, in MiB: blocks and the block index are read through
     /// it, so the node's resident memory grows with the chain up to this bound.
+    /// The default, 1, keeps the node's memory flat; more speeds up initial sync.
     pub cache_mb: u32,
 }
 
 impl Default for Store {
     fn default() -> Store {
-        Store { cache_mb: 32 }
+        Store { cache_mb: 1 }
     }
 }
 
@@ -697,8 +698,9 @@ mdns = false
 # socket = "/run/tinychain/rpc.sock"
 
 [store]
-# redb's page cache, in MiB.
-cache_mb = 32
+# redb's page cache, in MiB: the node's memory grows with the chain up to
+# this bound. More makes initial sync faster (like Bitcoin Core's -dbcache).
+cache_mb = 1
 
 [mining]
 # Mine blocks (--mine).
