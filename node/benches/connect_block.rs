@@ -12,7 +12,7 @@
 //! ratio: the node's whole check of one input (which must also decompress the
 //! key, hash it and hash the transaction) over raw verification, both on one
 //! thread. It also times a wide
-//! alternative block 13 on redb — 12 transactions creating 2,700 outputs each,
+//! alternative block 13 on redb — 12 transactions creating 2,950 outputs each,
 //! about 1 MB, the blocks the propagation benchmark relays — since that is what
 //! every node pays before it forwards such a block. And it times block 13 once
 //! more as a node that relayed its transactions sees it: their signatures were
