@@ -587,7 +587,9 @@ fn resolve(
     let rpc_socket = config
         .rpc
         .socket
-        .get_or_insert_with(|| datadir.join(config.network.name()).join("rpc.sock"))
+        .get_or_insert_with(|| {
+            tinychain_rpc_client::locate::default_socket(&datadir, config.network)
+        })
         .clone();
     config.datadir = Some(datadir.clone());
     if config.p2p.listen.is_empty() {
@@ -631,28 +633,9 @@ pub const fn default_port(network: Network) -> u16 {
     }
 }
 
-/// The default base data directory: systemd's `$STATE_DIRECTORY` when the node
-/// runs as a service, else the user's data directory
-/// (`$XDG_DATA_HOME/tinychain` or `~/.local/share/tinychain` on Linux).
-pub fn default_datadir() -> Option<PathBuf> {
-    default_datadir_from(
-        std::env::var_os("STATE_DIRECTORY"),
-        directories::BaseDirs::new().map(|dirs| dirs.data_dir().to_path_buf()),
-    )
-}
-
-/// [`default_datadir`] from `$STATE_DIRECTORY` and the user's data directory.
-fn default_datadir_from(
-    state_directory: Option<std::ffi::OsString>,
-    user_data: Option<PathBuf>,
-) -> Option<PathBuf> {
-    // systemd lists several directories separated by ':' when several are configured.
-    let state = state_directory.map(|s| s.to_string_lossy().split(':').next().map(PathBuf::from));
-    match state.flatten() {
-        Some(dir) if !dir.as_os_str().is_empty() => Some(dir),
-        _ => user_data.map(|d| d.join("tinychain")),
-    }
-}
+/// The default base data directory (the clients' rule: see
+/// [`tinychain_rpc_client::locate::default_datadir`]).
+pub use tinychain_rpc_client::locate::default_datadir;
 
 /// The commented file `tinychain-node config default` prints: every key at its default.
 pub const DEFAULT_FILE: &str = r#"# tinychain-node configuration.
@@ -775,29 +758,6 @@ mod tests {
         let path = dir.join("node.toml");
         std::fs::write(&path, text).expect("writes");
         path
-    }
-
-    #[test]
-    fn the_default_data_directory_is_systemds_state_directory_else_the_users() {
-        let home = Some(PathBuf::from("/home/u/.local/share"));
-        let state = |s: &str| Some(std::ffi::OsString::from(s));
-        assert_eq!(
-            default_datadir_from(state("/var/lib/tinychain"), home.clone()),
-            Some(PathBuf::from("/var/lib/tinychain"))
-        );
-        assert_eq!(
-            default_datadir_from(state("/var/lib/tinychain:/var/lib/other"), home.clone()),
-            Some(PathBuf::from("/var/lib/tinychain"))
-        );
-        assert_eq!(
-            default_datadir_from(None, home.clone()),
-            Some(PathBuf::from("/home/u/.local/share/tinychain"))
-        );
-        assert_eq!(
-            default_datadir_from(state(""), home),
-            Some(PathBuf::from("/home/u/.local/share/tinychain"))
-        );
-        assert_eq!(default_datadir_from(None, None), None);
     }
 
     #[test]

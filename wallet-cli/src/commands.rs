@@ -16,7 +16,7 @@ use tinychain_protocol::params::{Network, Params};
 use tinychain_protocol::rpc::{AddressHistoryEntry, AddressUtxo, TransactionInfo, TxLocation};
 use tinychain_protocol::sighash::{self, SignError};
 use tinychain_protocol::{Amount, OutPoint, Transaction, TxOut, Txid};
-use tinychain_rpc_client::{self as rpc, Client};
+use tinychain_rpc_client::{self as rpc, Client, Location};
 
 use crate::coins::{self, AmountError, Candidate, SelectError};
 use crate::wallet::{self, SentRecord, Wallet};
@@ -26,10 +26,10 @@ use crate::wallet::{self, SentRecord, Wallet};
 pub(crate) struct Context {
     /// The network.
     pub(crate) network: Network,
-    /// The wallet file, if known (`--wallet` or from `--datadir`).
+    /// The wallet file, if known (`--wallet`, else in the network's data directory).
     pub(crate) wallet: Option<PathBuf>,
-    /// The node's RPC socket, if known (`--rpc-socket` or from `--datadir`).
-    pub(crate) socket: Option<PathBuf>,
+    /// Where the node is, or why that cannot be worked out.
+    pub(crate) node: std::result::Result<Location, String>,
 }
 
 impl Context {
@@ -109,9 +109,12 @@ pub(crate) enum Error {
     /// Signing failed (the wallet file lost a key it listed).
     #[error("signing: {0}")]
     Sign(#[from] SignError),
-    /// Neither `--wallet` nor `--datadir` says where the wallet is.
+    /// Neither `--wallet` nor a data directory says where the wallet is.
     #[error("give --datadir or --wallet to say where the wallet file is")]
     NoWallet,
+    /// Where the node is cannot be worked out.
+    #[error("{0}")]
+    Locate(String),
     /// The OS has no randomness.
     #[error("reading the OS's randomness: {0}")]
     Random(getrandom::Error),
@@ -128,8 +131,8 @@ fn parse_txid(input: &str) -> Result<Txid> {
 }
 
 fn connect(ctx: &Context) -> Result<Client> {
-    let socket = ctx.socket.as_deref().ok_or(rpc::Error::NoSocket)?;
-    let (client, _) = Client::connect_to(socket, ctx.network)?;
+    let at = ctx.node.as_ref().map_err(|e| Error::Locate(e.clone()))?;
+    let (client, _) = at.connect()?;
     Ok(client)
 }
 

@@ -245,3 +245,45 @@ fn the_metrics_flag_serves_prometheus_text_on_the_address_it_logs() {
     assert!(node.terminate(Duration::from_secs(10)).success());
     assert!(std::net::TcpStream::connect(addr).is_err(), "the endpoint outlived its node");
 }
+
+#[test]
+fn a_closed_log_pipe_never_stops_the_node() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let datadir = dir.path().to_str().expect("utf-8 temp path");
+    let mut child = std::process::Command::new(tinychain_tests::binary("tinychain-node"))
+        .args(regtest_run_args(datadir, &[]))
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tinychain-node starts");
+    let mut log = BufReader::new(child.stderr.take().expect("stderr is piped"));
+    let mut line = String::new();
+    while !line.contains("RPC listening") {
+        line.clear();
+        assert!(log.read_line(&mut line).expect("reads the log") > 0, "the log ended early");
+    }
+    // `| head` exits: the node's stderr is a pipe with no reader from now on.
+    drop(log);
+    // Every call and every new block logs lines into the closed pipe.
+    let hashes = tinychain_tests::call(datadir, "generatetoaddress", &["5", REGTEST_ADDRESS])
+        .expect("the node answers after its log closed");
+    assert_eq!(hashes.as_array().map(Vec::len), Some(5));
+    let info = tinychain_tests::call(datadir, "getblockchaininfo", &[]).expect("answers");
+    assert_eq!(info["blocks"], 5);
+    assert!(child.try_wait().expect("wait works").is_none(), "the node exited");
+    tinychain_tests::call(datadir, "stop", &[]).expect("stops");
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait works") {
+            break status;
+        }
+        assert!(std::time::Instant::now() < end, "the node did not stop");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status}");
+    // The store is consistent, at the height it reached.
+    assert_eq!(inspect(datadir).0, 5);
+}
