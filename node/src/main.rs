@@ -30,7 +30,9 @@ enum Command {
     /// Opens a stopped node's data directory, checks it, and prints its tip.
     Inspect(DirFlags),
     /// Calls a method on a running node's RPC socket and prints the JSON result
-    /// (`call getblockchaininfo` doubles as a health check).
+    /// (a string result as plain text, like bitcoin-cli; `call getblockchaininfo`
+    /// doubles as a health check).
+    #[command(after_help = format!("Methods:\n{}", tinychain_node::rpc::table::help_text()))]
     Call {
         #[command(flatten)]
         node: client::NodeFlags,
@@ -164,7 +166,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     enabled: c.mining.enabled,
                     pay_to: loaded.mining_address()?.map(|a| a.pubkey_hash()),
                     threads: c.mining.threads,
-                    min_interval: std::time::Duration::from_millis(c.mining.min_interval_ms),
+                    min_interval: std::time::Duration::from_millis(
+                        c.mining.min_interval_ms.unwrap_or_default(),
+                    ),
                 },
                 p2p: p2p::Config {
                     listen: c.p2p.listen.clone(),
@@ -196,8 +200,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .collect();
             let (mut client, _) = at.connect()?;
-            let result: serde_json::Value = client.call(&method, params)?;
-            emit(&format!("{}\n", serde_json::to_string_pretty(&result)?))
+            match client.call(&method, params)? {
+                serde_json::Value::String(text) if text.ends_with('\n') => emit(&text),
+                serde_json::Value::String(text) => emit(&format!("{text}\n")),
+                result => emit(&format!("{}\n", serde_json::to_string_pretty(&result)?)),
+            }
         }
         Command::Status(args) => args.show(client::status(&args.locate()?)?),
         Command::Peers { client: args, dot } => args.show(client::peers(&args.locate()?, dot)?),

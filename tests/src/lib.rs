@@ -307,7 +307,10 @@ pub fn call(datadir: &str, method: &str, params: &[&str]) -> Result<serde_json::
     args.extend_from_slice(params);
     let out = run_node(&args);
     if out.status.success() {
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("not JSON: {e}"))
+        // A string result is printed as plain text, like bitcoin-cli does.
+        Ok(serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
+        }))
     } else {
         Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
     }
