@@ -132,7 +132,7 @@ fn main() -> ExitCode {
 
 /// Installs the log subscriber: `filter` (RUST_LOG style), text or JSON lines on stderr.
 fn init_logging(filter: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+    let filter = tracing_subscriber::EnvFilter::try_new(config::quiet_libp2p(filter))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // A log pipe that closes (`| head`, a killed `tee`) loses the lines, never the node:
     // write errors are ignored, and not reported on the same closed stderr (a panic).
