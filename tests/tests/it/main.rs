@@ -3,5 +3,6 @@
 mod multihost;
 mod network;
 mod process;
+mod readme;
 mod rpc;
 mod wallet;
