@@ -9,13 +9,14 @@ use tinychain_protocol::keys::Address;
 use tinychain_protocol::params::Params;
 use tinychain_protocol::pow::Target;
 use tinychain_protocol::rpc::{
-    AddressHistoryEntry, AddressUtxo, BlockHeaderInfo, BlockInfo, BlockchainInfo, MempoolInfo,
-    TransactionInfo, TxInputInfo, TxLocation, TxOutputInfo,
+    AddressHistoryEntry, AddressUtxo, BlockHeaderInfo, BlockInfo, BlockchainInfo, FeeEstimate,
+    MempoolInfo, TransactionInfo, TxInputInfo, TxLocation, TxOutputInfo,
 };
 use tinychain_protocol::{Block, BlockHash, BlockHeader, Transaction, Txid};
 
 use super::server::RpcError;
 use crate::core::{BlockOutcome, Core};
+use crate::fees;
 use crate::store::{Store, StoreError};
 
 /// Largest `generatetoaddress` count in one call.
@@ -189,6 +190,7 @@ pub fn chain_method<S: Store, P: Clone>(
             Ok(json!(txids))
         }
         "getaddressutxos" => getaddressutxos(core, params),
+        "estimatefee" => estimatefee(core, params),
         "getaddresshistory" => getaddresshistory(core, params),
         "sendrawtransaction" => return Some(sendrawtransaction(core, params, now).map(|(v, _)| v)),
         _ => return None,
@@ -341,6 +343,29 @@ fn getaddresshistory<S: Store, P: Clone>(
         }
     }
     to_json(&rows)
+}
+
+fn estimatefee<S: Store, P: Clone>(core: &Core<S, P>, params: &[Value]) -> Result<Value, RpcError> {
+    let target = param_u64(params, 0, "conf_target")?;
+    if target == 0 {
+        return Err(RpcError::invalid_params("parameter 1 (conf_target) must be at least 1"));
+    }
+    let blocks = u32::try_from(target).unwrap_or(u32::MAX).min(fees::MAX_TARGET);
+    let answer = match core.estimate_fee(blocks) {
+        fees::Estimate::Rate { milli_rate, transactions, success } => {
+            let min = core.mempool().config().min_relay_fee_rate;
+            let rate = milli_rate.div_ceil(1000).max(min);
+            FeeEstimate { blocks, fee_rate: Some(rate), transactions, success, errors: Vec::new() }
+        }
+        fees::Estimate::NoAnswer(why) => FeeEstimate {
+            blocks,
+            fee_rate: None,
+            transactions: 0.0,
+            success: 0.0,
+            errors: vec![why],
+        },
+    };
+    to_json(&answer)
 }
 
 /// Accepts a raw transaction into the mempool; returns its txid and whether it is new.
