@@ -3,5 +3,7 @@
 mod multihost;
 mod network;
 mod process;
+mod replace;
 mod rpc;
+mod seed;
 mod wallet;

@@ -47,11 +47,11 @@ impl Default for CreateArgs {
 fn write_this_down(mnemonic: &Mnemonic, bip39_passphrase: bool) -> String {
     let mut text =
         format!("\nWRITE THIS DOWN. Your seed phrase ({} words):\n\n", mnemonic.word_count());
-    for (i, word) in mnemonic.words().enumerate() {
-        let _ = write!(text, "{:>4}. {word:<10}", i + 1);
-        if i % 4 == 3 {
-            text.push('\n');
-        }
+    let words: Vec<&str> = mnemonic.words().collect();
+    for (row, chunk) in words.chunks(4).enumerate() {
+        let line: String =
+            (row * 4 + 1..).zip(chunk).map(|(n, word)| format!("{n:>4}. {word:<10}")).collect();
+        let _ = writeln!(text, "{}", line.trim_end());
     }
     text.push_str(
         "\nIt is the only way to restore this wallet (`tinychain-wallet restore`) if the file or \
