@@ -19,9 +19,11 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use tinychain_protocol::keys::{Address, AddressError, WifError};
 use tinychain_protocol::params::Network;
-use tinychain_protocol::rpc::{AddressHistoryEntry, AddressUtxo, TransactionInfo};
+use tinychain_protocol::rpc::{
+    AddressHistoryEntry, AddressHistoryPage, AddressUtxo, AddressUtxoPage, TransactionInfo,
+};
 use tinychain_protocol::{Amount, Txid};
-use tinychain_rpc_client::{self as rpc, Client};
+use tinychain_rpc_client::{self as rpc, Client, Location};
 
 pub(crate) use history::{history, status};
 pub(crate) use keys::{
@@ -39,10 +41,10 @@ use crate::{hd, prompt, wallet};
 pub(crate) struct Context {
     /// The network.
     pub(crate) network: Network,
-    /// The wallet file, if known (`--wallet` or from `--datadir`).
+    /// The wallet file, if known (`--wallet`, else in the network's data directory).
     pub(crate) wallet: Option<PathBuf>,
-    /// The node's RPC socket, if known (`--rpc-socket` or from `--datadir`).
-    pub(crate) socket: Option<PathBuf>,
+    /// Where the node is, or why that cannot be worked out.
+    pub(crate) node: std::result::Result<Location, String>,
     /// Where passphrases come from.
     pub(crate) secrets: prompt::Sources,
 }
@@ -130,9 +132,12 @@ pub(crate) enum Error {
     /// Signing failed.
     #[error("signing: {0}")]
     Sign(#[from] tinychain_protocol::sighash::SignError),
-    /// Neither `--wallet` nor `--datadir` says where the wallet is.
+    /// Neither `--wallet` nor a data directory says where the wallet is.
     #[error("give --datadir or --wallet to say where the wallet file is")]
     NoWallet,
+    /// Where the node is cannot be worked out.
+    #[error("{0}")]
+    Locate(String),
     /// The OS has no randomness.
     #[error("reading the OS's randomness: {0}")]
     Random(getrandom::Error),
@@ -149,8 +154,8 @@ fn parse_txid(input: &str) -> Result<Txid> {
 }
 
 fn connect(ctx: &Context) -> Result<Client> {
-    let socket = ctx.socket.as_deref().ok_or(rpc::Error::NoSocket)?;
-    let (client, _) = Client::connect_to(socket, ctx.network)?;
+    let at = ctx.node.as_ref().map_err(|e| Error::Locate(e.clone()))?;
+    let (client, _) = at.connect()?;
     Ok(client)
 }
 
@@ -158,14 +163,40 @@ fn sum(amounts: impl IntoIterator<Item = Amount>) -> Amount {
     Amount::checked_sum(amounts).unwrap_or(Amount::MAX_MONEY)
 }
 
-/// The node's confirmed coins of `addresses`.
+/// Rows per page of the node's address index (its largest).
+const PAGE: u64 = 10_000;
+
+/// The node's confirmed coins of `addresses`, every page.
 fn address_utxos(client: &mut Client, addresses: &[Address]) -> Result<Vec<AddressUtxo>> {
-    Ok(client.call("getaddressutxos", vec![json!(addresses)])?)
+    all_pages(client, "getaddressutxos", &json!(addresses), |p: AddressUtxoPage| (p.utxos, p.next))
 }
 
-/// The node's history of `addresses`: confirmed transactions and mempool ones paying them.
+/// The node's history of `addresses`, every page: confirmed transactions and mempool
+/// ones paying them.
 fn address_history(client: &mut Client, addresses: &[Address]) -> Result<Vec<AddressHistoryEntry>> {
-    Ok(client.call("getaddresshistory", vec![json!(addresses)])?)
+    all_pages(client, "getaddresshistory", &json!(addresses), |p: AddressHistoryPage| {
+        (p.history, p.next)
+    })
+}
+
+/// Calls a paged address-index method until its last page.
+fn all_pages<P: serde::de::DeserializeOwned, T>(
+    client: &mut Client,
+    method: &str,
+    addresses: &Value,
+    split: impl Fn(P) -> (Vec<T>, Option<String>),
+) -> Result<Vec<T>> {
+    let mut rows = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = json!({ "limit": PAGE, "after": after });
+        let (found, next) = split(client.call(method, vec![addresses.clone(), page])?);
+        rows.extend(found);
+        match next {
+            Some(next) => after = Some(next),
+            None => return Ok(rows),
+        }
+    }
 }
 
 /// A transaction as the node sees it; `None` if it knows it nowhere.

@@ -60,7 +60,7 @@ impl Default for Config {
 pub enum PolicyError {
     /// An input is already spent by a mempool transaction that may not be replaced.
     #[error(
-        "input spends {outpoint:?}, already spent by mempool transaction {by}, which does not signal replaceability (BIP125)"
+        "input spends {outpoint}, already spent by mempool transaction {by}, which does not signal replaceability (BIP125)"
     )]
     Conflict {
         /// The outpoint.
@@ -97,12 +97,17 @@ pub enum PolicyError {
     Replacement(rbf::ReplacementError),
 }
 
+/// Txids as a readable list: `a, b, c`.
+fn list(txids: &[Txid]) -> String {
+    txids.iter().map(Txid::to_string).collect::<Vec<_>>().join(", ")
+}
+
 /// Why a transaction was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RejectReason {
     /// Some inputs are unknown; the transaction waits in the orphan pool.
-    #[error("missing inputs from {0:?}")]
+    #[error("missing inputs from {}", list(.0))]
     MissingInputs(Vec<Txid>),
     /// It breaks a consensus rule: penalise the sender.
     #[error("invalid: {0}")]

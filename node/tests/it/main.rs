@@ -7,6 +7,7 @@ mod mempool;
 mod net;
 mod policy;
 mod rbf;
+mod rpc;
 mod sim;
 mod store;
 mod sync;
