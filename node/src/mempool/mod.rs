@@ -22,6 +22,9 @@ use tinychain_protocol::{Amount, Block, OutPoint, Transaction, Txid};
 
 use orphans::OrphanPool;
 
+/// The default [`Config::max_tx_size`]: Bitcoin Core's standard size.
+pub const MAX_STANDARD_TX_SIZE: u64 = 100_000;
+
 /// Mempool limits and policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -37,6 +40,12 @@ pub struct Config {
     pub max_ancestors: usize,
     /// Seconds after which an unconfirmed transaction is dropped.
     pub expiry_secs: u64,
+    /// The largest transaction relayed and kept, in bytes (Bitcoin Core's
+    /// `MAX_STANDARD_TX_WEIGHT`, 400,000 weight units = 100 kB without witness
+    /// data): policy, not consensus. Larger ones are valid in a block, but one
+    /// could not share a block with much else, and a 1 MB one would never fit
+    /// beside the coinbase.
+    pub max_tx_size: u64,
     /// The orphan pool's limits.
     pub orphans: orphans::Config,
 }
@@ -49,6 +58,7 @@ impl Default for Config {
             incremental_relay_fee_rate: 1,
             max_ancestors: 25,
             expiry_secs: 14 * 24 * 3600,
+            max_tx_size: MAX_STANDARD_TX_SIZE,
             orphans: orphans::Config::default(),
         }
     }
@@ -85,6 +95,14 @@ pub enum PolicyError {
         count: usize,
         /// The limit.
         limit: usize,
+    },
+    /// Larger than a standard transaction.
+    #[error("{size} bytes exceed the standard transaction size of {limit} bytes")]
+    TooLarge {
+        /// The transaction's size.
+        size: u64,
+        /// The limit.
+        limit: u64,
     },
     /// The mempool is full of transactions paying a higher fee rate.
     #[error("mempool full: fee rate too low to enter")]
@@ -308,6 +326,13 @@ impl Mempool {
         now: u64,
     ) -> Result<(Amount, Vec<Txid>), RejectReason> {
         let txid = tx.txid();
+        let size = tx.size();
+        if size > self.config.max_tx_size {
+            return Err(RejectReason::Policy(PolicyError::TooLarge {
+                size,
+                limit: self.config.max_tx_size,
+            }));
+        }
         let replaced = self.replacement_candidates(&tx).map_err(RejectReason::Policy)?;
         let view = PoolView { chain: tip.coins, pool: self, height: tip.height };
         let checked = validation::check_loose_transaction(
@@ -331,7 +356,6 @@ impl Mempool {
                 });
             }
         };
-        let size = tx.size();
         let min_fee = size.saturating_mul(self.config.min_relay_fee_rate);
         if fee.to_belushis() < min_fee {
             return Err(RejectReason::Policy(PolicyError::FeeTooLow {

@@ -6,7 +6,7 @@ use serde_json::Value;
 use tinychain_tests::{NodeProcess, REGTEST_ADDRESS};
 
 use crate::wallet::{
-    COIN, DEADLINE, belushis, call, mempool, start, wait_until, wallet, wallet_json, wallet_refused,
+    COIN, belushis, call, mempool, start, stop, wait_until, wallet, wallet_json, wallet_refused,
 };
 
 fn address(json: &Value) -> String {
@@ -70,9 +70,7 @@ fn the_fee_estimate_follows_recent_blocks_and_send_uses_it() {
     );
 
     // The statistics survive a clean restart.
-    call(&d, "stop", &[]);
-    let (exit, _) = node.wait_exit(DEADLINE);
-    assert!(exit.success());
+    stop(&d, node);
     let (_node, _) = start(&d, &[]);
     assert_eq!(call(&d, "estimatefee", &["2"]), estimate);
 }
@@ -153,8 +151,7 @@ fn two_copies_of_a_wallet_racing_for_one_coin_end_with_one_payment() {
 
     // The nodes part (b restarts knowing no peer); each copy pays someone else from
     // the same coin through its own node: the first at 2 belushis a byte, the second at 5.
-    call(&b, "stop", &[]);
-    node_b.wait_exit(DEADLINE);
+    stop(&b, node_b);
     let (_node_b, b_addr) = start(&b, &[]);
     let someone = address(&wallet_json(&a, &["keygen"]));
     let first = wallet_json(&a, &["send", &someone, "10", "--fee-rate", "2"]);
@@ -166,8 +163,7 @@ fn two_copies_of_a_wallet_racing_for_one_coin_end_with_one_payment() {
 
     // Node a comes back (with the first in its saved mempool) and meets node b, which
     // relays the second: it replaces the first (both signal; it pays more).
-    call(&a, "stop", &[]);
-    node_a.wait_exit(DEADLINE);
+    stop(&a, node_a);
     let (_node_a, _) = start(&a, &["--bootstrap", &b_addr]);
     wait_until("the replacement reaching node a", || mempool(&a) == vec![second_txid.clone()]);
     // The first, offered again, underpays: node a says which rule it breaks.

@@ -86,6 +86,13 @@ fn node_view(datadir: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
+/// Stops `node` (whose data directory is `datadir`) through its RPC and waits for it to exit.
+pub(crate) fn stop(datadir: &str, node: NodeProcess) {
+    node_view(datadir, &["stop"]);
+    let (exit, _) = node.wait_exit(DEADLINE);
+    assert!(exit.success(), "the node stopped cleanly");
+}
+
 /// Polls `condition` until it holds, or panics after the deadline.
 pub(crate) fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let end = Instant::now() + DEADLINE;
@@ -295,7 +302,7 @@ fn setmining_and_the_client_views_work_on_a_running_node() {
     let coinbase = block.lines().last().expect("a txid").trim().to_string();
     let tx = node_view(&d, &["tx", &coinbase]);
     assert!(tx.contains("coinbase yes") && tx.contains(REGTEST_ADDRESS), "{tx}");
-    assert!(node_view(&d, &["peers"]).starts_with("PEER ID"));
+    assert!(node_view(&d, &["peers"]).starts_with("PEER "));
     assert!(node_view(&d, &["peers", "--dot"]).starts_with("graph tinychain {"));
     assert!(node_view(&d, &["mempool"]).starts_with("0 transactions"));
     let socket = format!("{d}/regtest/rpc.sock");
