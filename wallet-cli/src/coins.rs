@@ -357,6 +357,66 @@ pub(crate) fn largest_first(
     Err(SelectError::InsufficientFunds { available: total, needed })
 }
 
+/// What a BIP125 replacement must add per byte of itself (the node's incremental relay fee rate).
+pub(crate) const INCREMENTAL_FEE_RATE: u64 = 1;
+
+/// The least whole fee rate at which a transaction of `size` bytes replaces one paying
+/// `old_fee` with the same size: the old fee plus the incremental relay fee for its
+/// bytes (BIP125 rule 4), per byte, rounded up.
+pub(crate) fn min_replacement_rate(old_fee: Amount, size: u64) -> u64 {
+    old_fee
+        .to_belushis()
+        .saturating_add(INCREMENTAL_FEE_RATE.saturating_mul(size))
+        .div_ceil(size.max(1))
+}
+
+/// A replacement's outputs and fee (see [`replace_fee`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Replacement {
+    /// The transaction, unsigned: the original's inputs, its outputs with less change.
+    pub(crate) tx: Transaction,
+    /// Its fee.
+    pub(crate) fee: Amount,
+    /// Its change (zero: the change output was dropped).
+    pub(crate) change: Amount,
+}
+
+/// Builds the replacement of `tx` (which spends `inputs_total` and paid `old_fee`) at
+/// `fee_rate`: the change output `change_vout` pays the higher fee; when what is left
+/// would be dust, it is dropped and all the rest is the fee. `None` if even that does
+/// not pay the rate and BIP125's minimum.
+pub(crate) fn replace_fee(
+    tx: &Transaction,
+    inputs_total: Amount,
+    old_fee: Amount,
+    change_vout: usize,
+    fee_rate: u64,
+) -> Option<Replacement> {
+    let mut tx = tx.clone();
+    let others = Amount::checked_sum(
+        tx.outputs.iter().enumerate().filter(|(v, _)| *v != change_vout).map(|(_, o)| o.value),
+    )?;
+    let available = inputs_total.checked_sub(others)?;
+    let fee = Amount::from_belushis(tx.size().checked_mul(fee_rate)?);
+    if let Some(change) = available.checked_sub(fee).filter(|c| *c >= dust_limit(fee_rate)) {
+        tx.outputs.get_mut(change_vout)?.value = change;
+        return Some(Replacement { tx, fee, change });
+    }
+    if change_vout >= tx.outputs.len() {
+        return None;
+    }
+    tx.outputs.remove(change_vout);
+    let size = tx.size();
+    let needed = size
+        .saturating_mul(fee_rate)
+        .max(old_fee.to_belushis().saturating_add(INCREMENTAL_FEE_RATE.saturating_mul(size)));
+    (available.to_belushis() >= needed).then_some(Replacement {
+        tx,
+        fee: available,
+        change: Amount::ZERO,
+    })
+}
+
 /// Tells why a fee is refused, or `None` if it is acceptable: above [`MAX_FEE`] or above the amount.
 pub(crate) fn fee_cap_violation(fee: Amount, amount: Amount) -> Option<String> {
     if fee > MAX_FEE {
@@ -507,6 +567,43 @@ mod tests {
         assert!(
             fee_cap_violation(Amount::from_belushis(200), Amount::from_belushis(199)).is_some()
         );
+    }
+
+    #[test]
+    fn a_replacement_takes_its_fee_from_the_change() {
+        let spent = coin(1, 10 * COIN, true);
+        let pay = TxOut {
+            value: Amount::from_belushis(4 * COIN),
+            pubkey_hash: PubkeyHash::from_byte_array([9; 20]),
+        };
+        let size = tx_size(1, 2);
+        let old_fee = size;
+        let change = TxOut {
+            value: Amount::from_belushis(6 * COIN - old_fee),
+            pubkey_hash: PubkeyHash::from_byte_array([1; 20]),
+        };
+        let tx = Transaction::spending([spent.outpoint], vec![pay, change]);
+        // 217 bytes that paid 217: at least (217 + 217) / 217 = 2 per byte replaces it.
+        assert_eq!(min_replacement_rate(Amount::from_belushis(old_fee), size), 2);
+        assert_eq!(min_replacement_rate(Amount::from_belushis(old_fee + 1), size), 3);
+        let total = Amount::from_belushis(10 * COIN);
+        let bumped =
+            replace_fee(&tx, total, Amount::from_belushis(old_fee), 1, 5).expect("enough change");
+        assert_eq!(bumped.fee, Amount::from_belushis(5 * size));
+        assert_eq!(bumped.change, Amount::from_belushis(6 * COIN - 5 * size));
+        assert_eq!(bumped.tx.outputs[0], pay, "the payment is unchanged");
+        assert_eq!(bumped.tx.inputs, tx.inputs);
+        // A change that would be dust is dropped: the rest is the fee.
+        let small = TxOut { value: Amount::from_belushis(300 + old_fee), ..change };
+        let tight = Transaction::spending([spent.outpoint], vec![pay, small]);
+        let total = Amount::from_belushis(4 * COIN + 300 + 2 * old_fee);
+        // At 3 per byte, 300 + 434 - 651 = 83 would be left: dust at that rate.
+        let bumped =
+            replace_fee(&tight, total, Amount::from_belushis(old_fee), 1, 3).expect("enough");
+        assert_eq!((bumped.change, bumped.tx.outputs.len()), (Amount::ZERO, 1));
+        assert_eq!(bumped.fee, Amount::from_belushis(300 + 2 * old_fee));
+        // Not even all of it pays 100 per byte.
+        assert_eq!(replace_fee(&tight, total, Amount::from_belushis(old_fee), 1, 100), None);
     }
 
     proptest! {

@@ -27,8 +27,6 @@ use crate::wallet::{SentRecord, Wallet};
 
 /// The sequence number of a replaceable input (BIP125: below `0xfffffffe`).
 const SEQUENCE_RBF: u32 = 0xffff_fffd;
-/// What a replacement must add per byte of itself (the node's incremental relay fee rate).
-const INCREMENTAL_FEE_RATE: u64 = 1;
 
 /// The arguments of `send`.
 #[derive(Debug, Clone)]
@@ -293,15 +291,15 @@ pub(crate) fn bumpfee(ctx: &Context, args: &BumpArgs) -> Result<Report> {
     let mut client = connect(ctx)?;
     let scan = scan(&mut client, &wallet)?;
     let old = bumpable(&mut client, &wallet, &scan, txid)?;
-    let size = old.tx.size();
-    // BIP125: the old fee plus the incremental relay fee for the replacement's bytes.
-    let min_rate = (old.fee.to_belushis() + INCREMENTAL_FEE_RATE * size).div_ceil(size);
+    let min_rate = coins::min_replacement_rate(old.fee, old.tx.size());
     let mut fee_rate = choose_fee_rate(&mut client, args.fee_rate, args.conf_target)?;
     if args.fee_rate.is_some_and(|r| r < min_rate) {
         return Err(Error::Refused(format!(
             "a fee rate of {} belushis/byte does not replace {txid}: at least {min_rate} is needed \
-             (its fee of {} plus {INCREMENTAL_FEE_RATE} belushi per byte of the replacement, BIP125)",
-            fee_rate.rate, old.fee
+             (its fee of {} plus {} belushi per byte of the replacement, BIP125)",
+            fee_rate.rate,
+            old.fee,
+            coins::INCREMENTAL_FEE_RATE
         )));
     }
     if fee_rate.rate < min_rate {
@@ -311,38 +309,20 @@ pub(crate) fn bumpfee(ctx: &Context, args: &BumpArgs) -> Result<Report> {
             why: format!("the least that replaces {txid} (BIP125), above {}", fee_rate.why),
         };
     }
-    let mut tx = old.tx.clone();
     let inputs_total = sum(old.spent.iter().map(|o| o.value));
-    let others = sum(tx
-        .outputs
-        .iter()
-        .enumerate()
-        .filter(|(v, _)| *v != old.change_vout)
-        .map(|(_, o)| o.value));
-    let fee = Amount::from_belushis(size.saturating_mul(fee_rate.rate));
-    let change = inputs_total.checked_sub(others).and_then(|c| c.checked_sub(fee));
-    let (fee, change) = match change.filter(|c| *c >= coins::dust_limit(fee_rate.rate)) {
-        Some(change) => {
-            tx.outputs[old.change_vout].value = change;
-            (fee, change)
-        }
-        None => {
-            // The change is used up: drop it, and the whole rest is the fee.
-            tx.outputs.remove(old.change_vout);
-            let fee = inputs_total.checked_sub(others).unwrap_or(Amount::ZERO);
-            let needed = tx
-                .size()
-                .saturating_mul(fee_rate.rate)
-                .max(old.fee.to_belushis().saturating_add(INCREMENTAL_FEE_RATE * tx.size()));
-            if fee.to_belushis() < needed {
-                return Err(Error::Refused(format!(
-                    "the change of {txid} cannot pay {} belushis/byte (adding coins is not supported)",
-                    fee_rate.rate
-                )));
-            }
-            (fee, Amount::ZERO)
-        }
-    };
+    let coins::Replacement { mut tx, fee, change } = coins::replace_fee(
+        &old.tx,
+        inputs_total,
+        old.fee,
+        old.change_vout,
+        fee_rate.rate,
+    )
+    .ok_or_else(|| {
+        Error::Refused(format!(
+            "the change of {txid} cannot pay {} belushis/byte (adding coins is not supported)",
+            fee_rate.rate
+        ))
+    })?;
     let outgoing = sum(tx.outputs.iter().filter(|o| !wallet.owns(&o.pubkey_hash)).map(|o| o.value));
     if let Some(reason) = coins::fee_cap_violation(fee, outgoing) {
         return Err(Error::Refused(reason));
