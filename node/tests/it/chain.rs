@@ -220,6 +220,13 @@ fn mining_waits_while_a_block_on_the_tip_would_be_too_far_ahead_of_the_clock() {
     let (outcome, _) = core.handle_block(block, Some(1), now).expect("store works");
     assert_eq!(outcome, BlockOutcome::Accepted, "a block at the limit, not past it");
     assert_eq!(core.mining_blocked_until(now), Some(now + 1));
+    // A block past the limit is not valid yet, which is not invalid: said so.
+    let early = block_on(&core, core.chain().tip(), vec![], pkh(1), Some(ahead + 1), 9);
+    let (outcome, outputs) = core.handle_block(early, Some(1), now).expect("store works");
+    let BlockOutcome::Premature(reason) = &outcome else { panic!("{outcome:?}") };
+    assert!(reason.contains("is not valid yet") && !reason.contains("invalid"), "{reason}");
+    assert!(outcome.to_string().starts_with("not valid yet: "), "{outcome}");
+    assert!(!outputs.iter().any(|o| matches!(o, Output::Penalize { .. })), "nobody is at fault");
     let err = core.generate(1, pkh(1), now).expect_err("it would be refused");
     assert!(
         matches!(err, tinychain_node::core::GenerateError::TooFarAhead { until, .. } if until == now + 1),
