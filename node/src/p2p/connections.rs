@@ -24,6 +24,9 @@ use super::liveness::{self, Links};
 use super::peers::PeerMeta;
 use super::{NetEvent, Network, unix_now};
 
+/// The target of the connection events, as docs/p2p.md lists them.
+const TARGET: &str = "tinychain_node::p2p";
+
 /// How often the liveness rules run and bootstrap peers are considered for a dial.
 pub(super) const LIVENESS_CHECK: Duration = Duration::from_secs(1);
 
@@ -58,8 +61,9 @@ impl Network {
         let outbound = endpoint.is_dialer();
         let address = endpoint.get_remote_address().clone();
         let counters = self.meters.claim(peer, outbound);
-        self.links.established(id, peer, counters, Instant::now());
+        self.links.established(id, (peer, address.clone(), outbound), counters, Instant::now());
         info!(
+            target: TARGET,
             peer = %peer,
             connection_id = number(id),
             %address,
@@ -91,6 +95,7 @@ impl Network {
         let link = self.links.closed(id);
         let reason = liveness::close_reason(link.as_ref(), cause);
         info!(
+            target: TARGET,
             peer = %peer,
             connection_id = number(id),
             address = %endpoint.get_remote_address(),
@@ -100,6 +105,14 @@ impl Network {
             "connection closed"
         );
         if num_established > 0 {
+            // getpeerinfo describes a connection that is still there.
+            if let (Some(meta), Some(left)) =
+                (self.peers.get_mut(&peer), self.links.first_of(&peer))
+                && meta.address == *endpoint.get_remote_address()
+            {
+                meta.address = left.address.clone();
+                meta.outbound = left.outbound;
+            }
             return None;
         }
         self.peers.remove(&peer);

@@ -74,6 +74,10 @@ impl Config {
 pub(super) struct Link {
     /// The peer.
     pub(super) peer: PeerId,
+    /// Its remote address.
+    pub(super) address: Multiaddr,
+    /// We dialed it.
+    pub(super) outbound: bool,
     since: Instant,
     /// Its meter (none for a transport without one, such as QUIC).
     pub(super) counters: Option<Arc<Counters>>,
@@ -128,12 +132,20 @@ impl Links {
     pub(super) fn established(
         &mut self,
         id: ConnectionId,
-        peer: PeerId,
+        (peer, address, outbound): (PeerId, Multiaddr, bool),
         counters: Option<Arc<Counters>>,
         now: Instant,
     ) {
-        let link =
-            Link { peer, since: now, counters, ping_failures: 0, last_ping: None, closing: None };
+        let link = Link {
+            peer,
+            address,
+            outbound,
+            since: now,
+            counters,
+            ping_failures: 0,
+            last_ping: None,
+            closing: None,
+        };
         self.links.insert(id, link);
     }
 
@@ -155,6 +167,11 @@ impl Links {
     /// Returns the connections to `peer`.
     pub(super) fn of_peer(&self, peer: &PeerId) -> Vec<ConnectionId> {
         self.links.iter().filter(|(_, l)| l.peer == *peer).map(|(id, _)| *id).collect()
+    }
+
+    /// Returns `peer`'s oldest connection.
+    pub(super) fn first_of(&self, peer: &PeerId) -> Option<&Link> {
+        self.links.values().find(|l| l.peer == *peer)
     }
 
     /// Returns a connection.
@@ -350,6 +367,10 @@ mod tests {
         Duration::from_secs(s)
     }
 
+    fn addr() -> Multiaddr {
+        "/ip4/127.0.0.1/tcp/1".parse().expect("a multiaddr")
+    }
+
     fn id(n: usize) -> ConnectionId {
         ConnectionId::new_unchecked(n)
     }
@@ -359,7 +380,7 @@ mod tests {
         let mut links = Links::new(Config { peer_timeout: TIMEOUT });
         let counters = Arc::new(Counters::new(start));
         let peer = PeerId::random();
-        links.established(id(1), peer, Some(counters.clone()), start);
+        links.established(id(1), (peer, addr(), true), Some(counters.clone()), start);
         (links, counters, peer)
     }
 
@@ -389,7 +410,7 @@ mod tests {
         assert!(links.check(t0 + secs(19)).close.is_empty());
         assert_eq!(links.check(t0 + secs(20)).close.len(), 1);
         let mut quic = Links::new(Config { peer_timeout: TIMEOUT });
-        quic.established(id(2), PeerId::random(), None, t0);
+        quic.established(id(2), (PeerId::random(), addr(), false), None, t0);
         assert!(quic.check(t0 + secs(60)).close.is_empty(), "no meter, left to its transport");
     }
 
@@ -448,8 +469,8 @@ mod tests {
         let t0 = Instant::now();
         let (mut links, a, peer) = one(t0);
         let b = Arc::new(Counters::new(t0));
-        links.established(id(2), peer, Some(b.clone()), t0);
-        links.established(id(3), PeerId::random(), None, t0);
+        links.established(id(2), (peer, addr(), false), Some(b.clone()), t0);
+        links.established(id(3), (PeerId::random(), addr(), false), None, t0);
         a.received(100, t0 + secs(1));
         a.sent(7, t0 + secs(4));
         b.received(1, t0 + secs(3));
@@ -458,8 +479,10 @@ mod tests {
         assert_eq!(stats.bytes, Some((101, 7)));
         assert_eq!((stats.last_recv, stats.last_send), (Some(t0 + secs(3)), Some(t0 + secs(4))));
         assert_eq!(links.of_peer(&peer), vec![id(1), id(2)]);
+        assert!(links.first_of(&peer).is_some_and(|l| l.outbound));
         links.closed(id(1));
         assert_eq!(links.peer_stats(&peer, t0).connections, 1);
+        assert!(links.first_of(&peer).is_some_and(|l| !l.outbound), "the one left");
     }
 
     #[test]
