@@ -7,14 +7,12 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::path::Path;
 
 use serde_json::{Value, json};
-use tinychain_protocol::params::Network;
 use tinychain_protocol::rpc::{
     BlockInfo, BlockchainInfo, MempoolInfo, MiningInfo, TransactionInfo, TxLocation,
 };
-pub use tinychain_rpc_client::{Client, Error, socket_path};
+pub use tinychain_rpc_client::{Client, Error, Location, NodeFlags};
 
 /// A view: readable text and the JSON it was made from.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,8 +28,8 @@ pub struct View {
 /// # Errors
 ///
 /// See [`Error`].
-pub fn status(path: &Path, network: Network) -> Result<View, Error> {
-    let (mut client, chain) = Client::connect_to(path, network)?;
+pub fn status(at: &Location) -> Result<View, Error> {
+    let (mut client, chain) = at.connect()?;
     let mempool: MempoolInfo = client.call("getmempoolinfo", Vec::new())?;
     let mining: MiningInfo = client.call("getmininginfo", Vec::new())?;
     let peers: Vec<Value> = client.call("getpeerinfo", Vec::new())?;
@@ -85,8 +83,8 @@ pub fn render_status(
 /// # Errors
 ///
 /// See [`Error`].
-pub fn peers(path: &Path, network: Network, dot: bool) -> Result<View, Error> {
-    let (mut client, _) = Client::connect_to(path, network)?;
+pub fn peers(at: &Location, dot: bool) -> Result<View, Error> {
+    let (mut client, _) = at.connect()?;
     let peers: Vec<Value> = client.call("getpeerinfo", Vec::new())?;
     let text = if dot {
         let info: Value = client.call("getnetworkinfo", Vec::new())?;
@@ -186,8 +184,8 @@ pub fn render_dot(me: &str, peers: &[Value]) -> String {
 /// # Errors
 ///
 /// See [`Error`].
-pub fn mempool(path: &Path, network: Network) -> Result<View, Error> {
-    let (mut client, _) = Client::connect_to(path, network)?;
+pub fn mempool(at: &Location) -> Result<View, Error> {
+    let (mut client, _) = at.connect()?;
     let info: MempoolInfo = client.call("getmempoolinfo", Vec::new())?;
     let txids: Vec<String> = client.call("getrawmempool", Vec::new())?;
     let mut rows = Vec::new();
@@ -217,8 +215,8 @@ pub fn mempool(path: &Path, network: Network) -> Result<View, Error> {
 /// # Errors
 ///
 /// See [`Error`].
-pub fn block(path: &Path, network: Network, id: &str) -> Result<View, Error> {
-    let (mut client, _) = Client::connect_to(path, network)?;
+pub fn block(at: &Location, id: &str) -> Result<View, Error> {
+    let (mut client, _) = at.connect()?;
     let hash: String = match id.parse::<u64>() {
         Ok(height) if id.len() < 64 => client.call("getblockhash", vec![json!(height)])?,
         _ => id.to_owned(),
@@ -265,8 +263,8 @@ pub fn block(path: &Path, network: Network, id: &str) -> Result<View, Error> {
 /// # Errors
 ///
 /// See [`Error`].
-pub fn tx(path: &Path, network: Network, txid: &str) -> Result<View, Error> {
-    let (mut client, _) = Client::connect_to(path, network)?;
+pub fn tx(at: &Location, txid: &str) -> Result<View, Error> {
+    let (mut client, _) = at.connect()?;
     let tx: TransactionInfo = client.call("gettransaction", vec![json!(txid)])?;
     let json = serde_json::to_value(&tx).map_err(|e| Error::BadReply {
         method: "gettransaction".to_owned(),
@@ -306,8 +304,8 @@ pub fn render_tx(tx: &TransactionInfo) -> String {
 /// # Errors
 ///
 /// See [`Error`].
-pub fn stop(path: &Path, network: Network) -> Result<View, Error> {
-    let (mut client, _) = Client::connect_to(path, network)?;
+pub fn stop(at: &Location) -> Result<View, Error> {
+    let (mut client, _) = at.connect()?;
     let answer: Value = client.call("stop", Vec::new())?;
     let text = format!("{}\n", answer.as_str().unwrap_or("stopping"));
     Ok(View { text, json: answer })

@@ -31,8 +31,18 @@ fn blocks_mined_at_one_end_of_a_line_reach_the_other_and_a_late_node_catches_up(
     let (a_dir, b_dir, c_dir, d_dir) = (path(0), path(1), path(2), path(3));
 
     // A line: miner A — B — C. Each knows only its neighbour.
-    let (mut a, a_addr) =
-        start(&a_dir, &["--mine", "--mine-address", REGTEST_ADDRESS, "--miner-threads", "1"]);
+    let (mut a, a_addr) = start(
+        &a_dir,
+        &[
+            "--mine",
+            "--mine-address",
+            REGTEST_ADDRESS,
+            "--miner-threads",
+            "1",
+            "--mine-interval",
+            "0",
+        ],
+    );
     let (mut b, b_addr) = start(&b_dir, &["--bootstrap", &a_addr]);
     let (mut c, _) = start(&c_dir, &["--bootstrap", &b_addr]);
     b.wait_for_log("connection established", DEADLINE);
