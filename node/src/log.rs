@@ -24,7 +24,7 @@ use std::fmt::{self, Write as _};
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use serde_json::Value;
 use tracing::field::{Field, Visit};
@@ -98,13 +98,13 @@ pub enum Error {
 /// The log file cannot be opened, or logging was set up already.
 pub fn init(settings: &Settings<'_>) -> Result<(), Error> {
     let file = match settings.file {
-        Some(path) => Some(Arc::new(
+        Some(path) => Some(Arc::new(Mutex::new(
             File::options()
                 .create(true)
                 .append(true)
                 .open(path)
                 .map_err(|source| Error::File { path: path.display().to_string(), source })?,
-        )),
+        ))),
         None => None,
     };
     // Colours only for a person at a terminal, and never into the file.
@@ -143,10 +143,11 @@ where
 }
 
 /// Writes each line to stderr and, if set, appends it to a file; errors on
-/// either are dropped (there is nowhere to report them).
+/// either are dropped (there is nowhere to report them). One line at a time,
+/// so both get the lines in the same order.
 #[derive(Debug, Clone)]
 struct Tee {
-    file: Option<Arc<File>>,
+    file: Option<Arc<Mutex<File>>>,
 }
 
 impl<'w> MakeWriter<'w> for Tee {
@@ -160,10 +161,16 @@ impl<'w> MakeWriter<'w> for Tee {
 impl Write for Tee {
     fn write(&mut self, line: &[u8]) -> io::Result<usize> {
         // The formatter hands over whole lines: one write each, so appends
-        // from one process never interleave mid-line.
-        let _ = io::stderr().lock().write_all(line);
-        if let Some(file) = &self.file {
-            let _ = (&**file).write_all(line);
+        // never interleave mid-line.
+        match &self.file {
+            Some(file) => {
+                let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
+                let _ = io::stderr().lock().write_all(line);
+                let _ = file.write_all(line);
+            }
+            None => {
+                let _ = io::stderr().lock().write_all(line);
+            }
         }
         Ok(line.len())
     }
@@ -400,8 +407,6 @@ impl Visit for JsonFields {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
     use tracing::{info, info_span, warn};
 
     use super::*;
@@ -515,7 +520,7 @@ mod tests {
         let path = dir.path().join("node.log");
         std::fs::write(&path, "an older line\n").expect("writes");
         let file = File::options().append(true).open(&path).expect("opens");
-        let tee = Tee { file: Some(Arc::new(file)) };
+        let tee = Tee { file: Some(Arc::new(Mutex::new(file))) };
         let subscriber = subscriber("info", LogFormat::Json, false, tee);
         tracing::subscriber::with_default(subscriber, || info!(height = 3u32, "new tip"));
         let text = std::fs::read_to_string(&path).expect("reads");

@@ -208,6 +208,44 @@ impl NodeProcess {
         }
     }
 
+    /// Waits for a JSON log line (a node run with `--log-format json`) whose
+    /// `message` is `message` and which `matches`; returns it. Lines read
+    /// before count too.
+    ///
+    /// # Panics
+    ///
+    /// If the deadline passes or the process's log ends first.
+    pub fn wait_for_event(
+        &mut self,
+        message: &str,
+        deadline: Duration,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let found = |line: &str| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .filter(|event| event["message"] == message && matches(event))
+        };
+        if let Some(event) = self.log.iter().find_map(|l| found(l)) {
+            return event;
+        }
+        let end = Instant::now() + deadline;
+        loop {
+            let line = self.wait_for_new_log(
+                &format!("\"message\":\"{message}\""),
+                end.saturating_duration_since(Instant::now()),
+            );
+            if let Some(event) = found(&line) {
+                return event;
+            }
+        }
+    }
+
+    /// Returns the JSON log lines read so far (lines that are not JSON are left out).
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.log.iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
     /// Returns the full listen multiaddr (with /p2p/) the node logged.
     ///
     /// # Panics
@@ -258,6 +296,21 @@ impl NodeProcess {
             // Poll: the exit is the event, and there is no blocking wait with a timeout.
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Sends SIGTERM and waits for the process to exit, at most `deadline`;
+    /// returns its status and its whole log.
+    ///
+    /// # Panics
+    ///
+    /// If the signal cannot be sent or the process outlives the deadline.
+    pub fn terminate_with_log(self, deadline: Duration) -> (ExitStatus, String) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("the kill command runs");
+        assert!(sent.success(), "kill -TERM failed");
+        self.wait_exit(deadline)
     }
 
     /// Waits for the process to exit by itself, at most `deadline`.

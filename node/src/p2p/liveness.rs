@@ -14,8 +14,9 @@
 //!   within half of `peer_timeout`), so the first reported failure closes it;
 //!   this catches a link dead in one direction only, where bytes still arrive.
 //! - a connection the node closes on its own is cut if it has not ended
-//!   [`CLOSE_GRACE`] later (a graceful close waits on a link that may be dead);
-//!   one closed for inactivity or a ping timeout is cut at once.
+//!   [`CLOSE_GRACE`] later (a graceful close waits on a link that may be dead,
+//!   and for the peer to close its side); one closed for inactivity or a ping
+//!   timeout is cut at once.
 //! - the **reason** a connection ended ([`close_reason`]): the node's own
 //!   reason if it closed it, `peer closed` if the peer said goodbye (a yamux
 //!   GoAway), else `io error: …`.
@@ -240,6 +241,15 @@ impl Links {
                 Some(_) => {}
                 None => {
                     let Some(counters) = &link.counters else { continue };
+                    // Closed by libp2p itself (say, idle), waiting on the peer too long.
+                    if counters
+                        .lingering()
+                        .is_some_and(|t| now.saturating_duration_since(t) >= CLOSE_GRACE)
+                    {
+                        link.closing = Some(("we closed".to_owned(), now, true));
+                        checked.cut.push(counters.clone());
+                        continue;
+                    }
                     let heard = [Some(link.since), counters.last_recv(), self.resumed]
                         .into_iter()
                         .flatten()

@@ -57,6 +57,9 @@ pub(super) struct Counters {
     ended: AtomicBool,
     /// The node cut the connection: reads and writes fail from now on.
     aborted: AtomicBool,
+    /// Since when the connection waits, closed on our side, for the peer to
+    /// close its side (see [`Counted`]'s `poll_close`); zero: it does not.
+    lingering: AtomicU64,
     /// Wakes the connection's task when the connection is cut.
     waker: AtomicWaker,
 }
@@ -73,6 +76,7 @@ impl Counters {
             goodbye: AtomicBool::new(false),
             ended: AtomicBool::new(false),
             aborted: AtomicBool::new(false),
+            lingering: AtomicU64::new(0),
             waker: AtomicWaker::new(),
         }
     }
@@ -135,6 +139,11 @@ impl Counters {
     /// Tells whether the peer's byte stream ended.
     pub(super) fn ended(&self) -> bool {
         self.ended.load(Ordering::Relaxed)
+    }
+
+    /// Returns since when the connection has waited for the peer to close its side.
+    pub(super) fn lingering(&self) -> Option<Instant> {
+        self.time(self.lingering.load(Ordering::Relaxed))
     }
 
     /// Cuts the connection: its reads and writes fail from now on, so its
@@ -202,16 +211,25 @@ impl Frames {
 }
 
 /// A connection's byte stream under yamux, metered.
+///
+/// Closing it is a lingering close: once our side is shut (after yamux's
+/// goodbye) it reads, and drops, what still comes until the peer shuts its
+/// side too. Letting go of the socket at once would answer the peer's last
+/// frames with a TCP reset, and a reset can reach the peer before it reads
+/// our goodbye, which then reads as an error. The network cuts a connection
+/// that lingers longer than [`super::liveness::CLOSE_GRACE`].
 #[derive(Debug)]
 pub(super) struct Counted<C> {
     inner: C,
     counters: Arc<Counters>,
     frames: Frames,
+    /// Our side is shut: closing waits for the peer's.
+    shut: bool,
 }
 
 impl<C> Counted<C> {
     fn new(inner: C, counters: Arc<Counters>) -> Counted<C> {
-        Counted { inner, counters, frames: Frames::default() }
+        Counted { inner, counters, frames: Frames::default(), shut: false }
     }
 }
 
@@ -238,7 +256,7 @@ impl<C: AsyncRead + Unpin> AsyncRead for Counted<C> {
     }
 }
 
-impl<C: AsyncWrite + Unpin> AsyncWrite for Counted<C> {
+impl<C: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Counted<C> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -264,7 +282,20 @@ impl<C: AsyncWrite + Unpin> AsyncWrite for Counted<C> {
         if self.counters.check(cx).is_err() {
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.inner).poll_close(cx)
+        let this = &mut *self;
+        if !this.shut {
+            std::task::ready!(Pin::new(&mut this.inner).poll_close(cx))?;
+            this.shut = true;
+            let now = this.counters.stamp(Instant::now());
+            this.counters.lingering.store(now, Ordering::Relaxed);
+        }
+        let mut buf = [0; 4096];
+        loop {
+            match std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, &mut buf)) {
+                Ok(0) | Err(_) => return Poll::Ready(Ok(())),
+                Ok(n) => this.counters.received(n, Instant::now()),
+            }
+        }
     }
 }
 
@@ -482,5 +513,21 @@ mod tests {
             .expect("the cut wakes the connection")
             .expect("the task ends");
         assert_eq!(error.kind(), io::ErrorKind::ConnectionAborted, "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_close_waits_for_the_peer_to_close_its_side_until_it_is_cut() {
+        let ((a, counters), (_silent, _)) = pair().await;
+        let closing = tokio::spawn(a.close());
+        let start = Instant::now();
+        while counters.lingering().is_none() {
+            assert!(start.elapsed() < Duration::from_secs(10), "our side never shut");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!closing.is_finished(), "it waits for the silent peer");
+        counters.abort();
+        let closed = tokio::time::timeout(Duration::from_secs(10), closing).await;
+        closed.expect("the cut ends the wait").expect("the task ends").expect("closed");
     }
 }
