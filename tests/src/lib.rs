@@ -252,12 +252,19 @@ impl NodeProcess {
     ///
     /// If it has not logged one yet.
     pub fn listen_address(&self) -> String {
-        self.log
+        let text = self
+            .log
             .iter()
             .find(|l| l.contains("listening address="))
             .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("address=")))
-            .expect("the node logged its listen address")
-            .to_string()
+            .map(str::to_string);
+        let json = || {
+            self.events()
+                .into_iter()
+                .find(|e| e["message"] == "listening")
+                .and_then(|e| e["address"].as_str().map(str::to_string))
+        };
+        text.or_else(json).expect("the node logged its listen address")
     }
 
     /// Returns the log lines read so far.
@@ -441,4 +448,41 @@ pub fn regtest_run_args<'a>(datadir: &'a str, extra: &[&'a str]) -> Vec<&'a str>
     ];
     args.extend_from_slice(extra);
     args
+}
+
+/// Returns the unix time, in seconds, of a log line's `timestamp` (RFC 3339
+/// in UTC, as the node writes it: `2026-11-23T10:00:00.412345Z`).
+pub fn unix_seconds(timestamp: &str) -> Option<f64> {
+    let (date, time) = timestamp.strip_suffix('Z')?.split_once('T')?;
+    let mut ymd = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, d) = (ymd.next()??, ymd.next()??, ymd.next()??);
+    let mut hms = time.splitn(3, ':');
+    let (h, min) = (hms.next()?.parse::<i64>().ok()?, hms.next()?.parse::<i64>().ok()?);
+    let sec: f64 = hms.next()?.parse().ok()?;
+    // Days from 1970-01-01 to y-m-d (Howard Hinnant's days_from_civil).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + h * 3_600 + min * 60) as f64 + sec)
+}
+
+/// Returns the current unix time in seconds.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_timestamps_read_as_unix_time() {
+        assert_eq!(super::unix_seconds("1970-01-01T00:00:00Z"), Some(0.0));
+        assert_eq!(super::unix_seconds("2000-03-01T00:00:01.5Z"), Some(951_868_801.5));
+        assert_eq!(super::unix_seconds("2026-12-03T14:48:07Z"), Some(1_796_309_287.0));
+        assert_eq!(super::unix_seconds("yesterday"), None);
+    }
 }
