@@ -91,7 +91,10 @@ pub fn peers(at: &Location, dot: bool) -> Result<View, Error> {
         let me = info.get("peer_id").and_then(Value::as_str).unwrap_or("this node");
         render_dot(me, &peers)
     } else {
-        render_peers(&peers)
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        render_peers(&peers, now)
     };
     Ok(View { text, json: Value::Array(peers) })
 }
@@ -118,24 +121,71 @@ fn field(peer: &Value, name: &str) -> String {
     )
 }
 
-/// Renders the `peers` table from `getpeerinfo` (fields a node does not report show "-").
-pub fn render_peers(peers: &[Value]) -> String {
+/// How a `peers` column shows its `getpeerinfo` field.
+#[derive(Debug, Clone, Copy)]
+enum Shown {
+    /// As it is.
+    Plain,
+    /// A unix time, as how long ago ("3s", "2m", "1h", "4d").
+    Age,
+    /// A byte count, short ("812", "12.3k", "4.5M").
+    Bytes,
+}
+
+/// Renders an age: how long before `now` the unix time `then` was.
+fn age(now: u64, then: u64) -> String {
+    let secs = now.saturating_sub(then);
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3_600 => format!("{}m", secs / 60),
+        3_600..86_400 => format!("{}h", secs / 3_600),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
+/// Renders a byte count in three or four characters and a unit.
+fn bytes(n: u64) -> String {
+    let n = n as f64;
+    match n {
+        n if n < 1e3 => format!("{n}"),
+        n if n < 1e6 => format!("{:.1}k", n / 1e3),
+        n if n < 1e9 => format!("{:.1}M", n / 1e6),
+        n => format!("{:.1}G", n / 1e9),
+    }
+}
+
+/// Renders the `peers` table from `getpeerinfo`, times as ages before `now`
+/// (unix seconds); fields a node does not report show "-".
+pub fn render_peers(peers: &[Value], now: u64) -> String {
     let columns = [
-        ("PEER ID", "id"),
-        ("ADDRESS", "address"),
-        ("DIRECTION", "direction"),
-        ("PING MS", "ping_ms"),
-        ("HEIGHT", "height"),
-        ("MESH", "mesh"),
-        ("CONNECTED SINCE", "connected_since"),
-        ("AGENT", "agent"),
+        ("PEER ID", "id", Shown::Plain),
+        ("ADDRESS", "address", Shown::Plain),
+        ("DIRECTION", "direction", Shown::Plain),
+        ("CONNS", "connections", Shown::Plain),
+        ("PING MS", "ping_ms", Shown::Plain),
+        ("PING WAIT", "ping_wait_ms", Shown::Plain),
+        ("LAST RECV", "last_recv", Shown::Age),
+        ("LAST SEND", "last_send", Shown::Age),
+        ("RECV", "bytes_recv", Shown::Bytes),
+        ("SENT", "bytes_sent", Shown::Bytes),
+        ("HEIGHT", "height", Shown::Plain),
+        ("MESH", "mesh", Shown::Plain),
+        ("CONNECTED", "connected_since", Shown::Age),
+        ("AGENT", "agent", Shown::Plain),
     ];
-    let rows: Vec<Vec<String>> =
-        peers.iter().map(|p| columns.iter().map(|(_, name)| field(p, name)).collect()).collect();
+    let cell = |peer: &Value, name: &str, shown: Shown| match (shown, peer[name].as_u64()) {
+        (Shown::Age, Some(t)) => age(now, t),
+        (Shown::Bytes, Some(n)) => bytes(n),
+        _ => field(peer, name),
+    };
+    let rows: Vec<Vec<String>> = peers
+        .iter()
+        .map(|p| columns.iter().map(|(_, name, shown)| cell(p, name, *shown)).collect())
+        .collect();
     let widths: Vec<usize> = columns
         .iter()
         .enumerate()
-        .map(|(i, (title, _))| {
+        .map(|(i, (title, ..))| {
             rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0).max(title.len())
         })
         .collect();
@@ -145,7 +195,7 @@ pub fn render_peers(peers: &[Value]) -> String {
             cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
         let _ = writeln!(text, "{}", padded.join("  ").trim_end());
     };
-    line(columns.iter().map(|(t, _)| *t).collect());
+    line(columns.iter().map(|(t, ..)| *t).collect());
     for row in &rows {
         line(row.iter().map(String::as_str).collect());
     }
@@ -322,14 +372,37 @@ mod tests {
             json!({ "id": "12D3KooWB", "height": null, "mesh": {"blocks": false, "txs": false},
                     "address": "/ip4/127.0.0.1/tcp/1", "direction": "outbound", "ping_ms": 3.125 }),
         ];
-        let table = render_peers(&peers);
+        let table = render_peers(&peers, 1_000);
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[0].starts_with("PEER ID"), "{table}");
         assert!(lines[1].contains("12D3KooWA") && lines[1].contains(" - "), "{table}");
         assert!(lines[1].contains("blocks+txs"), "mesh topics: {table}");
         assert!(lines[2].contains("outbound") && lines[2].contains("/ip4/127.0.0.1/tcp/1"));
         assert!(lines[2].contains(" 3.1 "), "ping in ms with one decimal: {table}");
-        assert_eq!(render_peers(&[]).lines().nth(1), Some("no peers connected"));
+        assert_eq!(render_peers(&[], 1_000).lines().nth(1), Some("no peers connected"));
+    }
+
+    #[test]
+    fn the_peer_table_shows_times_as_ages_and_bytes_short() {
+        let now = 1_796_000_000;
+        let peers = vec![json!({
+            "id": "12D3KooWA", "connections": 2, "last_recv": now - 3, "last_send": now - 150,
+            "connected_since": now - 7_300, "bytes_recv": 12_345, "bytes_sent": 4_500_000,
+            "ping_wait_ms": null,
+        })];
+        let table = render_peers(&peers, now);
+        let header: Vec<&str> = table.lines().next().expect("a header").split("  ").collect();
+        let row = table.lines().nth(1).expect("a row");
+        for (title, shown) in
+            [("LAST RECV", "3s"), ("LAST SEND", "2m"), ("CONNECTED", "2h"), ("RECV", "12.3k")]
+        {
+            let at = table.lines().next().and_then(|h| h.find(title)).expect(title);
+            assert_eq!(row[at..].split_whitespace().next(), Some(shown), "{title}: {table}");
+        }
+        assert!(header.iter().any(|h| h.trim() == "CONNS"), "{table}");
+        assert!(row.contains(" 4.5M ") && row.contains(" 2 "), "{table}");
+        assert_eq!((age(now, now + 5), age(now, now - 90_000)), ("0s".into(), "1d".into()));
+        assert_eq!((bytes(999), bytes(1_000)), ("999".into(), "1.0k".into()));
     }
 
     #[test]

@@ -817,7 +817,7 @@ impl Node {
         info!(
             height,
             best_header = chain.index().best_header_height(),
-            blocks_per_s = format!("{:.1}", f64::from(height.saturating_sub(from)) / seconds),
+            blocks_per_s = (f64::from(height.saturating_sub(from)) / seconds * 10.0).round() / 10.0,
             in_flight = self.sync.blocks_in_flight(),
             peers = self.net.peer_count(),
             "sync progress"

@@ -133,11 +133,11 @@ impl Network {
                 }
             }
             // Another implementation without ping: its silence is judged by inactivity.
-            Err(ping::Failure::Unsupported) => {}
+            Err(ping::Failure::Unsupported) => self.links.ping_unsupported(event.connection),
             Err(error) => {
                 let connection_id = number(event.connection);
                 debug!(peer = %event.peer, connection_id, %error, "ping failed");
-                if let Some(reason) = self.links.ping_failed(event.connection, now) {
+                if let Some(reason) = self.links.ping_failed(event.connection) {
                     self.close_dead(event.connection, reason);
                 }
             }

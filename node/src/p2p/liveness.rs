@@ -9,10 +9,11 @@
 //!   loop was held up (more than [`STALL`] between checks) gives every
 //!   connection a fresh `peer_timeout` instead, since its connections may not
 //!   have read their sockets meanwhile either.
-//! - **ping timeout**: a connection whose pings fail is closed. libp2p's ping
-//!   reports a failure only after two pings in a row went unanswered (each
-//!   within half of `peer_timeout`), so the first reported failure closes it;
-//!   this catches a link dead in one direction only, where bytes still arrive.
+//! - **ping timeout**: a connection whose pings go unanswered is closed: when
+//!   no answer came for `peer_timeout` since a ping was due, or when libp2p
+//!   reports a failed ping (it reports only the second failure in a row).
+//!   This catches a link dead in one direction only, where bytes still arrive.
+//!   A peer without the ping protocol is left to the inactivity rule.
 //! - a connection the node closes on its own is cut if it has not ended
 //!   [`CLOSE_GRACE`] later (a graceful close waits on a link that may be dead,
 //!   and for the peer to close its side); one closed for inactivity or a ping
@@ -83,8 +84,10 @@ pub(super) struct Link {
     /// Its meter (none for a transport without one, such as QUIC).
     pub(super) counters: Option<Arc<Counters>>,
     ping_failures: u32,
-    /// When its last ping ended (answered or failed).
-    last_ping: Option<Instant>,
+    /// When its last ping was answered.
+    last_pong: Option<Instant>,
+    /// The peer does not speak the ping protocol.
+    no_ping: bool,
     /// Why and since when the node is closing it, and whether it was cut.
     closing: Option<(String, Instant, bool)>,
 }
@@ -144,7 +147,8 @@ impl Links {
             since: now,
             counters,
             ping_failures: 0,
-            last_ping: None,
+            last_pong: None,
+            no_ping: false,
             closing: None,
         };
         self.links.insert(id, link);
@@ -185,17 +189,23 @@ impl Links {
     pub(super) fn ping_ok(&mut self, id: ConnectionId, now: Instant) {
         if let Some(link) = self.links.get_mut(&id) {
             link.ping_failures = 0;
-            link.last_ping = Some(now);
+            link.last_pong = Some(now);
         }
     }
 
     /// Records a reported ping failure; returns the reason to close the
     /// connection if it should be.
-    pub(super) fn ping_failed(&mut self, id: ConnectionId, now: Instant) -> Option<&'static str> {
+    pub(super) fn ping_failed(&mut self, id: ConnectionId) -> Option<&'static str> {
         let link = self.links.get_mut(&id)?;
         link.ping_failures += 1;
-        link.last_ping = Some(now);
         (link.ping_failures >= MAX_PING_FAILURES && link.closing.is_none()).then_some(PING_TIMEOUT)
+    }
+
+    /// Records that a connection's peer does not speak the ping protocol.
+    pub(super) fn ping_unsupported(&mut self, id: ConnectionId) {
+        if let Some(link) = self.links.get_mut(&id) {
+            link.no_ping = true;
+        }
     }
 
     /// Records that the node closes a connection, and why (the reason logged
@@ -240,23 +250,13 @@ impl Links {
                 }
                 Some(_) => {}
                 None => {
-                    let Some(counters) = &link.counters else { continue };
-                    // Closed by libp2p itself (say, idle), waiting on the peer too long.
-                    if counters
-                        .lingering()
-                        .is_some_and(|t| now.saturating_duration_since(t) >= CLOSE_GRACE)
-                    {
+                    // Closed by libp2p itself (say, idle), and waiting on the peer too long.
+                    let lingering = link.counters.as_ref().and_then(|c| c.lingering());
+                    if lingering.is_some_and(|t| now.saturating_duration_since(t) >= CLOSE_GRACE) {
                         link.closing = Some(("we closed".to_owned(), now, true));
-                        checked.cut.push(counters.clone());
-                        continue;
-                    }
-                    let heard = [Some(link.since), counters.last_recv(), self.resumed]
-                        .into_iter()
-                        .flatten()
-                        .max()
-                        .unwrap_or(link.since);
-                    if now.saturating_duration_since(heard) >= self.config.peer_timeout {
-                        checked.close.push((*id, INACTIVITY));
+                        checked.cut.extend(link.counters.clone());
+                    } else if let Some(reason) = verdict(&self.config, self.resumed, link, now) {
+                        checked.close.push((*id, reason));
                     }
                 }
             }
@@ -264,13 +264,6 @@ impl Links {
         checked
     }
 
-    /// Returns how long a connection's oldest unanswered ping has waited, if
-    /// one is out: pings go out `ping_interval` after the last one ended (the
-    /// first at once), and one is out until it is answered.
-    fn ping_wait(&self, link: &Link, now: Instant) -> Option<Duration> {
-        let due = link.last_ping.map_or(link.since, |t| t + self.config.ping_interval());
-        now.checked_duration_since(due).filter(|d| !d.is_zero())
-    }
 
     /// Returns what is known of `peer`'s connections together.
     pub(super) fn peer_stats(&self, peer: &PeerId, now: Instant) -> PeerStats {
@@ -286,9 +279,38 @@ impl Links {
             }),
             last_recv: metered.iter().filter_map(|c| c.last_recv()).max(),
             last_send: metered.iter().filter_map(|c| c.last_send()).max(),
-            ping_wait: links.iter().filter_map(|l| self.ping_wait(l, now)).max(),
+            ping_wait: links.iter().filter_map(|l| ping_wait(&self.config, l, now)).max(),
         }
     }
+}
+
+/// Tells whether a live connection is dead, and why: nothing received for
+/// `peer_timeout`, or no ping answer for `peer_timeout` since one was due.
+/// Both count from the connection's start at the earliest, and from when the
+/// node's loop came back (`resumed`) after being held up.
+fn verdict(
+    config: &Config,
+    resumed: Option<Instant>,
+    link: &Link,
+    now: Instant,
+) -> Option<&'static str> {
+    let after = |t: Instant| [Some(t), Some(link.since), resumed].into_iter().flatten().max();
+    let silent_since = |t: Instant| after(t).map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+    if let Some(counters) = &link.counters
+        && silent_since(counters.last_recv().unwrap_or(link.since)) >= config.peer_timeout
+    {
+        return Some(INACTIVITY);
+    }
+    let due = link.last_pong.map_or(link.since, |t| t + config.ping_interval());
+    (!link.no_ping && silent_since(due) >= config.peer_timeout).then_some(PING_TIMEOUT)
+}
+
+/// Returns how long a connection's oldest unanswered ping has waited, if one
+/// is out: a ping goes out `ping_interval` after the last answer (the first at
+/// once), and is out until answered (libp2p tries again after a failure).
+fn ping_wait(config: &Config, link: &Link, now: Instant) -> Option<Duration> {
+    let due = link.last_pong.map_or(link.since, |t| t + config.ping_interval());
+    now.checked_duration_since(due).filter(|d| !d.is_zero())
 }
 
 /// Names why a connection ended, from what the node knows of it (`link`) and
@@ -399,9 +421,10 @@ mod tests {
         let t0 = Instant::now();
         let (mut links, counters, _) = one(t0);
         for s in 1..=60 {
-            // Bytes every 5 s for the first 30 s, then nothing.
+            // Bytes (pongs among them) every 5 s for the first 30 s, then nothing.
             if s <= 30 && s % 5 == 0 {
                 counters.received(40, t0 + secs(s));
+                links.ping_ok(id(1), t0 + secs(s));
             }
             let checked = links.check(t0 + secs(s));
             if s < 30 + 20 {
@@ -421,7 +444,11 @@ mod tests {
         assert_eq!(links.check(t0 + secs(20)).close.len(), 1);
         let mut quic = Links::new(Config { peer_timeout: TIMEOUT });
         quic.established(id(2), (PeerId::random(), addr(), false), None, t0);
-        assert!(quic.check(t0 + secs(60)).close.is_empty(), "no meter, left to its transport");
+        for s in 1..60 {
+            quic.ping_ok(id(2), t0 + secs(s));
+            assert!(quic.check(t0 + secs(s)).close.is_empty(), "no meter: only pings count");
+        }
+        assert_eq!(quic.check(t0 + secs(59 + 5 + 20)).close, vec![(id(2), PING_TIMEOUT)]);
     }
 
     #[test]
@@ -441,10 +468,31 @@ mod tests {
         let t0 = Instant::now();
         let (mut links, _, _) = one(t0);
         links.ping_ok(id(1), t0);
-        assert_eq!(links.ping_failed(id(1), t0 + secs(1)), Some(PING_TIMEOUT));
+        assert_eq!(links.ping_failed(id(1)), Some(PING_TIMEOUT));
         assert!(links.closing(id(1), PING_TIMEOUT.to_owned(), t0 + secs(1)));
-        assert_eq!(links.ping_failed(id(1), t0 + secs(2)), None, "closing already");
-        assert_eq!(links.ping_failed(id(9), t0), None, "unknown connection");
+        assert_eq!(links.ping_failed(id(1)), None, "closing already");
+        assert_eq!(links.ping_failed(id(9)), None, "unknown connection");
+    }
+
+    #[test]
+    fn pings_unanswered_for_the_timeout_close_even_while_bytes_arrive() {
+        let t0 = Instant::now();
+        let (mut links, counters, _) = one(t0);
+        links.ping_ok(id(1), t0);
+        // The next ping is due at 5 s; no answer comes, but bytes do.
+        for s in 1..25 {
+            counters.received(40, t0 + secs(s));
+            assert!(links.check(t0 + secs(s)).close.is_empty(), "closed at {s} s");
+        }
+        counters.received(40, t0 + secs(25));
+        assert_eq!(links.check(t0 + secs(25)).close, vec![(id(1), PING_TIMEOUT)]);
+        // A peer without ping is judged by its silence only.
+        let (mut links, counters, _) = one(t0);
+        links.ping_unsupported(id(1));
+        for s in 1..60 {
+            counters.received(40, t0 + secs(s));
+            assert!(links.check(t0 + secs(s)).close.is_empty(), "closed at {s} s");
+        }
     }
 
     #[test]

@@ -85,31 +85,39 @@ impl Logs {
     }
 }
 
-/// A TCP relay to one address that can stop passing bytes (holding them) and resume.
+/// A TCP relay to one address that can stop passing bytes (holding them),
+/// either way or both, and resume.
 struct Relay {
     addr: SocketAddr,
-    stalled: watch::Sender<bool>,
+    /// Bytes towards the target stop; bytes back from it stop.
+    stalled: [watch::Sender<bool>; 2],
 }
 
 impl Relay {
-    async fn start(target: SocketAddr) -> Relay {
+    /// Starts a relay to `target`; an end that closes is passed on to the
+    /// other if `pass_closes`, else the other end is held open, as a dead link
+    /// tells nobody anything.
+    async fn start(target: SocketAddr, pass_closes: bool) -> Relay {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
         let addr = listener.local_addr().expect("an address");
-        let (stalled, watch) = watch::channel(false);
+        let (to_target, to_watch) = watch::channel(false);
+        let (back, back_watch) = watch::channel(false);
         tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
                 let Ok(outbound) = TcpStream::connect(target).await else { continue };
                 let (from_in, to_in) = inbound.into_split();
                 let (from_out, to_out) = outbound.into_split();
-                tokio::spawn(pipe(from_in, to_out, watch.clone()));
-                tokio::spawn(pipe(from_out, to_in, watch.clone()));
+                tokio::spawn(pipe(from_in, to_out, to_watch.clone(), pass_closes));
+                tokio::spawn(pipe(from_out, to_in, back_watch.clone(), pass_closes));
             }
         });
-        Relay { addr, stalled }
+        Relay { addr, stalled: [to_target, back] }
     }
 
-    fn stall(&self, stalled: bool) {
-        self.stalled.send_replace(stalled);
+    /// Stops (or lets through again) the bytes towards the target and back from it.
+    fn stall(&self, to_target: bool, back: bool) {
+        self.stalled[0].send_replace(to_target);
+        self.stalled[1].send_replace(back);
     }
 }
 
@@ -117,6 +125,7 @@ async fn pipe(
     mut from: tcp::OwnedReadHalf,
     mut to: tcp::OwnedWriteHalf,
     mut stalled: watch::Receiver<bool>,
+    pass_closes: bool,
 ) {
     let mut buf = vec![0; 16 * 1024];
     loop {
@@ -129,7 +138,12 @@ async fn pipe(
             break;
         }
     }
-    let _ = to.shutdown().await;
+    if pass_closes {
+        let _ = to.shutdown().await;
+    } else {
+        // Dropping `to` would close it.
+        std::future::pending::<()>().await;
+    }
 }
 
 fn tcp_addr(addr: &Multiaddr) -> SocketAddr {
@@ -160,7 +174,7 @@ fn a_stalled_link_is_closed_on_both_sides_and_the_nodes_reconnect_when_it_moves_
     let logs = Logs::capture();
     let rt = runtime();
     let a = start(&rt, Vec::new());
-    let relay = rt.block_on(Relay::start(tcp_addr(&a.addr)));
+    let relay = rt.block_on(Relay::start(tcp_addr(&a.addr), true));
     let via: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", relay.addr.port(), a.peer_id)
         .parse()
         .expect("a multiaddr");
@@ -195,7 +209,7 @@ fn a_stalled_link_is_closed_on_both_sides_and_the_nodes_reconnect_when_it_moves_
     let made = a.generate(2);
     b.wait_for_tip(made.last().expect("two blocks"));
 
-    relay.stall(true);
+    relay.stall(true, true);
     let stalled = Instant::now();
     let closed_b = logs.wait(&b.peer_id, "connection closed", |l| l["connection_id"] == id_b);
     let closed_a = logs.wait(&a.peer_id, "connection closed", |l| l["connection_id"] == id_a);
@@ -212,10 +226,36 @@ fn a_stalled_link_is_closed_on_both_sides_and_the_nodes_reconnect_when_it_moves_
 
     // Moving again, the nodes are connected again (through the relay, or
     // directly: b learned a's own address) and follow each other.
-    relay.stall(false);
+    relay.stall(false, false);
     let made = a.generate(3);
     b.wait_for_tip(made.last().expect("three blocks"));
     logs.wait(&b.peer_id, "connection established", |l| {
         l["peer"] == a.peer_id.as_str() && l["connection_id"] != id_b
     });
+}
+
+#[test]
+fn a_link_dead_one_way_is_closed_by_the_pings_that_get_no_answer() {
+    let logs = Logs::capture();
+    let rt = runtime();
+    let a = start(&rt, Vec::new());
+    let relay = rt.block_on(Relay::start(tcp_addr(&a.addr), false));
+    let via: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", relay.addr.port(), a.peer_id)
+        .parse()
+        .expect("a multiaddr");
+    let b = start(&rt, vec![via]);
+    let on_a = logs.wait(&a.peer_id, "connection established", |l| l["peer"] == b.peer_id.as_str());
+    let on_b = logs.wait(&b.peer_id, "connection established", |l| l["peer"] == a.peer_id.as_str());
+
+    // Nothing from A reaches B any more; B still reaches A. A keeps hearing
+    // B (its pings), but its own pings get no answer.
+    relay.stall(false, true);
+    let closed_a =
+        logs.wait(&a.peer_id, "connection closed", |l| l["connection_id"] == on_a["connection_id"]);
+    let closed_b =
+        logs.wait(&b.peer_id, "connection closed", |l| l["connection_id"] == on_b["connection_id"]);
+    assert_eq!(closed_a["reason"], "ping timeout", "{closed_a}");
+    // B hears nothing at all: its silence rule or its ping rule, whichever is first.
+    let reason = closed_b["reason"].as_str().expect("a reason");
+    assert!(reason == "inactivity" || reason == "ping timeout", "{closed_b}");
 }
