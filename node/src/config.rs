@@ -680,6 +680,18 @@ fn resolve(
     Ok((datadir, rpc_socket))
 }
 
+/// The log filter the node installs for `filter`: libp2p's Kademlia warns
+/// "Failed to trigger bootstrap: No known peers" whenever a node without peers
+/// starts listening (every standalone start), which is no fault; its
+/// `behaviour` module is kept to errors unless the filter names `libp2p_kad`.
+pub fn quiet_libp2p(filter: &str) -> String {
+    if filter.contains("libp2p_kad") {
+        filter.to_owned()
+    } else {
+        format!("{filter},libp2p_kad::behaviour=error")
+    }
+}
+
 /// The default listen address: all interfaces, the network's port.
 pub fn default_listen(network: Network) -> Multiaddr {
     let port = default_port(network);

@@ -91,7 +91,8 @@ pub enum Error {
     Installed(String),
 }
 
-/// Installs the process's log subscriber.
+/// Installs the process's log subscriber (with libp2p's Kademlia quieted,
+/// see [`crate::config::quiet_libp2p`]).
 ///
 /// # Errors
 ///
@@ -112,7 +113,8 @@ pub fn init(settings: &Settings<'_>) -> Result<(), Error> {
         && file.is_none()
         && io::IsTerminal::is_terminal(&io::stderr());
     let writer = Tee { file };
-    let subscriber = subscriber(settings.filter, settings.format, ansi, writer);
+    let filter = crate::config::quiet_libp2p(settings.filter);
+    let subscriber = subscriber(&filter, settings.format, ansi, writer);
     tracing::subscriber::set_global_default(subscriber)
         .map_err(|e| Error::Installed(e.to_string()))?;
     // libp2p's dependencies that log through the `log` crate (yamux) show up too.

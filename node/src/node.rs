@@ -738,7 +738,12 @@ impl Node {
             self.net.ban(peer, "another genesis block");
             return Ok(());
         }
-        info!(%peer, height = status.height, tip = %status.tip, "peer status");
+        // A peer's first status is news; the later ones (one per block) are not.
+        if self.net.peer_status(&peer).is_none() {
+            info!(%peer, height = status.height, tip = %status.tip, "peer status");
+        } else {
+            debug!(%peer, height = status.height, tip = %status.tip, "peer status");
+        }
         self.net.set_status(peer, status);
         self.sync.set_status(peer, status, self.core.chain())?;
         self.run_sync()
