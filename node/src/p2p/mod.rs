@@ -8,15 +8,15 @@
 //! all of it (libp2p's own and the gossip verdicts). It knows no consensus
 //! rule: it hands what peers send to the event loop as [`NetEvent`]s and carries
 //! out the event loop's decisions. Connections are watched for liveness
-//! ([`liveness`], carried out in `connections`) and metered ([`transport`]).
+//! (`liveness`, carried out in `connections`) and metered (`transport`).
 
 pub mod bans;
 mod connections;
-pub mod liveness;
+mod liveness;
 mod peers;
 pub mod protocol;
 pub mod ratelimit;
-pub mod transport;
+mod transport;
 
 pub use peers::BAN_DURATION;
 use peers::PeerMeta;
@@ -56,7 +56,7 @@ pub struct Config {
     /// Discover peers on the local network with mDNS (needs the `mdns` build feature).
     pub mdns: bool,
     /// A connection that received nothing for this long is closed; pings run
-    /// every quarter of it (see [`liveness`]).
+    /// every quarter of it (docs/p2p.md, "Liveness").
     pub peer_timeout: Duration,
 }
 
