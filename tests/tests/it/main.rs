@@ -3,5 +3,8 @@
 mod multihost;
 mod network;
 mod process;
+mod readme;
+mod replace;
 mod rpc;
+mod seed;
 mod wallet;
