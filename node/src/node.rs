@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::chain;
-use crate::core::{self, BlockOutcome, CompactOutcome, Core, Output};
+use crate::core::{self, BlockOutcome, CompactOutcome, Core, Output, Source};
 use crate::datadir::DataDir;
 use crate::metrics::{self, GossipTopic, Metrics, Registry};
 use crate::miner::{FoundBlock, Miner};
@@ -465,7 +465,8 @@ impl Node {
 
     fn on_found_block(&mut self, block: Block) -> anyhow::Result<()> {
         let hash = block.block_hash();
-        let (outcome, outputs) = self.core.handle_block(block.clone(), None, unix_now())?;
+        let (outcome, outputs) =
+            self.core.handle_block(block.clone(), Source::Local, unix_now())?;
         if outcome == BlockOutcome::Accepted {
             self.net.publish_block(&block);
             if !self.miner_rest.is_zero()
@@ -501,12 +502,14 @@ impl Node {
                 if matches!(outcome, BlockOutcome::Accepted | BlockOutcome::Duplicate) {
                     self.sync.peer_has(&from, hash, self.core.chain())?;
                 }
-                // Accepted gossip is forwarded by gossipsub itself.
+                // Forwarded by gossipsub itself when the core would relay it
+                // (connected, so fully validated), never when merely stored.
+                let relay = outputs.contains(&Output::RelayBlock(hash));
                 let outputs: Vec<_> =
                     outputs.into_iter().filter(|o| *o != Output::RelayBlock(hash)).collect();
                 let acceptance = match outcome {
-                    BlockOutcome::Accepted => MessageAcceptance::Accept,
                     BlockOutcome::Invalid(_) => MessageAcceptance::Reject,
+                    _ if relay => MessageAcceptance::Accept,
                     _ => MessageAcceptance::Ignore,
                 };
                 self.net.report(GossipTopic::Block, &id, &from, acceptance);
@@ -606,18 +609,24 @@ impl Node {
                     if !requested.contains(hash) {
                         continue;
                     }
-                    let (outcome, mut outputs) = self.core.handle_block(block, Some(peer), now)?;
+                    // Blocks the downloader asked for are on the best header
+                    // chain; the others (an orphan's parent, a compact block's
+                    // whole form) came by gossip in effect.
+                    let source = if self.sync.is_in_flight(&peer, hash) {
+                        Source::Requested(peer)
+                    } else {
+                        Source::Unrequested(peer)
+                    };
+                    let (outcome, mut outputs) = self.core.handle_block(block, source, now)?;
                     if self.incomplete.contains_key(hash) {
                         // Forwarded below as the gossiped compact block it completes.
                         outputs.retain(|o| *o != Output::RelayBlock(*hash));
                     }
                     self.carry_out(outputs);
-                    // Forwarded once stored and not invalid (new, or arrived meanwhile).
-                    let stored =
-                        self.core.chain().index_entry(hash)?.is_some_and(|e| e.status.has_data());
+                    // Forwarded once connected, so fully validated (new, or arrived meanwhile).
                     let acceptance = match outcome {
                         BlockOutcome::Invalid(_) => MessageAcceptance::Reject,
-                        _ if stored => MessageAcceptance::Accept,
+                        _ if self.core.is_valid(hash)? => MessageAcceptance::Accept,
                         _ => MessageAcceptance::Ignore,
                     };
                     self.settle_incomplete(hash, acceptance);

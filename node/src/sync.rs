@@ -172,6 +172,12 @@ impl<P: Ord + Clone> Sync<P> {
         self.in_flight.retain(|_, (p, _)| p != peer);
     }
 
+    /// Tells whether the block `hash` is in flight from `peer`: asked of it by
+    /// this downloader, so on the best header chain.
+    pub fn is_in_flight(&self, peer: &P, hash: &BlockHash) -> bool {
+        self.in_flight.get(hash).is_some_and(|(p, _)| p == peer)
+    }
+
     /// Tells whether a peer is known.
     pub fn has_peer(&self, peer: &P) -> bool {
         self.peers.contains_key(peer)

@@ -15,7 +15,7 @@ use tinychain_protocol::rpc::{
 use tinychain_protocol::{Block, BlockHash, BlockHeader, Transaction, Txid};
 
 use super::server::RpcError;
-use crate::core::{BlockOutcome, Core};
+use crate::core::{BlockOutcome, Core, Source};
 use crate::store::{Store, StoreError};
 
 /// Largest `generatetoaddress` count in one call.
@@ -380,13 +380,15 @@ pub fn submitblock<S: Store, P: Clone>(
     let block = Block::decode(&bytes)
         .map_err(|e| RpcError::invalid_params(format!("block decode failed: {e}")))?;
     let (outcome, _) = core
-        .handle_block(block.clone(), None, now)
+        .handle_block(block.clone(), Source::Local, now)
         .map_err(|e| RpcError::internal(e.to_string()))?;
     Ok(match outcome {
         BlockOutcome::Accepted => (Value::Null, Some(block)),
         BlockOutcome::Duplicate => (json!("duplicate"), None),
         BlockOutcome::Orphan => (json!("inconclusive: parent unknown"), None),
-        BlockOutcome::Premature(r) | BlockOutcome::Invalid(r) => (json!(r), None),
+        BlockOutcome::Premature(r) | BlockOutcome::Invalid(r) | BlockOutcome::Ignored(r) => {
+            (json!(r), None)
+        }
     })
 }
 

@@ -9,3 +9,4 @@ mod policy;
 mod sim;
 mod store;
 mod sync;
+mod untrusted;

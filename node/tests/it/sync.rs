@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use tinychain_node::core::Source;
 use tinychain_node::p2p::protocol::{MAX_HEADERS_PER_RESPONSE, Status};
 use tinychain_node::sync::{Action, Config, Sync};
 use tinychain_protocol::{Block, BlockHash, BlockHeader};
@@ -84,7 +85,7 @@ fn headers_come_first_from_the_peer_with_most_work_then_blocks_from_all() {
     for (peer, hashes) in requests.iter().rev() {
         for hash in hashes {
             let block = blocks.iter().find(|b| b.block_hash() == *hash).expect("ours").clone();
-            node.handle_block(block, Some(*peer), NOW).expect("store");
+            node.handle_block(block, Source::Requested(*peer), NOW).expect("store");
         }
         sync.blocks_received(peer, hashes, hashes);
     }
