@@ -180,6 +180,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     target_peers: c.p2p.target_peers,
                     mdns: c.p2p.mdns,
                     ban_file: None,
+                    ..Default::default()
                 },
                 core: Default::default(),
                 rpc_socket: Some(loaded.rpc_socket().to_path_buf()),

@@ -30,8 +30,7 @@ use crate::datadir::DataDir;
 use crate::metrics::{self, GossipTopic, Metrics, Registry};
 use crate::miner::{FoundBlock, Miner};
 use crate::p2p::protocol::{
-    MAX_BLOCKS_PER_RESPONSE, MAX_HEADERS_PER_RESPONSE, MAX_LOCATOR, MAX_RESPONSE_SIZE, Request,
-    Response, Status,
+    MAX_BLOCKS_PER_RESPONSE, MAX_HEADERS_PER_RESPONSE, MAX_RESPONSE_SIZE, Request, Response, Status,
 };
 use crate::p2p::{self, NetEvent, Network};
 use crate::rpc::{self, RpcCall, RpcError, methods};
@@ -250,10 +249,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 node.net.maintain();
                 // Refresh every peer's status: a peer that got ahead (after a
                 // partition, or while we were busy) is noticed and synced from.
-                let status = node.status();
+                let now = Instant::now();
                 for peer in node.net.connected_peers() {
                     if !node.net.is_waiting_on(&peer) {
-                        node.net.request(peer, Request::Status(status));
+                        let ask = node.sync.ask_status(peer, now);
+                        node.execute(ask.into_iter().collect());
                     }
                 }
                 node.report_progress();
@@ -486,8 +486,8 @@ impl Node {
         let now = unix_now();
         match event {
             NetEvent::PeerConnected(peer) => {
-                let status = self.status();
-                self.net.request(peer, Request::Status(status));
+                let ask = self.sync.ask_status(peer, Instant::now());
+                self.execute(ask.into_iter().collect());
             }
             NetEvent::GossipBlock { block, from, id } => {
                 let hash = block.block_hash();
@@ -548,25 +548,18 @@ impl Node {
         Ok(())
     }
 
-    /// Answers a peer's request. A request over the protocol's limits is
-    /// malformed: refused, and the peer penalised.
+    /// Answers a peer's request. Requests over the protocol's limits never
+    /// get here: the codec reads them as malformed, and the network refuses
+    /// them and penalises their sender.
     fn answer(&mut self, peer: PeerId, request: Request) -> anyhow::Result<Response> {
         Ok(match request {
             Request::Status(status) => {
                 self.on_status(peer, status)?;
                 Response::Status(self.status())
             }
-            Request::GetHeaders { locator } if locator.len() > MAX_LOCATOR => {
-                self.net.penalize(peer, "malformed request: locator too long");
-                Response::Refused(format!("at most {MAX_LOCATOR} locator hashes"))
-            }
             Request::GetHeaders { locator } => Response::Headers(
                 self.core.chain().headers_after(&locator, MAX_HEADERS_PER_RESPONSE)?,
             ),
-            Request::GetBlocks(hashes) if hashes.len() > MAX_BLOCKS_PER_RESPONSE => {
-                self.net.penalize(peer, "malformed request: too many blocks");
-                Response::Refused(format!("at most {MAX_BLOCKS_PER_RESPONSE} blocks per request"))
-            }
             Request::GetBlocks(hashes) => Response::Blocks(self.core.blocks(
                 &hashes,
                 MAX_BLOCKS_PER_RESPONSE,
@@ -583,7 +576,10 @@ impl Node {
         now: u64,
     ) -> anyhow::Result<()> {
         match (request, response) {
-            (Request::Status(_), Response::Status(status)) => self.on_status(peer, status)?,
+            (Request::Status(_), Response::Status(status)) => {
+                self.sync.status_answered(&peer);
+                self.on_status(peer, status)?;
+            }
             (Request::GetHeaders { .. }, Response::Headers(headers)) => {
                 let count = headers.len();
                 let outcome = if count > MAX_HEADERS_PER_RESPONSE {
@@ -651,7 +647,7 @@ impl Node {
                     Request::GetHeaders { .. } => {
                         self.sync.request_refused(&peer, &[], Instant::now());
                     }
-                    Request::Status(_) => {}
+                    Request::Status(_) => self.sync.status_answered(&peer),
                 }
             }
             (request, _) => {
@@ -693,7 +689,7 @@ impl Node {
         match request {
             Request::GetBlocks(hashes) => self.sync.request_failed(&peer, hashes),
             Request::GetHeaders { .. } => self.sync.request_failed(&peer, &[]),
-            Request::Status(_) => {}
+            Request::Status(_) => self.sync.status_answered(&peer),
         }
     }
 
@@ -717,9 +713,9 @@ impl Node {
             || self.sync.best_unknown_claim().is_some_and(|w| w > ours)
     }
 
-    /// Asks peers for headers and blocks as the downloader decides.
-    fn run_sync(&mut self) -> anyhow::Result<()> {
-        for action in self.sync.schedule(self.core.chain(), Instant::now())? {
+    /// Carries out the downloader's decisions.
+    fn execute(&mut self, actions: Vec<Action<PeerId>>) {
+        for action in actions {
             match action {
                 Action::GetHeaders { peer, locator } => {
                     debug!(%peer, "requesting headers");
@@ -728,9 +724,18 @@ impl Node {
                 Action::GetBlocks { peer, hashes } => {
                     self.net.request(peer, Request::GetBlocks(hashes));
                 }
+                Action::GetStatus { peer } => {
+                    self.net.request(peer, Request::Status(self.status()))
+                }
                 Action::Drop { peer, reason } => self.net.disconnect(peer, &reason),
             }
         }
+    }
+
+    /// Asks peers for headers and blocks as the downloader decides.
+    fn run_sync(&mut self) -> anyhow::Result<()> {
+        let actions = self.sync.schedule(self.core.chain(), Instant::now())?;
+        self.execute(actions);
         if self.progress.is_none() && self.is_syncing() {
             let height = self.core.chain().height();
             info!(
@@ -806,10 +811,10 @@ impl Node {
                     // A gossiped block's parent is missing. A short gap is fetched by
                     // hash; the peer's status tells whether it is ahead by more, and
                     // then headers-first sync takes over.
-                    if !self.is_syncing() && self.core.orphan_block_count() <= MAX_ORPHAN_FETCH {
-                        self.net.request(peer, Request::GetBlocks(vec![hash]));
-                    }
-                    self.net.request(peer, Request::Status(self.status()));
+                    let fetch =
+                        !self.is_syncing() && self.core.orphan_block_count() <= MAX_ORPHAN_FETCH;
+                    let actions = self.sync.orphan_parent(peer, hash, fetch, Instant::now());
+                    self.execute(actions);
                 }
                 Output::RelayTx(txid) => {
                     if let Some(entry) = self.core.mempool().get(&txid) {

@@ -209,6 +209,8 @@ impl Network {
         let until = unix_now() + BAN_DURATION.as_secs();
         warn!(%peer, reason, until, "peer banned");
         self.swarm.behaviour_mut().blocked.block_peer(peer);
+        // Kademlia keeps what it learnt and would hand the peer out to others.
+        self.swarm.behaviour_mut().kad.remove_peer(&peer);
         if let Err(e) = self.bans.ban(peer, until) {
             warn!(error = %e, "saving the ban list");
         }
