@@ -315,3 +315,48 @@ pub fn regtest_run_args<'a>(datadir: &'a str, extra: &[&'a str]) -> Vec<&'a str>
     args.extend_from_slice(extra);
     args
 }
+
+/// A `hostile-peer` process (this crate's binary, `src/bin/hostile-peer`)
+/// attacking a node; its report is read when it ends.
+pub struct HostilePeer(Child);
+
+impl HostilePeer {
+    /// Starts `hostile-peer` with `args` (see its `--help`).
+    ///
+    /// # Panics
+    ///
+    /// If it is not built or cannot be started.
+    pub fn start(args: &[&str]) -> HostilePeer {
+        let child = Command::new(binary("hostile-peer"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("hostile-peer starts");
+        HostilePeer(child)
+    }
+
+    /// Waits for it to end and returns the JSON objects it printed, one a line.
+    ///
+    /// # Panics
+    ///
+    /// If it fails or prints something that is not JSON.
+    pub fn report(self) -> Vec<serde_json::Value> {
+        let output = self.0.wait_with_output().expect("hostile-peer runs");
+        assert!(output.status.success(), "hostile-peer failed: {:?}", output.status);
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("hostile-peer prints JSON lines"))
+            .collect()
+    }
+}
+
+/// Returns the `summary` object of a hostile peer's report.
+///
+/// # Panics
+///
+/// If there is none.
+pub fn summary(report: &[serde_json::Value]) -> &serde_json::Value {
+    report.iter().find(|v| v["event"] == "summary").expect("a summary line")
+}
