@@ -696,19 +696,11 @@ impl Network {
             return None;
         };
         let data = &message.data;
-        let decoded = if data.len() > MAX_GOSSIP_DATA {
-            // Read because MAX_GOSSIP_READ is larger: only a peer that does
-            // not validate what it forwards sends this.
-            Err(format!("gossip message of {} bytes (at most {MAX_GOSSIP_DATA})", data.len()))
-        } else {
-            match topic {
-                GossipTopic::Block => CompactBlock::decode(data)
-                    .map(|block| NetEvent::GossipBlock { block, from, id: id.clone() })
-                    .map_err(|e| format!("malformed block: {e}")),
-                GossipTopic::Tx => Transaction::decode(data)
-                    .map(|tx| NetEvent::GossipTx { tx, from, id: id.clone() })
-                    .map_err(|e| format!("malformed transaction: {e}")),
-            }
+        let decoded = match topic {
+            GossipTopic::Block => protocol::decode_gossip_block(data)
+                .map(|block| NetEvent::GossipBlock { block, from, id: id.clone() }),
+            GossipTopic::Tx => protocol::decode_gossip_tx(data)
+                .map(|tx| NetEvent::GossipTx { tx, from, id: id.clone() }),
         };
         match decoded {
             Ok(event) => Some(event),

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tinychain_protocol::encode;
 use tinychain_protocol::params::MAX_BLOCK_SIZE;
 use tinychain_protocol::pow::Work;
-use tinychain_protocol::{Block, BlockHash, BlockHeader};
+use tinychain_protocol::{Block, BlockHash, BlockHeader, CompactBlock, Transaction};
 
 /// Largest request, in bytes.
 pub const MAX_REQUEST_SIZE: u64 = 64 * 1024;
@@ -106,6 +106,35 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, String> {
         )),
         _ => Ok(request),
     }
+}
+
+/// Decodes a gossiped compact block, refusing a payload over [`MAX_GOSSIP_DATA`].
+///
+/// # Errors
+///
+/// Why it is not one, in words for the log and the penalty.
+pub fn decode_gossip_block(data: &[u8]) -> Result<CompactBlock, String> {
+    check_gossip_size(data)?;
+    CompactBlock::decode(data).map_err(|e| format!("malformed block: {e}"))
+}
+
+/// Decodes a gossiped transaction, refusing a payload over [`MAX_GOSSIP_DATA`].
+///
+/// # Errors
+///
+/// Why it is not one, in words for the log and the penalty.
+pub fn decode_gossip_tx(data: &[u8]) -> Result<Transaction, String> {
+    check_gossip_size(data)?;
+    Transaction::decode(data).map_err(|e| format!("malformed transaction: {e}"))
+}
+
+/// Gossipsub reads up to [`MAX_GOSSIP_READ`] so that this check sees what a
+/// peer that does not validate what it forwards sends.
+fn check_gossip_size(data: &[u8]) -> Result<(), String> {
+    if data.len() > MAX_GOSSIP_DATA {
+        return Err(format!("gossip message of {} bytes (at most {MAX_GOSSIP_DATA})", data.len()));
+    }
+    Ok(())
 }
 
 /// A response to a [`Request`].
