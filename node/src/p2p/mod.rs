@@ -699,8 +699,11 @@ impl Network {
         let decoded = match topic {
             GossipTopic::Block => protocol::decode_gossip_block(data)
                 .map(|block| NetEvent::GossipBlock { block, from, id: id.clone() }),
-            GossipTopic::Tx => protocol::decode_gossip_tx(data)
-                .map(|tx| NetEvent::GossipTx { tx, from, id: id.clone() }),
+            GossipTopic::Tx => protocol::decode_gossip_tx(data).map(|tx| NetEvent::GossipTx {
+                tx,
+                from,
+                id: id.clone(),
+            }),
         };
         match decoded {
             Ok(event) => Some(event),
