@@ -10,16 +10,18 @@
 //! run through /proc/<pid>/clear_refs) over the run, and the honest node's
 //! sync rate, against the same run without an attacker.
 //!
-//! Needs a release node binary first, and Linux:
+//! Needs the node binary of the same profile first, and Linux:
 //! `cargo build --release -p tinychain-node && cargo bench -p tinychain-tests --bench attacks`
-//! (`-- malformed` or any other attack names run only those).
+//! (`-- malformed` or any other attack names run only those). With a debug
+//! build (`cargo build -p tinychain-node && cargo bench --profile dev -p
+//! tinychain-tests --bench attacks`) the node is slower, and so are the figures.
 
 use std::time::{Duration, Instant};
 
 use tinychain_tests::{HostilePeer, NodeProcess, REGTEST_ADDRESS, call, regtest_run_args, summary};
 
 /// Blocks in A's chain: what the honest node syncs.
-const BLOCKS: u32 = 5_000;
+const BLOCKS: u32 = 2_000;
 /// How long each attack lasts.
 const ATTACK: Duration = Duration::from_secs(30);
 /// When, into the attack, the honest node starts syncing.

@@ -1,7 +1,8 @@
-//! Writes the committed seed corpus, `fuzz/corpus/<target>/`: the golden
-//! vectors of `protocol/tests/it/vectors`, the genesis blocks, and one or two
-//! well-formed (and some malformed) inputs for every target.
-//! `cargo run --manifest-path fuzz/Cargo.toml --bin make-seeds`.
+//! Writes the fuzz targets' committed seed corpus, `fuzz/corpus/<target>/`:
+//! the golden vectors of `protocol/tests/it/vectors`, the genesis blocks, the
+//! example config, and one or two well-formed (and some malformed) inputs for
+//! every target. It lives here, not in `fuzz/`, so that it builds without
+//! libFuzzer: `cargo run -p tinychain-tests --example fuzz_seeds`.
 
 use std::path::Path;
 
@@ -16,7 +17,7 @@ fn vector(hex_text: &str) -> Vec<u8> {
 }
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
     std::fs::create_dir_all(&dir).expect("creates the corpus directory");
     std::fs::write(dir.join(name), bytes).expect("writes a seed");
 }
@@ -68,11 +69,23 @@ fn main() {
         write("sync_response", name, &encode::serialize(&response));
     }
 
-    write("rpc_request", "getblockcount", br#"{"jsonrpc":"2.0","id":1,"method":"getblockcount","params":[]}"#);
-    write("rpc_request", "getblock", br#"{"jsonrpc":"2.0","id":"a","method":"getblock","params":["00ff",0]}"#);
+    write(
+        "rpc_request",
+        "getblockcount",
+        br#"{"jsonrpc":"2.0","id":1,"method":"getblockcount","params":[]}"#,
+    );
+    write(
+        "rpc_request",
+        "getblock",
+        br#"{"jsonrpc":"2.0","id":"a","method":"getblock","params":["00ff",0]}"#,
+    );
     write("rpc_request", "no-params", br#"{"jsonrpc":"2.0","id":null,"method":"stop"}"#);
     write("config_file", "example", include_bytes!("../../deploy/tinychain.example.toml"));
-    write("config_file", "small", b"network = \"regtest\"\n[p2p]\nlisten = [\"/ip4/0.0.0.0/tcp/19444\"]\n");
+    write(
+        "config_file",
+        "small",
+        b"network = \"regtest\"\n[p2p]\nlisten = [\"/ip4/0.0.0.0/tcp/19444\"]\n",
+    );
 
     let mut one = [0u8; 32];
     one[31] = 1;
@@ -87,9 +100,15 @@ fn main() {
         );
         write("wallet_file", &format!("key-1-{network}"), wallet.as_bytes());
     }
-    write("ban_list", "one", br#"{ "12D3KooWJqem156booZj4jZuUwQ4L8C2uJMzHK46CagqfvNmes8c": 1795478400 }"#);
+    write(
+        "ban_list",
+        "one",
+        br#"{ "12D3KooWJqem156booZj4jZuUwQ4L8C2uJMzHK46CagqfvNmes8c": 1795478400 }"#,
+    );
     write("ban_list", "empty", b"{}");
-    for (name, text) in [("one", "1"), ("satoshi", "0.00000001"), ("decimal", "1337.5"), ("max", "21000000")] {
+    for (name, text) in
+        [("one", "1"), ("satoshi", "0.00000001"), ("decimal", "1337.5"), ("max", "21000000")]
+    {
         write("amount", name, text.as_bytes());
     }
 }
