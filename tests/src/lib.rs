@@ -50,6 +50,7 @@ fn binary_sources(name: &str) -> (&'static str, Vec<PathBuf>) {
     let (package, own) = match name {
         "tinychain-node" => ("tinychain-node", "node"),
         "tinychain-wallet" => ("tinychain-wallet", "wallet-cli"),
+        "hostile-peer" => ("tinychain-tests", "tests"),
         other => panic!("no workspace binary is called {other}"),
     };
     let sources = [own, "protocol", "rpc-client"]
