@@ -582,7 +582,8 @@ impl Network {
             BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => {
                 match message {
                     request_response::Message::Request { request, channel, .. } => {
-                        if !self.limiter.allow(peer, std::time::Instant::now()) {
+                        let cost = request.cost();
+                        if !self.limiter.allow_cost(peer, std::time::Instant::now(), cost) {
                             debug!(%peer, "request rate limited");
                             self.respond(channel, Response::Refused("rate limited".into()));
                             return None;
