@@ -4,5 +4,6 @@ mod hostile;
 mod multihost;
 mod network;
 mod process;
+mod readme;
 mod rpc;
 mod wallet;
