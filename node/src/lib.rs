@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod core;
 pub mod datadir;
+pub mod fees;
 pub mod mempool;
 pub mod metrics;
 pub mod miner;

@@ -5,6 +5,8 @@
 // The binary uses the rest of the module; this library only loads files.
 #![allow(dead_code)]
 
+mod hd;
+mod vault;
 mod wallet;
 
 use std::path::Path;

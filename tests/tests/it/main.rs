@@ -5,5 +5,7 @@ mod multihost;
 mod network;
 mod process;
 mod readme;
+mod replace;
 mod rpc;
+mod seed;
 mod wallet;

@@ -161,6 +161,8 @@ fn the_wallet_section_runs_as_written() {
         "total                     2000.00000000",
         "sent 1337.00000000 to n35RVEov7u1YHh9VNw9njHKSDEE243u3Dy",
         " in mempool (fee ",
+        "WRITE THIS DOWN",
+        "replaced ",
         " at height 41 with 1 confirmation\n",
         "stopped",
     ] {
