@@ -20,7 +20,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use tinychain_node::core::{BlockOutcome, Core};
+use tinychain_node::core::{BlockOutcome, Core, Source};
 use tinychain_node::datadir::DataDir;
 use tinychain_node::store::redb::RedbStore;
 use tinychain_node::testnet::{LocalNode, local_config};
@@ -86,7 +86,7 @@ fn build_chain(core: &mut BenchCore, blocks: u32, txs_per_block: usize) -> Vec<B
         }
         let mut block = core.block_template(pkh, now).block;
         solve(&mut block);
-        let (outcome, _) = core.handle_block(block.clone(), None, now).expect("store");
+        let (outcome, _) = core.handle_block(block.clone(), Source::Local, now).expect("store");
         assert_eq!(outcome, BlockOutcome::Accepted);
         if height > maturity {
             let matured: &Block = &chain[(height - maturity - 1) as usize];
@@ -125,7 +125,8 @@ fn ibd(rt: &tokio::runtime::Runtime, blocks: u32, txs_per_block: usize) {
     let (_dir, mut core) = open_core(fresh.path());
     let t = Instant::now();
     for block in &chain {
-        let (outcome, _) = core.handle_block(block.clone(), Some(1), unix_now()).expect("store");
+        let (outcome, _) =
+            core.handle_block(block.clone(), Source::Requested(1), unix_now()).expect("store");
         assert_eq!(outcome, BlockOutcome::Accepted);
     }
     let local = t.elapsed().as_secs_f64();

@@ -22,8 +22,40 @@ use crate::chain::orphans::{self, OrphanBlocks};
 use crate::chain::{self, AcceptError, Accepted, ChainState, HeadersOutcome, OpenError, TipChange};
 use crate::fees::{self, Estimator};
 use crate::mempool::{self, Mempool, RejectReason, TipContext};
-use crate::store::{Batch, Op, Store, StoreError};
+use crate::store::{Batch, BlockStatus, Op, Store, StoreError};
 use crate::template::{BlockTemplate, TemplateContext, create_block_template};
+
+/// Heights past the tip beyond which an unrequested block is not stored
+/// (Bitcoin Core's `MIN_BLOCKS_TO_KEEP` in `AcceptBlock`): headers-first sync
+/// fetches such blocks when their turn comes.
+pub const MAX_UNREQUESTED_AHEAD: u32 = 288;
+
+/// Where a block handed to the core comes from: whether it was asked for
+/// (Bitcoin Core's `fRequested` in `AcceptBlock`) and who answers for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source<P> {
+    /// This node's miner or RPC (`submitblock`, `generatetoaddress`): always
+    /// processed (Core's `force_processing`).
+    Local,
+    /// A peer's answer to a request of ours that headers-first sync made: the
+    /// block is on the best header chain, which has more work than the tip.
+    Requested(P),
+    /// A peer sent it unasked: by gossip, or as the whole block of a gossiped
+    /// compact block, or as the parent of an orphan. Stored only if it, or the
+    /// orphan chain waiting on it, has at least the tip's work, and it is at
+    /// most [`MAX_UNREQUESTED_AHEAD`] blocks past the tip.
+    Unrequested(P),
+}
+
+impl<P> Source<P> {
+    /// Returns the peer that sent the block, if a peer did.
+    pub fn peer(self) -> Option<P> {
+        match self {
+            Source::Local => None,
+            Source::Requested(peer) | Source::Unrequested(peer) => Some(peer),
+        }
+    }
+}
 
 /// Configuration of the core's parts.
 #[derive(Debug, Clone, Default)]
@@ -39,7 +71,7 @@ pub struct Config {
 /// Something the event loop must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output<P> {
-    /// Tell peers about a new valid block.
+    /// Tell peers about a new block, connected (fully validated) at least once.
     RelayBlock(BlockHash),
     /// Tell peers about a transaction accepted into the mempool.
     RelayTx(Txid),
@@ -75,7 +107,8 @@ pub enum Output<P> {
 /// What became of a block handed to the core (a gossip validation verdict).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BlockOutcome {
-    /// New and valid as far as checked: forward it.
+    /// New, stored, and valid as far as checked. It is forwarded only if it was
+    /// also connected: then the core outputs [`Output::RelayBlock`] for it.
     Accepted,
     /// Already known: forward nothing, punish nobody.
     Duplicate,
@@ -83,6 +116,10 @@ pub enum BlockOutcome {
     Orphan,
     /// Not valid yet (time too far ahead): ignored.
     Premature(String),
+    /// Unrequested and of no use now: less work than the tip (counting the
+    /// orphans waiting on it), or too far past it. Not stored, not relayed, and
+    /// nobody punished (an honest peer may be a block behind).
+    Ignored(String),
     /// Consensus-invalid: forward nothing, penalise the sender.
     Invalid(String),
 }
@@ -95,6 +132,7 @@ impl std::fmt::Display for BlockOutcome {
             BlockOutcome::Orphan => f.write_str("its parent is unknown (kept as an orphan)"),
             BlockOutcome::Premature(reason) => write!(f, "not valid yet: {reason}"),
             BlockOutcome::Invalid(reason) => write!(f, "invalid: {reason}"),
+            BlockOutcome::Ignored(reason) => write!(f, "not stored: {reason}"),
         }
     }
 }
@@ -213,6 +251,16 @@ impl<S: Store, P: Clone> Core<S, P> {
         &self.mempool
     }
 
+    /// Tells whether the block `hash` was connected (fully validated) at least
+    /// once, and is not known invalid: the blocks worth relaying.
+    ///
+    /// # Errors
+    ///
+    /// The store fails.
+    pub fn is_valid(&self, hash: &BlockHash) -> Result<bool, StoreError> {
+        Ok(self.chain.index_entry(hash)?.is_some_and(|e| e.status == BlockStatus::Valid))
+    }
+
     /// Estimates the fee rate that confirms within `target` blocks (see [`fees`]).
     pub fn estimate_fee(&self, target: u32) -> fees::Estimate {
         self.fees.estimate(target)
@@ -242,7 +290,9 @@ impl<S: Store, P: Clone> Core<S, P> {
         }
     }
 
-    /// Handles a block from `from` (a peer, or `None` for this node's miner or RPC).
+    /// Handles a block from `source`: stores it if it is worth storing (see
+    /// [`Source`]), connects what it makes the best chain, and says what to
+    /// relay, ask for and punish.
     ///
     /// # Errors
     ///
@@ -250,12 +300,18 @@ impl<S: Store, P: Clone> Core<S, P> {
     pub fn handle_block(
         &mut self,
         block: Block,
-        from: Option<P>,
+        source: Source<P>,
         now: u64,
     ) -> Result<(BlockOutcome, Vec<Output<P>>), StoreError> {
         let mut out = Vec::new();
+        let from = source.clone().peer();
         let hash = block.block_hash();
         let now32 = clamp_time(now);
+        if matches!(source, Source::Unrequested(_))
+            && let Some(reason) = self.unrequested_refusal(&block.header)?
+        {
+            return Ok((BlockOutcome::Ignored(reason), out));
+        }
         let outcome = match self.chain.accept_block(&block, now32) {
             Ok(Accepted::Duplicate) => return Ok((BlockOutcome::Duplicate, out)),
             Ok(Accepted::New) => BlockOutcome::Accepted,
@@ -285,13 +341,44 @@ impl<S: Store, P: Clone> Core<S, P> {
                 });
             }
         };
-        // Blocks that were waiting for this one can be accepted now.
-        let mut accepted = vec![hash];
-        let mut parents = vec![hash];
+        let accepted = self.accept_orphans_of(hash, now32)?;
+        // The mempool's transactions had their signatures checked on entry.
+        let mempool = &self.mempool;
+        let change = self.chain.activate_best_chain_with(&|txid| mempool.get(txid).is_some())?;
+        self.apply_tip_change(&change, now, &mut out)?;
+        if let Some(reason) = self.invalid_reason(&hash, &change)? {
+            if let Some(peer) = from {
+                out.push(Output::Penalize { peer, reason: reason.clone() });
+            }
+            return Ok((BlockOutcome::Invalid(reason), out));
+        }
+        // Only what was connected, so fully validated, is relayed: a block
+        // merely stored (a side branch) may still turn out invalid.
+        for h in accepted {
+            if self.is_valid(&h)? {
+                out.push(Output::RelayBlock(h));
+            }
+        }
+        Ok((outcome, out))
+    }
+
+    /// Accepts the orphans waiting on `parent`, just accepted, and theirs in
+    /// turn; returns the hashes accepted, `parent` first. They came unasked, so
+    /// the unrequested-block rule applies to each.
+    fn accept_orphans_of(
+        &mut self,
+        parent: BlockHash,
+        now: u32,
+    ) -> Result<Vec<BlockHash>, StoreError> {
+        let mut accepted = vec![parent];
+        let mut parents = vec![parent];
         while let Some(parent) = parents.pop() {
             for child in self.orphans.take_children(&parent) {
+                if self.unrequested_refusal(&child.header)?.is_some() {
+                    continue;
+                }
                 let child_hash = child.block_hash();
-                match self.chain.accept_block(&child, now32) {
+                match self.chain.accept_block(&child, now) {
                     Ok(_) => {
                         accepted.push(child_hash);
                         parents.push(child_hash);
@@ -301,24 +388,62 @@ impl<S: Store, P: Clone> Core<S, P> {
                 }
             }
         }
-        // The mempool's transactions had their signatures checked on entry.
-        let mempool = &self.mempool;
-        let change = self.chain.activate_best_chain_with(&|txid| mempool.get(txid).is_some())?;
-        self.apply_tip_change(&change, now, &mut out)?;
-        let invalid: Vec<&BlockHash> = change.invalid.iter().map(|(h, _)| h).collect();
-        if let Some((_, error)) = change.invalid.iter().find(|(h, _)| *h == hash) {
-            let reason = error.to_string();
-            if let Some(peer) = from {
-                out.push(Output::Penalize { peer, reason: reason.clone() });
-            }
-            return Ok((BlockOutcome::Invalid(reason), out));
+        Ok(accepted)
+    }
+
+    /// Tells why the block `hash`, just accepted and activated, is invalid
+    /// after all: it failed to connect, or an ancestor did (Core's
+    /// `BLOCK_FAILED_CHILD`). `None` if it is not known invalid.
+    fn invalid_reason(
+        &self,
+        hash: &BlockHash,
+        change: &TipChange,
+    ) -> Result<Option<String>, StoreError> {
+        if let Some((_, error)) = change.invalid.iter().find(|(h, _)| h == hash) {
+            return Ok(Some(error.to_string()));
         }
-        for h in accepted {
-            if !invalid.contains(&&h) {
-                out.push(Output::RelayBlock(h));
-            }
+        if !self.chain.index_entry(hash)?.is_some_and(|e| e.status.is_invalid()) {
+            return Ok(None);
         }
-        Ok((outcome, out))
+        Ok(Some(match change.invalid.first() {
+            Some((ancestor, error)) => {
+                format!("block {hash} descends from invalid block {ancestor}: {error}")
+            }
+            None => format!("block {hash} descends from an invalid block"),
+        }))
+    }
+
+    /// Tells why a block with `header`, sent unasked, is not worth storing
+    /// (Bitcoin Core's `AcceptBlock` with `fRequested` false): it has less work
+    /// than the tip, even counting the orphans waiting on it, or lies more than
+    /// [`MAX_UNREQUESTED_AHEAD`] blocks past the tip. `None` when it is worth
+    /// storing, or when the usual checks decide: already known, or its parent
+    /// unknown (an orphan, kept in memory while its parent is fetched).
+    fn unrequested_refusal(&self, header: &BlockHeader) -> Result<Option<String>, StoreError> {
+        let hash = header.block_hash();
+        if self
+            .chain
+            .index_entry(&hash)?
+            .is_some_and(|e| e.status.has_data() || e.status.is_invalid())
+        {
+            return Ok(None);
+        }
+        let Some(parent) = self.chain.index_entry(&header.prev_blockhash)? else { return Ok(None) };
+        // Bad bits are refused by the block checks that follow.
+        let Ok(target) = header.bits.to_target() else { return Ok(None) };
+        let Some(work) = parent.chainwork.checked_add(target.to_work()) else { return Ok(None) };
+        let tip = self.chain.tip_entry();
+        let height = parent.height + 1;
+        if height > tip.height.saturating_add(MAX_UNREQUESTED_AHEAD) {
+            return Ok(Some(format!(
+                "unrequested block {hash} at height {height} is too far past the tip at {}",
+                tip.height
+            )));
+        }
+        if self.orphans.most_work_on(&hash, work) < tip.chainwork {
+            return Ok(Some(format!("unrequested block {hash} has less work than the tip")));
+        }
+        Ok(None)
     }
 
     /// Handles a compact block from `from`: rebuilds the block from the mempool
@@ -340,14 +465,21 @@ impl<S: Store, P: Clone> Core<S, P> {
         if self.orphans.contains(&hash) || known.is_some_and(|e| e.status.has_data()) {
             return Ok((CompactOutcome::Block(BlockOutcome::Duplicate), Vec::new()));
         }
+        let source = from.clone().map_or(Source::Local, Source::Unrequested);
         let missing = match compact.reconstruct(|txid| self.mempool.get(txid).map(|e| e.tx.clone()))
         {
             Ok(block) => {
-                let (outcome, out) = self.handle_block(block, from, now)?;
+                let (outcome, out) = self.handle_block(block, source, now)?;
                 return Ok((CompactOutcome::Block(outcome), out));
             }
             Err(missing) => missing,
         };
+        // Fetching the whole block is pointless if it would not be stored.
+        if matches!(source, Source::Unrequested(_))
+            && let Some(reason) = self.unrequested_refusal(&compact.header)?
+        {
+            return Ok((CompactOutcome::Block(BlockOutcome::Ignored(reason)), Vec::new()));
+        }
         let invalid = if known.is_some_and(|e| e.status.is_invalid()) {
             Some(format!("block {hash} is known to be invalid"))
         } else {
@@ -536,7 +668,7 @@ impl<S: Store, P: Clone> Core<S, P> {
                 .ok_or(GenerateError::NotRegtest)?;
             block.header.nonce = nonce;
             let hash = block.block_hash();
-            let (outcome, out) = self.handle_block(block, None, now)?;
+            let (outcome, out) = self.handle_block(block, Source::Local, now)?;
             outputs.extend(out);
             if outcome != BlockOutcome::Accepted {
                 return Err(GenerateError::Rejected(outcome.to_string()));

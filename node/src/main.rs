@@ -196,6 +196,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     mdns: c.p2p.mdns,
                     peer_timeout: std::time::Duration::from_secs(c.p2p.peer_timeout_secs),
                     ban_file: None,
+                    ..Default::default()
                 },
                 core: Default::default(),
                 rpc_socket: Some(loaded.rpc_socket().to_path_buf()),

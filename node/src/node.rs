@@ -25,13 +25,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, warn};
 
 use crate::chain;
-use crate::core::{self, BlockOutcome, CompactOutcome, Core, Output};
+use crate::core::{self, BlockOutcome, CompactOutcome, Core, Output, Source};
 use crate::datadir::DataDir;
 use crate::metrics::{self, GossipTopic, Metrics, Registry};
 use crate::miner::{FoundBlock, Miner};
 use crate::p2p::protocol::{
-    MAX_BLOCKS_PER_RESPONSE, MAX_HEADERS_PER_RESPONSE, MAX_LOCATOR, MAX_RESPONSE_SIZE, Request,
-    Response, Status,
+    MAX_BLOCKS_PER_RESPONSE, MAX_HEADERS_PER_RESPONSE, MAX_RESPONSE_SIZE, Request, Response, Status,
 };
 use crate::p2p::{self, NetEvent, Network};
 use crate::rpc::table::{Method, NodeMethod};
@@ -282,10 +281,11 @@ async fn run_node(
                 node.net.maintain();
                 // Refresh every peer's status: a peer that got ahead (after a
                 // partition, or while we were busy) is noticed and synced from.
-                let status = node.status();
+                let now = Instant::now();
                 for peer in node.net.connected_peers() {
                     if !node.net.is_waiting_on(&peer) {
-                        node.net.request(peer, Request::Status(status));
+                        let ask = node.sync.ask_status(peer, now);
+                        node.execute(ask.into_iter().collect());
                     }
                 }
                 node.report_progress();
@@ -511,7 +511,7 @@ impl Node {
 
     fn on_found_block(&mut self, block: Block) -> anyhow::Result<()> {
         let hash = block.block_hash();
-        let (outcome, outputs) = self.core.handle_block(block, None, unix_now())?;
+        let (outcome, outputs) = self.core.handle_block(block, Source::Local, unix_now())?;
         if outcome == BlockOutcome::Accepted {
             if !self.miner_rest.is_zero()
                 && let Some((miner, _)) = &self.miner
@@ -530,8 +530,8 @@ impl Node {
         let now = unix_now();
         match event {
             NetEvent::PeerConnected(peer) => {
-                let status = self.status();
-                self.net.request(peer, Request::Status(status));
+                let ask = self.sync.ask_status(peer, Instant::now());
+                self.execute(ask.into_iter().collect());
             }
             NetEvent::GossipBlock { block, from, id } => {
                 let hash = block.block_hash();
@@ -546,12 +546,14 @@ impl Node {
                 if matches!(outcome, BlockOutcome::Accepted | BlockOutcome::Duplicate) {
                     self.sync.peer_has(&from, hash, self.core.chain())?;
                 }
-                // Accepted gossip is forwarded by gossipsub itself.
+                // Forwarded by gossipsub itself when the core would relay it
+                // (connected, so fully validated), never when merely stored.
+                let relay = outputs.contains(&Output::RelayBlock(hash));
                 let outputs: Vec<_> =
                     outputs.into_iter().filter(|o| *o != Output::RelayBlock(hash)).collect();
                 let acceptance = match outcome {
-                    BlockOutcome::Accepted => MessageAcceptance::Accept,
                     BlockOutcome::Invalid(_) => MessageAcceptance::Reject,
+                    _ if relay => MessageAcceptance::Accept,
                     _ => MessageAcceptance::Ignore,
                 };
                 self.net.report(GossipTopic::Block, &id, &from, acceptance);
@@ -590,25 +592,18 @@ impl Node {
         Ok(())
     }
 
-    /// Answers a peer's request. A request over the protocol's limits is
-    /// malformed: refused, and the peer penalised.
+    /// Answers a peer's request. Requests over the protocol's limits never
+    /// get here: the codec reads them as malformed, and the network refuses
+    /// them and penalises their sender.
     fn answer(&mut self, peer: PeerId, request: Request) -> anyhow::Result<Response> {
         Ok(match request {
             Request::Status(status) => {
                 self.on_status(peer, status)?;
                 Response::Status(self.status())
             }
-            Request::GetHeaders { locator } if locator.len() > MAX_LOCATOR => {
-                self.net.penalize(peer, "malformed request: locator too long");
-                Response::Refused(format!("at most {MAX_LOCATOR} locator hashes"))
-            }
             Request::GetHeaders { locator } => Response::Headers(
                 self.core.chain().headers_after(&locator, MAX_HEADERS_PER_RESPONSE)?,
             ),
-            Request::GetBlocks(hashes) if hashes.len() > MAX_BLOCKS_PER_RESPONSE => {
-                self.net.penalize(peer, "malformed request: too many blocks");
-                Response::Refused(format!("at most {MAX_BLOCKS_PER_RESPONSE} blocks per request"))
-            }
             Request::GetBlocks(hashes) => Response::Blocks(self.core.blocks(
                 &hashes,
                 MAX_BLOCKS_PER_RESPONSE,
@@ -625,7 +620,10 @@ impl Node {
         now: u64,
     ) -> anyhow::Result<()> {
         match (request, response) {
-            (Request::Status(_), Response::Status(status)) => self.on_status(peer, status)?,
+            (Request::Status(_), Response::Status(status)) => {
+                self.sync.status_answered(&peer);
+                self.on_status(peer, status)?;
+            }
             (Request::GetHeaders { .. }, Response::Headers(headers)) => {
                 let count = headers.len();
                 let outcome = if count > MAX_HEADERS_PER_RESPONSE {
@@ -651,18 +649,24 @@ impl Node {
                     if !requested.contains(hash) {
                         continue;
                     }
-                    let (outcome, mut outputs) = self.core.handle_block(block, Some(peer), now)?;
+                    // Blocks the downloader asked for are on the best header
+                    // chain; the others (an orphan's parent, a compact block's
+                    // whole form) came by gossip in effect.
+                    let source = if self.sync.is_in_flight(&peer, hash) {
+                        Source::Requested(peer)
+                    } else {
+                        Source::Unrequested(peer)
+                    };
+                    let (outcome, mut outputs) = self.core.handle_block(block, source, now)?;
                     if self.incomplete.contains_key(hash) {
                         // Forwarded below as the gossiped compact block it completes.
                         outputs.retain(|o| *o != Output::RelayBlock(*hash));
                     }
                     self.carry_out(outputs);
-                    // Forwarded once stored and not invalid (new, or arrived meanwhile).
-                    let stored =
-                        self.core.chain().index_entry(hash)?.is_some_and(|e| e.status.has_data());
+                    // Forwarded once connected, so fully validated (new, or arrived meanwhile).
                     let acceptance = match outcome {
                         BlockOutcome::Invalid(_) => MessageAcceptance::Reject,
-                        _ if stored => MessageAcceptance::Accept,
+                        _ if self.core.is_valid(hash)? => MessageAcceptance::Accept,
                         _ => MessageAcceptance::Ignore,
                     };
                     self.settle_incomplete(hash, acceptance);
@@ -687,7 +691,7 @@ impl Node {
                     Request::GetHeaders { .. } => {
                         self.sync.request_refused(&peer, &[], Instant::now());
                     }
-                    Request::Status(_) => {}
+                    Request::Status(_) => self.sync.status_answered(&peer),
                 }
             }
             (request, _) => {
@@ -729,7 +733,7 @@ impl Node {
         match request {
             Request::GetBlocks(hashes) => self.sync.request_failed(&peer, hashes),
             Request::GetHeaders { .. } => self.sync.request_failed(&peer, &[]),
-            Request::Status(_) => {}
+            Request::Status(_) => self.sync.status_answered(&peer),
         }
     }
 
@@ -758,9 +762,9 @@ impl Node {
             || self.sync.best_unknown_claim().is_some_and(|w| w > ours)
     }
 
-    /// Asks peers for headers and blocks as the downloader decides.
-    fn run_sync(&mut self) -> anyhow::Result<()> {
-        for action in self.sync.schedule(self.core.chain(), Instant::now())? {
+    /// Carries out the downloader's decisions.
+    fn execute(&mut self, actions: Vec<Action<PeerId>>) {
+        for action in actions {
             match action {
                 Action::GetHeaders { peer, locator } => {
                     debug!(%peer, "requesting headers");
@@ -769,9 +773,18 @@ impl Node {
                 Action::GetBlocks { peer, hashes } => {
                     self.net.request(peer, Request::GetBlocks(hashes));
                 }
+                Action::GetStatus { peer } => {
+                    self.net.request(peer, Request::Status(self.status()))
+                }
                 Action::Drop { peer, reason } => self.net.disconnect(peer, &reason),
             }
         }
+    }
+
+    /// Asks peers for headers and blocks as the downloader decides.
+    fn run_sync(&mut self) -> anyhow::Result<()> {
+        let actions = self.sync.schedule(self.core.chain(), Instant::now())?;
+        self.execute(actions);
         if self.progress.is_none() && self.is_syncing() {
             let height = self.core.chain().height();
             info!(
@@ -863,10 +876,10 @@ impl Node {
                     // A gossiped block's parent is missing. A short gap is fetched by
                     // hash; the peer's status tells whether it is ahead by more, and
                     // then headers-first sync takes over.
-                    if !self.is_syncing() && self.core.orphan_block_count() <= MAX_ORPHAN_FETCH {
-                        self.net.request(peer, Request::GetBlocks(vec![hash]));
-                    }
-                    self.net.request(peer, Request::Status(self.status()));
+                    let fetch =
+                        !self.is_syncing() && self.core.orphan_block_count() <= MAX_ORPHAN_FETCH;
+                    let actions = self.sync.orphan_parent(peer, hash, fetch, Instant::now());
+                    self.execute(actions);
                 }
                 Output::RelayTx(txid) => {
                     if let Some(entry) = self.core.mempool().get(&txid) {

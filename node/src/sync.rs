@@ -27,6 +27,11 @@ use crate::store::{Store, StoreError};
 
 /// How long a peer that refused a request is left alone.
 const REST_AFTER_REFUSAL: Duration = Duration::from_secs(1);
+/// Least time between two `Status` requests to one peer: orphan blocks of a
+/// fast-mining peer each call for one, and that must not become a flood.
+const STATUS_SPACING: Duration = Duration::from_secs(1);
+/// Orphan parents asked for by hash and not yet answered, remembered at most.
+const MAX_PARENTS_ASKED: usize = 64;
 
 /// Settings of the downloader.
 #[derive(Debug, Clone)]
@@ -70,6 +75,11 @@ pub enum Action<P> {
         /// The blocks, in height order.
         hashes: Vec<BlockHash>,
     },
+    /// Send `Status` with our status: its answer tells whether the peer is ahead.
+    GetStatus {
+        /// The peer.
+        peer: P,
+    },
     /// Disconnect the peer: it stalls the download.
     Drop {
         /// The peer.
@@ -108,6 +118,12 @@ pub struct Sync<P> {
     peers: BTreeMap<P, PeerSync>,
     /// Blocks requested: from whom and when.
     in_flight: HashMap<BlockHash, (P, Instant)>,
+    /// When a `Status` request went to each peer, while unanswered (or for
+    /// [`STATUS_SPACING`] after).
+    status_asked: BTreeMap<P, (Instant, bool)>,
+    /// Orphan parents asked for by hash, and when: not asked again within
+    /// [`Config::timeout`] (the block arrives, or the peer lacks it).
+    parents_asked: HashMap<BlockHash, Instant>,
 }
 
 /// How a peer misbehaved in sync, for its score.
@@ -120,7 +136,13 @@ pub struct Misbehaviour {
 impl<P: Ord + Clone> Sync<P> {
     /// Makes a downloader with no peers.
     pub fn new(config: Config) -> Sync<P> {
-        Sync { config, peers: BTreeMap::new(), in_flight: HashMap::new() }
+        Sync {
+            config,
+            peers: BTreeMap::new(),
+            in_flight: HashMap::new(),
+            status_asked: BTreeMap::new(),
+            parents_asked: HashMap::new(),
+        }
     }
 
     /// Records a peer's status: what chain it claims.
@@ -170,6 +192,62 @@ impl<P: Ord + Clone> Sync<P> {
     pub fn remove_peer(&mut self, peer: &P) {
         self.peers.remove(peer);
         self.in_flight.retain(|_, (p, _)| p != peer);
+        self.status_asked.remove(peer);
+    }
+
+    /// Decides whether to ask `peer` for its status now: not while a `Status`
+    /// request to it is unanswered (unless it timed out), and not twice within
+    /// [`STATUS_SPACING`]. Records the request when it says yes.
+    pub fn ask_status(&mut self, peer: P, now: Instant) -> Option<Action<P>> {
+        if let Some((since, answered)) = self.status_asked.get(&peer) {
+            let age = now.saturating_duration_since(*since);
+            let limit = if *answered { STATUS_SPACING } else { self.config.timeout };
+            if age < limit {
+                return None;
+            }
+        }
+        self.status_asked.insert(peer.clone(), (now, false));
+        Some(Action::GetStatus { peer })
+    }
+
+    /// Records that `peer` answered (or failed) our `Status` request.
+    pub fn status_answered(&mut self, peer: &P) {
+        if let Some((_, answered)) = self.status_asked.get_mut(peer) {
+            *answered = true;
+        }
+    }
+
+    /// Decides what to ask `peer`, which sent an orphan block whose missing
+    /// ancestor is `parent`: the parent itself if `fetch` allows (the node is
+    /// not syncing and holds few orphans) and nobody was asked for it already,
+    /// and the peer's status, which tells whether headers-first sync should
+    /// take over (see [`Sync::ask_status`]). A burst of orphans from a
+    /// fast-mining peer so costs a request or two, not one per block.
+    pub fn orphan_parent(
+        &mut self,
+        peer: P,
+        parent: BlockHash,
+        fetch: bool,
+        now: Instant,
+    ) -> Vec<Action<P>> {
+        let mut actions = Vec::new();
+        let timeout = self.config.timeout;
+        self.parents_asked.retain(|_, since| now.saturating_duration_since(*since) < timeout);
+        if fetch
+            && !self.parents_asked.contains_key(&parent)
+            && self.parents_asked.len() < MAX_PARENTS_ASKED
+        {
+            self.parents_asked.insert(parent, now);
+            actions.push(Action::GetBlocks { peer: peer.clone(), hashes: vec![parent] });
+        }
+        actions.extend(self.ask_status(peer, now));
+        actions
+    }
+
+    /// Tells whether the block `hash` is in flight from `peer`: asked of it by
+    /// this downloader, so on the best header chain.
+    pub fn is_in_flight(&self, peer: &P, hash: &BlockHash) -> bool {
+        self.in_flight.get(hash).is_some_and(|(p, _)| p == peer)
     }
 
     /// Tells whether a peer is known.

@@ -50,6 +50,7 @@ fn binary_sources(name: &str) -> (&'static str, Vec<PathBuf>) {
     let (package, own) = match name {
         "tinychain-node" => ("tinychain-node", "node"),
         "tinychain-wallet" => ("tinychain-wallet", "wallet-cli"),
+        "hostile-peer" => ("tinychain-tests", "tests"),
         other => panic!("no workspace binary is called {other}"),
     };
     let sources = [own, "protocol", "rpc-client"]
@@ -474,6 +475,51 @@ pub fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A `hostile-peer` process (this crate's binary, `src/bin/hostile-peer`)
+/// attacking a node; its report is read when it ends.
+pub struct HostilePeer(Child);
+
+impl HostilePeer {
+    /// Starts `hostile-peer` with `args` (see its `--help`).
+    ///
+    /// # Panics
+    ///
+    /// If it is not built or cannot be started.
+    pub fn start(args: &[&str]) -> HostilePeer {
+        let child = Command::new(binary("hostile-peer"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("hostile-peer starts");
+        HostilePeer(child)
+    }
+
+    /// Waits for it to end and returns the JSON objects it printed, one a line.
+    ///
+    /// # Panics
+    ///
+    /// If it fails or prints something that is not JSON.
+    pub fn report(self) -> Vec<serde_json::Value> {
+        let output = self.0.wait_with_output().expect("hostile-peer runs");
+        assert!(output.status.success(), "hostile-peer failed: {:?}", output.status);
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("hostile-peer prints JSON lines"))
+            .collect()
+    }
+}
+
+/// Returns the `summary` object of a hostile peer's report.
+///
+/// # Panics
+///
+/// If there is none.
+pub fn summary(report: &[serde_json::Value]) -> &serde_json::Value {
+    report.iter().find(|v| v["event"] == "summary").expect("a summary line")
 }
 
 #[cfg(test)]

@@ -19,14 +19,14 @@
 //! through the store's children table.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use tinychain_protocol::BlockHash;
 use tinychain_protocol::pow::{CompactTarget, Work};
 
 use crate::store::{BlockStatus, IndexEntry, Store, StoreError};
 
-/// Candidate order: most work first, then first seen.
+/// Candidate order: most work first, then first linked.
 type CandidateKey = (Reverse<Work>, u64, BlockHash);
 
 fn candidate_key(hash: &BlockHash, entry: &IndexEntry) -> CandidateKey {
@@ -282,19 +282,27 @@ impl BlockIndex {
     /// Re-derives whether `root` and its descendants are linked candidates,
     /// walking down only as far as the flag changes. A root `new` to the index
     /// has no children in the store yet.
+    ///
+    /// A block becoming linked gets its arrival number then (Bitcoin Core's
+    /// `nSequenceId`, set in `ReceivedBlockTransactions`), parents before
+    /// children: on equal work, the chain whose blocks were all stored first
+    /// wins, so withholding a block's parent cannot win a tie.
     fn refresh_links<S: Store>(
         &mut self,
         store: &S,
         root: BlockHash,
         new: bool,
     ) -> Result<(), StoreError> {
-        let mut stack = vec![root];
-        while let Some(hash) = stack.pop() {
+        let mut queue = VecDeque::from([root]);
+        while let Some(hash) = queue.pop_front() {
             let Some(mut entry) = self.get(store, &hash)? else { continue };
             let parent = entry.header.prev_blockhash;
             let parent_linked =
                 parent == BlockHash::ZERO || self.get(store, &parent)?.is_some_and(|p| p.linked);
             let linked = parent_linked && entry.status.has_data() && !entry.status.is_invalid();
+            if linked && !entry.linked {
+                entry.sequence = self.next_sequence();
+            }
             let key = candidate_key(&hash, &entry);
             if linked {
                 self.candidates.insert(key);
@@ -305,16 +313,16 @@ impl BlockIndex {
                 entry.linked = linked;
                 self.put(hash, entry);
                 if new && hash == root {
-                    stack.extend(self.unwritten_children(&hash));
+                    queue.extend(self.unwritten_children(&hash));
                 } else {
-                    stack.extend(self.children(store, &hash, entry.height)?);
+                    queue.extend(self.children(store, &hash, entry.height)?);
                 }
             }
         }
         Ok(())
     }
 
-    /// Returns the best candidate: the most-work linked valid block, first seen on ties.
+    /// Returns the best candidate: the most-work linked valid block, first linked on ties.
     pub fn best_candidate(&self) -> Option<(BlockHash, Work)> {
         self.candidates.first().map(|(Reverse(work), _, hash)| (*hash, *work))
     }

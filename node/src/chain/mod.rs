@@ -2,7 +2,8 @@
 //!
 //! Owns Bitcoin Core's `ChainstateManager` logic in small form: accepting headers
 //! and blocks ([`ChainState::accept_headers`], [`ChainState::accept_block`]),
-//! choosing the valid chain with the most chainwork (first seen wins a tie),
+//! choosing the valid chain with the most chainwork (on a tie, the one whose
+//! blocks were all stored first wins),
 //! and moving to it ([`ChainState::activate_best_chain`]) by disconnecting blocks
 //! with their undo data and connecting the new branch. A block that fails while
 //! connecting is marked invalid with all its descendants and never retried; the
@@ -423,10 +424,10 @@ impl<S: Store> ChainState<S> {
             }
             return Err(AcceptError::Invalid { hash, error: Box::new(error) });
         }
-        // The arrival order that breaks chainwork ties counts from when the block's
-        // data arrived, as in Bitcoin Core, not from when its header did.
-        let sequence = self.index.next_sequence();
-        let stored = IndexEntry { status: BlockStatus::DataStored, sequence, ..entry };
+        // The arrival order that breaks chainwork ties is given when the block
+        // and all its ancestors have their data (the index does it as it links
+        // them), as in Bitcoin Core: withholding a parent cannot win a tie.
+        let stored = IndexEntry { status: BlockStatus::DataStored, ..entry };
         let mut batch = self.batch_at(stored.height);
         batch.push(Op::PutBlock(block.clone()));
         self.flush()?;

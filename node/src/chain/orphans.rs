@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use tinychain_protocol::pow::Work;
 use tinychain_protocol::{Block, BlockHash};
 
 /// Limits of the orphan block pool.
@@ -126,6 +127,27 @@ impl OrphanBlocks {
             }
         }
         Some(orphan.block)
+    }
+
+    /// Returns the most chainwork reached by a chain of orphans descending from
+    /// `hash`, whose own chainwork is `work` (`work` itself if none waits on
+    /// it). Their proof of work was checked against their own bits when they
+    /// came in, so the work counted is work done.
+    pub fn most_work_on(&self, hash: &BlockHash, work: Work) -> Work {
+        let mut best = work;
+        let mut stack = vec![(*hash, work)];
+        // Each orphan is visited once: a hash chain has no cycles, and the
+        // pool is bounded.
+        while let Some((parent, work)) = stack.pop() {
+            for child in self.by_parent.get(&parent).into_iter().flatten() {
+                let Some(orphan) = self.blocks.get(child) else { continue };
+                let Ok(target) = orphan.block.header.bits.to_target() else { continue };
+                let Some(child_work) = work.checked_add(target.to_work()) else { continue };
+                best = best.max(child_work);
+                stack.push((*child, child_work));
+            }
+        }
+        best
     }
 
     /// Takes out the orphans whose parent is `parent`.
@@ -301,6 +323,25 @@ mod tests {
         // The duplicate did not refresh the time to live.
         pool.expire(10);
         assert!(pool.is_empty());
+    }
+
+    #[test]
+    fn most_work_on_follows_the_heaviest_chain_of_orphans() {
+        let mut pool = pool(100, u64::MAX, 600);
+        let root = unknown(1);
+        // Two chains on `root`: a → b, and c alone.
+        let a = block(root, 1, 0);
+        let b = block(a.block_hash(), 2, 0);
+        let c = block(root, 3, 0);
+        for blk in [&a, &b, &c] {
+            assert!(pool.insert(blk.clone(), 0));
+        }
+        let one = a.header.bits.to_target().expect("valid bits").to_work();
+        let base = Work::from_u128(1000);
+        let two = base.checked_add(one).and_then(|w| w.checked_add(one)).expect("small");
+        assert_eq!(pool.most_work_on(&root, base), two, "a and b on top of the base");
+        assert_eq!(pool.most_work_on(&b.block_hash(), base), base, "nothing waits on b");
+        assert_eq!(pool.most_work_on(&unknown(9), base), base);
     }
 
     #[test]

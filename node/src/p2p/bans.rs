@@ -31,6 +31,32 @@ pub struct BanListError {
     detail: String,
 }
 
+/// Reads the bans in force at `now` from the text of a ban list file (a JSON
+/// object of peer id → unix time the ban ends), keeping at most [`MAX_BANS`].
+///
+/// # Errors
+///
+/// The text is not such an object, or names something that is not a peer id.
+pub fn parse(text: &str, now: u64) -> Result<BTreeMap<PeerId, u64>, String> {
+    let raw: BTreeMap<String, u64> =
+        serde_json::from_str(text).map_err(|e| format!("not a ban list: {e}"))?;
+    let mut bans = BTreeMap::new();
+    for (peer, until) in raw.into_iter().filter(|(_, until)| *until > now) {
+        let id: PeerId = peer.parse().map_err(|e| format!("peer id {peer}: {e}"))?;
+        bans.insert(id, until);
+    }
+    trim(&mut bans);
+    Ok(bans)
+}
+
+/// Drops the earliest-ending bans beyond [`MAX_BANS`].
+fn trim(bans: &mut BTreeMap<PeerId, u64>) {
+    while bans.len() > MAX_BANS {
+        let Some(first) = bans.iter().min_by_key(|(_, u)| **u).map(|(p, _)| *p) else { break };
+        bans.remove(&first);
+    }
+}
+
 impl BanList {
     /// Loads the list from `path` (empty if the file does not exist), dropping
     /// bans that ended before `now`.
@@ -46,14 +72,7 @@ impl BanList {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(list),
             Err(e) => return Err(err(e.to_string())),
         };
-        let raw: BTreeMap<String, u64> =
-            serde_json::from_str(&text).map_err(|e| err(format!("not a ban list: {e}")))?;
-        for (peer, until) in raw {
-            let peer: PeerId = peer.parse().map_err(|e| err(format!("peer id {peer}: {e}")))?;
-            if until > now {
-                list.bans.insert(peer, until);
-            }
-        }
+        list.bans = parse(&text, now).map_err(err)?;
         Ok(list)
     }
 
@@ -79,12 +98,7 @@ impl BanList {
     /// The file cannot be written (the ban holds in memory all the same).
     pub fn ban(&mut self, peer: PeerId, until: u64) -> Result<(), BanListError> {
         self.bans.insert(peer, until);
-        while self.bans.len() > MAX_BANS {
-            let Some(first) = self.bans.iter().min_by_key(|(_, u)| **u).map(|(p, _)| *p) else {
-                break;
-            };
-            self.bans.remove(&first);
-        }
+        trim(&mut self.bans);
         self.save()
     }
 

@@ -38,7 +38,7 @@ use tinychain_protocol::{Block, BlockHash, CompactBlock, Transaction};
 use tracing::{debug, info, warn};
 
 use crate::metrics::{GossipCounter, GossipTopic, Registry};
-use protocol::{Codec, MAX_GOSSIP_SIZE, Request, Response, Status};
+use protocol::{Codec, MAX_GOSSIP_DATA, MAX_GOSSIP_READ, Request, Response, Status, WireRequest};
 
 /// Settings of the network.
 #[derive(Debug, Clone)]
@@ -58,6 +58,8 @@ pub struct Config {
     /// A connection that received nothing for this long is closed; pings run
     /// every quarter of it (docs/p2p.md, "Liveness").
     pub peer_timeout: Duration,
+    /// The per-peer limit on incoming sync requests.
+    pub rate_limit: ratelimit::Config,
 }
 
 impl Default for Config {
@@ -70,6 +72,7 @@ impl Default for Config {
             target_peers: 8,
             mdns: false,
             peer_timeout: Duration::from_secs(crate::config::DEFAULT_PEER_TIMEOUT_SECS),
+            rate_limit: ratelimit::Config::default(),
         }
     }
 }
@@ -287,7 +290,7 @@ impl Network {
             .validation_mode(gossipsub::ValidationMode::Strict)
             .validate_messages()
             .message_id_fn(message_id)
-            .max_transmit_size(MAX_GOSSIP_SIZE)
+            .max_transmit_size(MAX_GOSSIP_READ)
             .mesh_n(4)
             .mesh_n_low(2)
             .mesh_n_high(8)
@@ -397,7 +400,7 @@ impl Network {
             statuses: HashMap::new(),
             pending: HashMap::new(),
             network_id: id,
-            limiter: ratelimit::RateLimiter::new(ratelimit::Config::default()),
+            limiter: ratelimit::RateLimiter::new(config.rate_limit),
             peers: HashMap::new(),
             target_peers: config.target_peers,
             mesh: HashMap::new(),
@@ -423,6 +426,7 @@ impl Network {
         let banned: Vec<PeerId> = network.bans.iter().map(|(p, _)| *p).collect();
         for peer in banned {
             network.swarm.behaviour_mut().blocked.block_peer(peer);
+            network.swarm.behaviour_mut().kad.remove_peer(&peer);
         }
         for addr in &config.bootstrap {
             if let Some(Protocol::P2p(peer)) = addr.iter().last() {
@@ -470,6 +474,12 @@ impl Network {
     }
 
     fn publish(&mut self, topic: IdentTopic, data: Vec<u8>) {
+        // gossipsub would send up to MAX_GOSSIP_READ; peers read no more than
+        // MAX_GOSSIP_SIZE, and judge no payload over MAX_GOSSIP_DATA valid.
+        if data.len() > MAX_GOSSIP_DATA {
+            warn!(bytes = data.len(), %topic, "not publishing a message over the gossip limit");
+            return;
+        }
         match self.swarm.behaviour_mut().gossipsub.publish(topic.clone(), data.clone()) {
             Ok(_) | Err(PublishError::Duplicate) => {}
             Err(PublishError::NoPeersSubscribedToTopic) => {
@@ -508,7 +518,8 @@ impl Network {
 
     /// Sends a request to a peer.
     pub fn request(&mut self, peer: PeerId, request: Request) {
-        let id = self.swarm.behaviour_mut().sync.send_request(&peer, request.clone());
+        let sync = &mut self.swarm.behaviour_mut().sync;
+        let id = sync.send_request(&peer, WireRequest::Request(request.clone()));
         self.pending.insert(id, (peer, request));
     }
 
@@ -578,39 +589,7 @@ impl Network {
                 propagation_source,
                 message_id,
                 message,
-            }) => {
-                let from = propagation_source;
-                if message.topic == self.blocks_topic.hash() {
-                    match CompactBlock::decode(&message.data) {
-                        Ok(block) => {
-                            return Some(NetEvent::GossipBlock { block, from, id: message_id });
-                        }
-                        Err(e) => {
-                            let reject = MessageAcceptance::Reject;
-                            self.report(GossipTopic::Block, &message_id, &from, reject);
-                            self.penalize(from, &format!("malformed block: {e}"));
-                        }
-                    }
-                } else if message.topic == self.txs_topic.hash() {
-                    match Transaction::decode(&message.data) {
-                        Ok(tx) => return Some(NetEvent::GossipTx { tx, from, id: message_id }),
-                        Err(e) => {
-                            let reject = MessageAcceptance::Reject;
-                            self.report(GossipTopic::Tx, &message_id, &from, reject);
-                            self.penalize(from, &format!("malformed transaction: {e}"));
-                        }
-                    }
-                } else {
-                    // Not a topic of ours (we subscribe to none other): not counted.
-                    let gossip = &mut self.swarm.behaviour_mut().gossipsub;
-                    gossip.report_message_validation_result(
-                        &message_id,
-                        &from,
-                        MessageAcceptance::Ignore,
-                    );
-                }
-                None
-            }
+            }) => self.on_gossip(propagation_source, message_id, &message),
             BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic }) => {
                 info!(peer = %peer_id, %topic, "peer subscribed");
                 let waiting = std::mem::take(&mut self.unpublished);
@@ -622,12 +601,23 @@ impl Network {
             BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => {
                 match message {
                     request_response::Message::Request { request, channel, .. } => {
-                        if self.limiter.allow(peer, std::time::Instant::now()) {
-                            Some(NetEvent::Request { peer, request, channel })
-                        } else {
+                        let cost = request.cost();
+                        if !self.limiter.allow_cost(peer, std::time::Instant::now(), cost) {
                             debug!(%peer, "request rate limited");
                             self.respond(channel, Response::Refused("rate limited".into()));
-                            None
+                            return None;
+                        }
+                        match request {
+                            WireRequest::Request(request) => {
+                                Some(NetEvent::Request { peer, request, channel })
+                            }
+                            WireRequest::Malformed(reason) => {
+                                // Answered before the penalty, whose ban would close the stream.
+                                let reason = format!("malformed request: {reason}");
+                                self.respond(channel, Response::Refused(reason.clone()));
+                                self.penalize(peer, &reason);
+                                None
+                            }
                         }
                     }
                     request_response::Message::Response { request_id, response } => {
@@ -654,12 +644,9 @@ impl Network {
             BehaviourEvent::Sync(request_response::Event::InboundFailure {
                 peer, error, ..
             }) => {
+                // Bad bytes arrive as `WireRequest::Malformed`; this is the
+                // stream failing (closed, timed out, over the stream limit).
                 debug!(%peer, %error, "sync request from peer failed");
-                if let request_response::InboundFailure::Io(e) = &error
-                    && e.kind() == std::io::ErrorKind::InvalidData
-                {
-                    self.penalize(peer, &format!("malformed or oversized request: {e}"));
-                }
                 None
             }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
@@ -670,7 +657,11 @@ impl Network {
                     meta.agent = Some(info.agent_version.clone());
                 }
                 if info.protocol_version != format!("tinychain/{}", self.network_id) {
-                    self.ban(peer_id, "another network (identify protocol version)");
+                    let reason = format!(
+                        "another network (identify protocol version {:?})",
+                        info.protocol_version
+                    );
+                    self.ban(peer_id, &reason);
                     return None;
                 }
                 for addr in info.listen_addrs {
@@ -683,7 +674,10 @@ impl Network {
                 None
             }
             BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }) => {
-                if !self.swarm.is_connected(&peer) && self.peer_count() < self.target_peers {
+                if self.bans.contains(&peer) {
+                    // Learnt again (mDNS, say): never handed out in FIND_NODE answers.
+                    self.swarm.behaviour_mut().kad.remove_peer(&peer);
+                } else if !self.swarm.is_connected(&peer) && self.peer_count() < self.target_peers {
                     let _ = self.swarm.dial(peer);
                 }
                 None
@@ -697,6 +691,47 @@ impl Network {
                 None
             }
             _ => None,
+        }
+    }
+}
+
+impl Network {
+    /// Decodes a gossip message from `from` (the peer that forwarded it) for
+    /// the event loop; a message that is oversized or does not decode is
+    /// rejected here and its sender penalised.
+    fn on_gossip(
+        &mut self,
+        from: PeerId,
+        id: MessageId,
+        message: &gossipsub::Message,
+    ) -> Option<NetEvent> {
+        let topic = if message.topic == self.blocks_topic.hash() {
+            GossipTopic::Block
+        } else if message.topic == self.txs_topic.hash() {
+            GossipTopic::Tx
+        } else {
+            // Not a topic of ours (we subscribe to none other): not counted.
+            let gossip = &mut self.swarm.behaviour_mut().gossipsub;
+            gossip.report_message_validation_result(&id, &from, MessageAcceptance::Ignore);
+            return None;
+        };
+        let data = &message.data;
+        let decoded = match topic {
+            GossipTopic::Block => protocol::decode_gossip_block(data)
+                .map(|block| NetEvent::GossipBlock { block, from, id: id.clone() }),
+            GossipTopic::Tx => protocol::decode_gossip_tx(data).map(|tx| NetEvent::GossipTx {
+                tx,
+                from,
+                id: id.clone(),
+            }),
+        };
+        match decoded {
+            Ok(event) => Some(event),
+            Err(reason) => {
+                self.report(topic, &id, &from, MessageAcceptance::Reject);
+                self.penalize(from, &reason);
+                None
+            }
         }
     }
 }

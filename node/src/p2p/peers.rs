@@ -213,6 +213,8 @@ impl Network {
         warn!(%peer, reason, until, "peer banned");
         self.closing_peer(&peer, &format!("banned: {reason}"));
         self.swarm.behaviour_mut().blocked.block_peer(peer);
+        // Kademlia keeps what it learnt and would hand the peer out to others.
+        self.swarm.behaviour_mut().kad.remove_peer(&peer);
         if let Err(e) = self.bans.ban(peer, until) {
             warn!(error = %e, "saving the ban list");
         }

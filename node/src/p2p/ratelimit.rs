@@ -47,13 +47,20 @@ impl<P: Eq + Hash> RateLimiter<P> {
 
     /// Takes a token for `peer` at `now`; returns whether the request may proceed.
     pub fn allow(&mut self, peer: P, now: Instant) -> bool {
+        self.allow_cost(peer, now, 1)
+    }
+
+    /// Takes `cost` tokens for `peer` at `now` (a request that costs the node
+    /// more takes more); returns whether the request may proceed.
+    pub fn allow_cost(&mut self, peer: P, now: Instant, cost: u32) -> bool {
+        let cost = f64::from(cost.max(1));
         let capacity = f64::from(self.config.capacity);
         let bucket = self.buckets.entry(peer).or_insert(Bucket { tokens: capacity, updated: now });
         let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * f64::from(self.config.per_second)).min(capacity);
         bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        if bucket.tokens >= cost {
+            bucket.tokens -= cost;
             true
         } else {
             false
@@ -103,5 +110,19 @@ mod tests {
         assert!(!limiter.allow("a", t2));
         limiter.remove(&"a");
         assert!(limiter.allow("a", t2), "a forgotten peer starts with a full bucket");
+    }
+
+    #[test]
+    fn a_costly_request_takes_its_cost() {
+        let mut limiter = RateLimiter::new(Config { capacity: 25, per_second: 10 });
+        let t0 = Instant::now();
+        assert!(limiter.allow_cost("a", t0, 10));
+        assert!(limiter.allow_cost("a", t0, 10));
+        assert!(!limiter.allow_cost("a", t0, 10), "5 tokens left");
+        assert!(limiter.allow("a", t0), "a cheap one still fits");
+        // A second later, ten tokens more: one costly request.
+        let t1 = t0 + Duration::from_secs(1);
+        assert!(limiter.allow_cost("a", t1, 10));
+        assert!(!limiter.allow_cost("a", t1, 10));
     }
 }

@@ -16,7 +16,7 @@ use tinychain_protocol::{Block, BlockHash, BlockHeader, Transaction, Txid};
 
 use super::server::RpcError;
 use super::table::ChainMethod;
-use crate::core::{BlockOutcome, Core, Output};
+use crate::core::{BlockOutcome, Core, Output, Source};
 use crate::fees;
 use crate::store::{Store, StoreError};
 
@@ -351,13 +351,18 @@ pub fn submitblock<S: Store, P: Clone>(
     let bytes = decode_hex(&param_str(params, 0, "hexdata")?, "the block")?;
     let block = Block::decode(&bytes)
         .map_err(|e| RpcError::undecodable(format!("block decode failed: {e}")))?;
-    let (outcome, outputs) =
-        core.handle_block(block, None, now).map_err(|e| RpcError::internal(e.to_string()))?;
+    let (outcome, outputs) = core
+        .handle_block(block, Source::Local, now)
+        .map_err(|e| RpcError::internal(e.to_string()))?;
     let answer = match outcome {
         BlockOutcome::Accepted => Value::Null,
         BlockOutcome::Duplicate => json!("duplicate"),
         BlockOutcome::Orphan => json!("inconclusive: parent unknown"),
-        other @ (BlockOutcome::Premature(_) | BlockOutcome::Invalid(_)) => json!(other.to_string()),
+        other @ (BlockOutcome::Premature(_)
+        | BlockOutcome::Invalid(_)
+        | BlockOutcome::Ignored(_)) => {
+            json!(other.to_string())
+        }
     };
     Ok((answer, outputs))
 }

@@ -193,26 +193,51 @@ async fn serve_client(stream: UnixStream, config: &Config, calls: &mpsc::Sender<
     }
 }
 
-async fn handle_line(line: &str, config: &Config, calls: &mpsc::Sender<RpcCall>) -> Value {
-    let request: Value = match serde_json::from_str(line) {
-        Ok(v) => v,
-        Err(e) => {
-            return envelope(Value::Null, Err(RpcError::parse_error(format!("invalid JSON: {e}"))));
-        }
-    };
+/// A request line taken apart: its id, method and parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedRequest {
+    /// The request's id (null if it has none), echoed in the answer.
+    pub id: Value,
+    /// The method called.
+    pub method: String,
+    /// The positional parameters.
+    pub params: Vec<Value>,
+}
+
+/// Takes a request line apart (JSON-RPC 2.0, positional parameters).
+///
+/// # Errors
+///
+/// The answer to send instead: the line is not JSON, has no method string, or
+/// its parameters are not an array.
+pub fn parse_request(line: &str) -> Result<ParsedRequest, Value> {
+    let request: Value = serde_json::from_str(line).map_err(|e| {
+        envelope(Value::Null, Err(RpcError::parse_error(format!("invalid JSON: {e}"))))
+    })?;
     let id = request.get("id").cloned().unwrap_or(Value::Null);
     let Some(method) = request.get("method").and_then(Value::as_str) else {
-        return envelope(id, Err(RpcError::invalid_request("a request needs a \"method\" string")));
+        return Err(envelope(
+            id,
+            Err(RpcError::invalid_request("a request needs a \"method\" string")),
+        ));
     };
     let params = match request.get("params") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(a)) => a.clone(),
         Some(_) => {
-            return envelope(id, Err(RpcError::invalid_params("\"params\" must be an array")));
+            return Err(envelope(id, Err(RpcError::invalid_params("\"params\" must be an array"))));
         }
     };
+    Ok(ParsedRequest { id, method: method.to_owned(), params })
+}
+
+async fn handle_line(line: &str, config: &Config, calls: &mpsc::Sender<RpcCall>) -> Value {
+    let ParsedRequest { id, method, params } = match parse_request(line) {
+        Ok(parsed) => parsed,
+        Err(answer) => return answer,
+    };
     let (reply, answer) = oneshot::channel();
-    let call = RpcCall { method: method.to_owned(), params, reply };
+    let call = RpcCall { method, params, reply };
     if calls.send(call).await.is_err() {
         return envelope(id, Err(RpcError::internal("the node is shutting down")));
     }

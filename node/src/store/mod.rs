@@ -59,7 +59,9 @@ pub struct IndexEntry {
     pub chainwork: Work,
     /// What is known of the block.
     pub status: BlockStatus,
-    /// Order of arrival: on equal chainwork the block seen first wins.
+    /// Order of arrival: for a linked block, when it became linked (its data
+    /// and all its ancestors' stored: Bitcoin Core's `nSequenceId`), before
+    /// that when its header arrived. On equal chainwork the lower one wins.
     pub sequence: u64,
     /// The data of this block and of all its ancestors is stored, and none is
     /// known invalid (Bitcoin Core's `nChainTx != 0`): it can become the tip.

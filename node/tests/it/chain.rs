@@ -1,6 +1,6 @@
 //! Chain selection, reorgs and invalid branches: tinychain's scenarios on Bitcoin's rules.
 
-use tinychain_node::core::{BlockOutcome, Output};
+use tinychain_node::core::{BlockOutcome, Output, Source};
 use tinychain_node::store::BlockStatus;
 use tinychain_protocol::params::Params;
 use tinychain_protocol::{Amount, BlockHash};
@@ -217,12 +217,13 @@ fn mining_waits_while_a_block_on_the_tip_would_be_too_far_ahead_of_the_clock() {
     // the times) is at the limit: the next block's time must be past it.
     let block = block_on(&core, core.chain().tip(), vec![], pkh(1), Some(ahead), 0);
     assert_eq!(block.header.time, ahead);
-    let (outcome, _) = core.handle_block(block, Some(1), now).expect("store works");
+    let (outcome, _) = core.handle_block(block, Source::Requested(1), now).expect("store works");
     assert_eq!(outcome, BlockOutcome::Accepted, "a block at the limit, not past it");
     assert_eq!(core.mining_blocked_until(now), Some(now + 1));
     // A block past the limit is not valid yet, which is not invalid: said so.
     let early = block_on(&core, core.chain().tip(), vec![], pkh(1), Some(ahead + 1), 9);
-    let (outcome, outputs) = core.handle_block(early, Some(1), now).expect("store works");
+    let (outcome, outputs) =
+        core.handle_block(early, Source::Unrequested(1), now).expect("store works");
     let BlockOutcome::Premature(reason) = &outcome else { panic!("{outcome:?}") };
     assert!(reason.contains("is not valid yet") && !reason.contains("invalid"), "{reason}");
     assert!(outcome.to_string().starts_with("not valid yet: "), "{outcome}");

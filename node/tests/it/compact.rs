@@ -96,3 +96,19 @@ fn a_compact_block_listing_the_wrong_transactions_blames_the_sender_not_the_bloc
     );
     assert_eq!(core.chain().tip(), block.block_hash());
 }
+
+/// A compact block with less work than the tip is not worth fetching: it
+/// would not be stored (the unrequested-block rule), so it is ignored at once.
+#[test]
+fn a_compact_block_with_less_work_than_the_tip_is_not_fetched() {
+    let (mut core, txs) = setup(0);
+    let fork = core.chain().hash_at(10).expect("reads").expect("active");
+    let stale = block_on(&core, fork, txs, pkh(1), None, 5);
+    let (outcome, outputs) = handle(&mut core, &compact(&stale));
+    assert!(
+        matches!(&outcome, CompactOutcome::Block(BlockOutcome::Ignored(r)) if r.contains("less work")),
+        "{outcome:?}"
+    );
+    assert!(outputs.is_empty());
+    assert!(entry(&core, &stale.block_hash()).is_none());
+}

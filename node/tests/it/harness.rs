@@ -1,6 +1,6 @@
 //! Helpers shared by the core tests: keys, block building and mining on regtest.
 
-use tinychain_node::core::{BlockOutcome, Core, Output};
+use tinychain_node::core::{BlockOutcome, Core, Output, Source};
 use tinychain_node::store::memory::MemoryStore;
 use tinychain_node::store::{IndexEntry, Store};
 use tinychain_node::template::coinbase;
@@ -92,7 +92,7 @@ pub(crate) fn submit<S: Store>(
     core: &mut Core<S, u32>,
     block: Block,
 ) -> (BlockOutcome, Vec<Output<u32>>) {
-    core.handle_block(block, Some(1), NOW).expect("store works")
+    core.handle_block(block, Source::Requested(1), NOW).expect("store works")
 }
 
 /// Mines `n` blocks on the tip paying `miner`, returning them.

@@ -11,3 +11,4 @@ mod rpc;
 mod sim;
 mod store;
 mod sync;
+mod untrusted;

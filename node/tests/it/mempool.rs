@@ -138,6 +138,8 @@ fn a_transaction_over_the_standard_size_is_refused_by_policy_but_valid_in_a_bloc
     assert!(err.to_string().contains("100000"), "{err}");
     // A block may carry it all the same: size is policy, not consensus.
     let block = block_on(&core, core.chain().tip(), vec![over.clone()], pkh(1), None, 1);
-    let (outcome, _) = core.handle_block(block, Some(1), NOW).expect("store works");
+    let (outcome, _) = core
+        .handle_block(block, tinychain_node::core::Source::Requested(1), NOW)
+        .expect("store works");
     assert_eq!(outcome, tinychain_node::core::BlockOutcome::Accepted);
 }

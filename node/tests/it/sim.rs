@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use tinychain_node::core::Output;
+use tinychain_node::core::{Output, Source};
 use tinychain_protocol::{Block, BlockHash};
 
 use crate::harness::*;
@@ -111,7 +111,7 @@ impl Sim {
             match msg {
                 Msg::Block(block) => {
                     let (_, outputs) = self.nodes[to]
-                        .handle_block(block, Some(from as u32), NOW + self.now)
+                        .handle_block(block, Source::Unrequested(from as u32), NOW + self.now)
                         .expect("store");
                     self.handle_outputs(to, outputs);
                 }
@@ -131,7 +131,7 @@ impl Sim {
             tinychain_protocol::merkle::block_merkle_root(&block.txdata).root;
         solve(&mut block);
         let (_, outputs) =
-            self.nodes[node].handle_block(block, None, NOW + self.now).expect("store");
+            self.nodes[node].handle_block(block, Source::Local, NOW + self.now).expect("store");
         self.handle_outputs(node, outputs);
     }
 

@@ -1,7 +1,7 @@
 //! The redb store: restarts keep everything, damage and misuse are refused clearly.
 
 use tinychain_node::chain::{self, ChainState, OpenError};
-use tinychain_node::core::{BlockOutcome, Core};
+use tinychain_node::core::{BlockOutcome, Core, Source};
 use tinychain_node::store::redb::{RedbStore, SCHEMA_VERSION};
 use tinychain_node::store::{Batch, BlockStatus, Op, Store, StoreError};
 use tinychain_node::template::coinbase;
@@ -29,7 +29,7 @@ fn a_restart_keeps_the_tip_the_utxo_set_and_the_mempool() {
         for _ in 0..12 {
             let mut block = core.block_template(pkh(1), 0).block;
             solve(&mut block);
-            core.handle_block(block.clone(), None, NOW).expect("store");
+            core.handle_block(block.clone(), Source::Local, NOW).expect("store");
             blocks.push(block);
         }
         let tx = spend(&[coinbase_out(&blocks[0])], vec![pay(2, coins(49))], &alice);
@@ -88,7 +88,7 @@ fn mine_into(core: &mut Core<RedbStore, u32>, n: usize) {
     for _ in 0..n {
         let mut block = core.block_template(pkh(1), 0).block;
         solve(&mut block);
-        core.handle_block(block, None, NOW).expect("store");
+        core.handle_block(block, Source::Local, NOW).expect("store");
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use tinychain_node::core::Source;
 use tinychain_node::p2p::protocol::{MAX_HEADERS_PER_RESPONSE, Status};
 use tinychain_node::sync::{Action, Config, Sync};
 use tinychain_protocol::{Block, BlockHash, BlockHeader};
@@ -84,7 +85,7 @@ fn headers_come_first_from_the_peer_with_most_work_then_blocks_from_all() {
     for (peer, hashes) in requests.iter().rev() {
         for hash in hashes {
             let block = blocks.iter().find(|b| b.block_hash() == *hash).expect("ours").clone();
-            node.handle_block(block, Some(*peer), NOW).expect("store");
+            node.handle_block(block, Source::Requested(*peer), NOW).expect("store");
         }
         sync.blocks_received(peer, hashes, hashes);
     }
@@ -289,4 +290,34 @@ fn a_refused_peer_rests_a_second_and_is_then_asked_again() {
     let later = t0 + Duration::from_millis(1500);
     let again = requested_blocks(&sync.schedule(node.chain(), later).expect("store"));
     assert_eq!(again, asked, "the same blocks, of the same peer, after the rest");
+}
+
+/// Orphans arriving in a burst ask for their missing parent once and for the
+/// sender's status at most once a second, never while one is unanswered.
+#[test]
+fn orphan_bursts_ask_for_the_parent_once_and_the_status_sparingly() {
+    let mut sync: Sync<u32> = Sync::new(Config::default());
+    let t0 = Instant::now();
+    let parent = BlockHash::from_byte_array([7; 32]);
+    let mut actions = Vec::new();
+    for _ in 0..50 {
+        actions.extend(sync.orphan_parent(1, parent, true, t0));
+    }
+    assert_eq!(
+        actions,
+        vec![Action::GetBlocks { peer: 1, hashes: vec![parent] }, Action::GetStatus { peer: 1 }]
+    );
+    // Unanswered, nothing more; answered, one more after a second.
+    let later = t0 + Duration::from_millis(500);
+    assert!(sync.orphan_parent(1, parent, true, later).is_empty());
+    sync.status_answered(&1);
+    assert!(sync.ask_status(1, later).is_none(), "within a second of the last");
+    let t1 = t0 + Duration::from_secs(1);
+    assert_eq!(sync.orphan_parent(1, parent, true, t1), vec![Action::GetStatus { peer: 1 }]);
+    // Another peer's status is its own; a parent is not fetched while syncing.
+    let other = BlockHash::from_byte_array([8; 32]);
+    assert_eq!(sync.orphan_parent(2, other, false, t1), vec![Action::GetStatus { peer: 2 }]);
+    // An unanswered request that timed out may be sent again.
+    let t2 = t1 + Config::default().timeout;
+    assert_eq!(sync.ask_status(1, t2), Some(Action::GetStatus { peer: 1 }));
 }

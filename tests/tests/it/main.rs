@@ -1,5 +1,6 @@
 //! Tests with real `tinychain-node` and `tinychain-wallet` processes, in one test binary.
 
+mod hostile;
 mod multihost;
 mod network;
 mod process;

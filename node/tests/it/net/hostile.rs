@@ -1,5 +1,8 @@
 //! A hostile peer: a bare libp2p swarm speaking the node's topics and sync
-//! protocol name, that sends whatever bytes a test gives it.
+//! protocol name, that sends whatever bytes a test gives it, answers the
+//! node's requests as the test says, and (optionally) runs identify with a
+//! protocol version of the test's choice and Kademlia, to see what the node
+//! hands out.
 
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
@@ -7,10 +10,12 @@ use std::time::{Duration, Instant};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic};
 use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, noise, tcp, yamux};
-use tinychain_node::p2p::protocol;
-use tinychain_protocol::BlockHash;
+use libp2p::{Multiaddr, PeerId, StreamProtocol, identify, kad, noise, tcp, yamux};
+use tinychain_node::p2p::protocol::{self, Request, Response, Status};
+use tinychain_protocol::pow::Work;
+use tinychain_protocol::{BlockHash, encode};
 use tokio::sync::mpsc;
 
 use super::DEADLINE;
@@ -73,6 +78,8 @@ impl request_response::Codec for RawCodec {
 struct Behaviour {
     gossipsub: gossipsub::Behaviour,
     sync: request_response::Behaviour<RawCodec>,
+    identify: Toggle<identify::Behaviour>,
+    kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
 }
 
 /// What the hostile peer saw.
@@ -85,12 +92,47 @@ pub(crate) enum Seen {
     Failed,
     DialFailed,
     Listening(Multiaddr),
+    /// The node asked something (the bytes of its request).
+    Request(Vec<u8>),
+    /// A Kademlia walk for the closest peers ended with these.
+    Closest(Vec<PeerId>),
+}
+
+/// Answers the node's requests: the response's bytes, or `None` to let the
+/// request time out.
+pub(crate) type Responder = Box<dyn FnMut(&[u8]) -> Option<Vec<u8>> + Send>;
+
+/// How a hostile peer presents itself.
+#[derive(Default)]
+pub(crate) struct Options {
+    /// Run identify announcing this protocol version (none: no identify).
+    pub(crate) identify: Option<String>,
+    /// Run Kademlia in this mode on the network's protocol (none: no Kademlia).
+    pub(crate) kad: Option<kad::Mode>,
+    /// Answers the node's requests (none: a `Status` request gets the genesis
+    /// status, so the node holds nothing against the peer; others no answer).
+    pub(crate) responder: Option<Responder>,
+}
+
+/// Answers `Status` requests with a status at `genesis`.
+fn genesis_status(genesis: BlockHash) -> Responder {
+    Box::new(move |request| match encode::deserialize::<Request>(request, u64::MAX) {
+        Ok(Request::Status(_)) => Some(encode::serialize(&Response::Status(Status {
+            genesis,
+            tip: genesis,
+            height: 0,
+            chainwork: Work::ZERO,
+        }))),
+        _ => None,
+    })
 }
 
 enum Command {
     Dial(Multiaddr),
     Publish(IdentTopic, Vec<u8>),
     Request(PeerId, Vec<u8>),
+    /// Add the peer at this address to Kademlia and walk for the peers closest to the id.
+    FindClosest(PeerId, Multiaddr, PeerId),
 }
 
 /// A hostile peer running on the test runtime.
@@ -105,7 +147,20 @@ pub(crate) struct Hostile {
 impl Hostile {
     /// Starts a hostile peer for the network of `genesis`.
     pub(crate) fn start(rt: &tokio::runtime::Runtime, genesis: BlockHash) -> Hostile {
+        Hostile::start_with(rt, genesis, Options::default())
+    }
+
+    /// Starts a hostile peer that presents itself as `options` say.
+    pub(crate) fn start_with(
+        rt: &tokio::runtime::Runtime,
+        genesis: BlockHash,
+        options: Options,
+    ) -> Hostile {
+        let Options { identify: identify_version, kad: kad_mode, responder } = options;
+        let mut responder = responder.unwrap_or_else(|| genesis_status(genesis));
         let id = protocol::network_id(&genesis);
+        let kad_protocol =
+            StreamProtocol::try_from_owned(format!("/tinychain/{id}/kad/1")).expect("a name");
         let sync_protocol = protocol::sync_protocol(&id);
         let _guard = rt.enter();
         let mut swarm = libp2p::SwarmBuilder::with_new_identity()
@@ -129,7 +184,25 @@ impl Hostile {
                     .heartbeat_interval(Duration::from_millis(200))
                     .build()
                     .expect("gossip config");
+                let peer_id = key.public().to_peer_id();
+                let identify = identify_version.map(|version| {
+                    identify::Behaviour::new(
+                        identify::Config::new(version, key.public())
+                            .with_agent_version("hostile".into()),
+                    )
+                });
+                let kad = kad_mode.map(|mode| {
+                    let mut kad = kad::Behaviour::with_config(
+                        peer_id,
+                        kad::store::MemoryStore::new(peer_id),
+                        kad::Config::new(kad_protocol),
+                    );
+                    kad.set_mode(Some(mode));
+                    kad
+                });
                 Behaviour {
+                    identify: identify.into(),
+                    kad: kad.into(),
                     gossipsub: gossipsub::Behaviour::new(
                         gossipsub::MessageAuthenticity::Signed(key.clone()),
                         config,
@@ -139,7 +212,7 @@ impl Hostile {
                         RawCodec,
                         [(sync_protocol, ProtocolSupport::Full)],
                         request_response::Config::default()
-                            .with_request_timeout(Duration::from_secs(20))
+                            .with_request_timeout(Duration::from_secs(10))
                             .with_max_concurrent_streams(1000),
                     ),
                 }
@@ -171,6 +244,12 @@ impl Hostile {
                         Some(Command::Request(peer, data)) => {
                             swarm.behaviour_mut().sync.send_request(&peer, data);
                         }
+                        Some(Command::FindClosest(peer, addr, target)) => {
+                            if let Some(kad) = swarm.behaviour_mut().kad.as_mut() {
+                                kad.add_address(&peer, addr);
+                                kad.get_closest_peers(target);
+                            }
+                        }
                     },
                     event = swarm.select_next_some() => {
                         let seen = match event {
@@ -192,6 +271,30 @@ impl Hostile {
                             SwarmEvent::Behaviour(BehaviourEvent::Sync(
                                 request_response::Event::OutboundFailure { .. },
                             )) => Seen::Failed,
+                            SwarmEvent::Behaviour(BehaviourEvent::Sync(
+                                request_response::Event::Message {
+                                    message: request_response::Message::Request { request, channel, .. },
+                                    ..
+                                },
+                            )) => {
+                                if let Some(answer) = responder(&request) {
+                                    let _ = swarm.behaviour_mut().sync.send_response(channel, answer);
+                                }
+                                Seen::Request(request)
+                            }
+                            SwarmEvent::Behaviour(BehaviourEvent::Kad(
+                                kad::Event::OutboundQueryProgressed {
+                                    result: kad::QueryResult::GetClosestPeers(result),
+                                    step,
+                                    ..
+                                },
+                            )) if step.last => {
+                                let peers = match result {
+                                    Ok(ok) => ok.peers,
+                                    Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+                                };
+                                Seen::Closest(peers.into_iter().map(|p| p.peer_id).collect())
+                            }
                             _ => continue,
                         };
                         let _ = seen_tx.send(seen);
@@ -252,6 +355,29 @@ impl Hostile {
 
     pub(crate) fn request(&self, peer: PeerId, data: Vec<u8>) {
         let _ = self.commands.send(Command::Request(peer, data));
+    }
+
+    /// Asks `peer` (at `addr`) over Kademlia for the peers closest to
+    /// `target`, and returns what the walk found.
+    pub(crate) fn find_closest(
+        &self,
+        peer: PeerId,
+        addr: &Multiaddr,
+        target: PeerId,
+    ) -> Vec<PeerId> {
+        let _ = self.commands.send(Command::FindClosest(peer, addr.clone(), target));
+        match self.expect("the end of a Kademlia walk", |s| matches!(s, Seen::Closest(_))) {
+            Seen::Closest(peers) => peers,
+            _ => unreachable!("matched above"),
+        }
+    }
+
+    /// Its peer id.
+    pub(crate) fn peer_id(&self) -> PeerId {
+        match self.addr().iter().last() {
+            Some(libp2p::multiaddr::Protocol::P2p(peer)) => peer,
+            _ => unreachable!("the address ends with /p2p/"),
+        }
     }
 
     /// Waits for an event `matches` accepts; panics naming `what` after the deadline.

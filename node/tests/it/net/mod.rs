@@ -4,12 +4,14 @@
 //! runtime) with its own temporary data directory; tests talk to it through
 //! its RPC socket and wait for conditions with deadlines.
 
+mod attacks;
 mod hostile;
 mod liveness;
 mod metrics;
 mod tests;
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use libp2p::Multiaddr;
@@ -35,6 +37,52 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("a runtime")
+}
+
+/// The log of every node in this test process, for tests that read it (each
+/// test runs in a process of its own under nextest).
+#[derive(Clone, Default)]
+pub(crate) struct CapturedLog(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLog {
+    /// Waits for a line containing `text`; panics after [`DEADLINE`].
+    pub(crate) fn wait_for_line(&self, text: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let bytes = self.0.lock().expect("not poisoned").clone();
+            let log = String::from_utf8_lossy(&bytes);
+            if let Some(line) = log.lines().find(|l| l.contains(text)) {
+                return line.to_owned();
+            }
+            assert!(start.elapsed() < DEADLINE, "no log line with {text:?} in:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Sends the nodes' log (info and above, no colours) to a buffer the test
+/// reads; call it before [`runtime`].
+pub(crate) fn capture_log() -> CapturedLog {
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter("info")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .try_init()
+        .expect("the first subscriber of this test process");
+    log
 }
 
 /// A node running in this process, with its temporary data directory.

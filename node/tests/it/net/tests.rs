@@ -272,7 +272,9 @@ fn a_flooding_peer_is_rate_limited_while_honest_peers_are_served() {
         }
     }
     assert!(refused > 0, "no request was rate limited ({served} served)");
-    assert!(served >= 32, "the burst allowance was served ({served})");
+    // A headers request takes 10 tokens of the 100: ten are served at once,
+    // not a hundred (a flood of them at one token each took half a core).
+    assert!((10..50).contains(&served), "the burst allowance was served ({served})");
     honest.wait_for_tip(&tip);
     // Flooding is not misbehaviour: it is answered, not punished.
     assert!(node.peers().len() == 2);
