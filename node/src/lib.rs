@@ -22,4 +22,5 @@ pub mod store;
 pub mod sync;
 pub mod template;
 pub mod testnet;
+pub mod topology;
 pub mod utxo_digest;

@@ -80,6 +80,9 @@ enum Command {
     /// Prints the default configuration file, or the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Rebuilds the network's history (nodes, links, mesh, syncs, block propagation)
+    /// from the JSON logs of its nodes, as text, JSON, DOT, SVG or one HTML page.
+    Topology(tinychain_node::topology::Args),
     /// Prints the peer id of an identity key file, creating the key if the file is missing.
     Identity {
         /// The key file (libp2p protobuf encoding), e.g. <datadir>/<network>/identity.key.
@@ -241,6 +244,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Config(ConfigCommand::Default) => emit(config::DEFAULT_FILE),
         Command::Config(ConfigCommand::Show(flags)) => emit(&config::load(&flags)?.to_toml()),
+        Command::Topology(args) => emit(&tinychain_node::topology::run(&args)?),
         Command::Identity { path } => {
             let keypair = p2p::load_or_create_identity(&path)?;
             emit(&format!("{}\n", keypair.public().to_peer_id()))
