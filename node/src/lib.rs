@@ -10,6 +10,7 @@ pub mod chain;
 pub mod client;
 pub mod config;
 pub mod core;
+pub mod crawl;
 pub mod datadir;
 pub mod mempool;
 pub mod metrics;

@@ -375,6 +375,7 @@ impl Node {
                     .core
                     .generate(count as u32, address.pubkey_hash(), now)
                     .map_err(|e| RpcError::rejected(e.to_string()))?;
+                self.log_mined(&hashes);
                 for hash in &hashes {
                     if let Ok(Some(block)) = self.core.chain().block(hash) {
                         self.net.publish_block(&block);
@@ -386,6 +387,7 @@ impl Node {
             "submitblock" => {
                 let (answer, block) = methods::submitblock(&mut self.core, params, now)?;
                 if let Some(block) = block {
+                    self.log_mined(&[block.block_hash()]);
                     self.net.publish_block(&block);
                 }
                 Ok(answer)
@@ -467,6 +469,7 @@ impl Node {
         let hash = block.block_hash();
         let (outcome, outputs) = self.core.handle_block(block.clone(), None, unix_now())?;
         if outcome == BlockOutcome::Accepted {
+            self.log_mined(&[hash]);
             self.net.publish_block(&block);
             if !self.miner_rest.is_zero()
                 && let Some((miner, _)) = &self.miner
@@ -479,6 +482,19 @@ impl Node {
         }
         self.carry_out(outputs);
         Ok(())
+    }
+
+    /// Logs `block mined` for blocks this node made, the last of `hashes` its tip:
+    /// the origin time of their propagation (`tinychain-node topology`).
+    fn log_mined(&self, hashes: &[BlockHash]) {
+        let chain = self.core.chain();
+        if hashes.last() != Some(&chain.tip()) {
+            return;
+        }
+        let top = chain.height();
+        for (hash, below) in hashes.iter().zip((0..hashes.len() as u32).rev()) {
+            info!(%hash, height = top.saturating_sub(below), "block mined");
+        }
     }
 
     fn on_net_event(&mut self, event: NetEvent) -> anyhow::Result<()> {

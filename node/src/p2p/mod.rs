@@ -267,8 +267,7 @@ impl Network {
             .build()
             .map_err(setup)?;
         let sync_protocol = protocol::sync_protocol(&id);
-        let kad_protocol = libp2p::StreamProtocol::try_from_owned(format!("/tinychain/{id}/kad/1"))
-            .map_err(setup)?;
+        let kad_protocol = protocol::kad_protocol(&id);
         let limits = connection_limits::ConnectionLimits::default()
             .with_max_established(Some(config.max_connections))
             .with_max_established_per_peer(Some(2))
@@ -315,7 +314,7 @@ impl Network {
                 );
                 kad.set_mode(Some(kad::Mode::Server));
                 let identify = identify::Behaviour::new(
-                    identify::Config::new(format!("tinychain/{id}"), key.public())
+                    identify::Config::new(protocol::identify_protocol(&id), key.public())
                         .with_agent_version(format!(
                             "tinychain-node/{}",
                             env!("CARGO_PKG_VERSION")
@@ -648,7 +647,7 @@ impl Network {
                 if let Some(meta) = self.peers.get_mut(&peer_id) {
                     meta.agent = Some(info.agent_version.clone());
                 }
-                if info.protocol_version != format!("tinychain/{}", self.network_id) {
+                if info.protocol_version != protocol::identify_protocol(&self.network_id) {
                     self.ban(peer_id, "another network (identify protocol version)");
                     return None;
                 }
