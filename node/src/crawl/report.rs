@@ -119,7 +119,7 @@ impl Report {
                     name: short_id(&p.id),
                     detail: detail(p),
                     logged: true,
-                    up: if p.reachable { vec![(t, t)] } else { Vec::new() },
+                    up: if p.reachable { vec![(t, t + 1)] } else { Vec::new() },
                     tips: p.height.map(|h| (t, u64::from(h), p.tip.clone())).into_iter().collect(),
                 })
                 .collect(),
@@ -131,7 +131,7 @@ impl Report {
                     b: e.to.clone(),
                     spans: vec![PageSpan {
                         from: t,
-                        to: t,
+                        to: t + 1,
                         dialer: e.from.clone(),
                         bootstrap: false,
                         connected: e.connected,

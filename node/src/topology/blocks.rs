@@ -205,12 +205,13 @@ fn over_window(blocks: &[BlockSpread], window: Window, range: (Time, Time)) -> P
     }
 }
 
-/// One note per node that had some origin's mined blocks before they were mined.
+/// One note per pair where a node had an origin's mined blocks before they were
+/// mined: the origin's clock is ahead (or the other's behind).
 fn skew(blocks: &[BlockSpread]) -> Vec<Skew> {
     let mut worst: BTreeMap<(&str, &str), (f64, usize, &str)> = BTreeMap::new();
     for b in blocks.iter().filter(|b| b.mined) {
         for s in b.seen.iter().filter(|s| s.delay_ms < -SKEW_REPORTED_MS) {
-            let w = worst.entry((&s.node, &b.origin)).or_insert((0.0, 0, &b.hash));
+            let w = worst.entry((&b.origin, &s.node)).or_insert((0.0, 0, &b.hash));
             w.1 += 1;
             if s.delay_ms < w.0 {
                 (w.0, w.2) = (s.delay_ms, &b.hash);
@@ -224,7 +225,7 @@ fn skew(blocks: &[BlockSpread]) -> Vec<Skew> {
             behind: behind.to_owned(),
             seconds: -ms / 1000.0,
             evidence: format!(
-                "{n} block(s) {behind} mined were logged by {ahead} before they were mined, \
+                "{n} block(s) {ahead} mined were logged by {behind} before they were mined, \
                  by up to {} (block {hash})",
                 human_seconds(-ms / 1000.0)
             ),
@@ -286,7 +287,7 @@ mod tests {
         let s = spread(events, all(), (Time::from_micros(0), Time::from_micros(2_000_000)));
         assert_eq!(s.blocks[0].seen[0].delay_ms, -500.0);
         let skew = &s.skew[0];
-        assert_eq!((skew.ahead.as_str(), skew.behind.as_str(), skew.seconds), ("B", "M", 0.5));
+        assert_eq!((skew.ahead.as_str(), skew.behind.as_str(), skew.seconds), ("M", "B", 0.5));
     }
 
     #[test]

@@ -217,13 +217,14 @@ fn connection(dialer: &str, listener: &str, d: Option<Side>, l: Option<Side>) ->
         _ => "listener",
     };
     let sides: Vec<Side> = d.iter().chain(l.iter()).cloned().collect();
-    let closes: Vec<Close> = sides
+    let mut closes: Vec<Close> = sides
         .iter()
         .filter_map(|s| {
             let (time, reason, inferred) = s.closed.clone()?;
             Some(Close { node: s.node.clone(), time, reason, inferred })
         })
         .collect();
+    closes.sort_by_key(|c| (c.inferred, c.time));
     Connection {
         dialer: dialer.to_owned(),
         listener: listener.to_owned(),
@@ -232,7 +233,13 @@ fn connection(dialer: &str, listener: &str, d: Option<Side>, l: Option<Side>) ->
         address: d.as_ref().and_then(|s| s.address.clone()),
         bootstrap: sides.iter().any(|s| s.bootstrap),
         opened: sides.iter().filter_map(|s| s.opened).min(),
-        closed: closes.iter().map(|c| c.time).min(),
+        // A close an end logged beats one inferred from a restart's last line.
+        closed: closes
+            .iter()
+            .filter(|c| !c.inferred)
+            .map(|c| c.time)
+            .min()
+            .or_else(|| closes.iter().map(|c| c.time).min()),
         closes,
         seen_by,
     }

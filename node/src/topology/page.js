@@ -23,7 +23,7 @@
   }
 
   // The slider's stops: the start, every change, the end.
-  const stops = Array.from(new Set([data.start].concat(data.changes.map(c => c[0]), [data.end])))
+  const stops = Array.from(new Set([data.start].concat(data.changes.map(c => c[0]), [data.at, data.end])))
     .sort((a, b) => a - b);
 
   // Nodes on a circle, in name order: stable from one moment to the next.
@@ -36,18 +36,19 @@
     pos[n.id] = [size / 2 + radius * Math.cos(angle), size / 2 + radius * Math.sin(angle)];
   });
 
+  // Spans are half-open: [from, to).
   function within(span, t) {
-    return span[0] <= t && t <= span[1];
+    return span[0] <= t && t < span[1];
   }
 
   function stateAt(t) {
     const edges = [];
     const linked = {};
     for (const e of data.edges) {
-      const up = e.spans.filter(s => s.from <= t && t <= s.to);
+      const up = e.spans.filter(s => s.from <= t && t < s.to);
       if (up.length === 0) continue;
       const mesh = data.mesh.some(m => ((m[0] === e.a && m[1] === e.b) || (m[0] === e.b && m[1] === e.a))
-        && m[2] <= t && t <= m[3]);
+        && m[2] <= t && t < m[3]);
       const dialer = up[0].dialer;
       edges.push({
         from: dialer, to: dialer === e.a ? e.b : e.a, mesh: mesh,

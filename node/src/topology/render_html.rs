@@ -32,7 +32,7 @@ pub struct Page {
     pub nodes: Vec<PageNode>,
     /// The edges.
     pub edges: Vec<PageEdge>,
-    /// Blocks-topic mesh spans: [node, peer, from, to].
+    /// Blocks-topic mesh spans: [node, peer, from, to), half-open.
     pub mesh: Vec<(String, String, i64, i64)>,
     /// The changes the slider stops at: [time, text].
     pub changes: Vec<(i64, String)>,
@@ -53,7 +53,7 @@ pub struct PageNode {
     pub detail: String,
     /// Whether its own logs were read (else it is up while any of its edges is).
     pub logged: bool,
-    /// When it ran: [from, to].
+    /// When it ran: [from, to), half-open.
     pub up: Vec<(i64, i64)>,
     /// Its tip over time: [time, height, hash].
     pub tips: Vec<(i64, u64, Option<String>)>,
@@ -70,7 +70,7 @@ pub struct PageEdge {
     pub spans: Vec<PageSpan>,
 }
 
-/// A connection (or a crawl's "knows of") over a span of time.
+/// A connection (or a crawl's "knows of") over a span of time, [from, to).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct PageSpan {
     /// From.
@@ -112,6 +112,8 @@ impl Page {
         let start = model.start.unwrap_or_default();
         let end = model.end.unwrap_or(start);
         let ms = Time::millis;
+        // Spans are half-open, [from, to): what is still up at the end lasts past it.
+        let open = Time::from_micros(end.micros() + 1000);
         let nodes = model
             .nodes
             .iter()
@@ -124,7 +126,7 @@ impl Page {
                     .collect::<Vec<_>>()
                     .join("  "),
                 logged: n.logged,
-                up: n.runs.iter().map(|r| (ms(r.start), ms(r.end.unwrap_or(end)))).collect(),
+                up: n.runs.iter().map(|r| (ms(r.start), ms(r.end.unwrap_or(open)))).collect(),
                 tips: n.tips.iter().map(|x| (ms(x.time), x.height, x.tip.clone())).collect(),
             })
             .collect();
@@ -139,7 +141,7 @@ impl Page {
                     .iter()
                     .map(|c| PageSpan {
                         from: ms(c.opened.unwrap_or(start)),
-                        to: ms(c.closed.unwrap_or(end)),
+                        to: ms(c.closed.unwrap_or(open)),
                         dialer: c.dialer.clone(),
                         bootstrap: c.bootstrap,
                         connected: true,
@@ -151,7 +153,7 @@ impl Page {
             .mesh
             .iter()
             .filter(|m| m.topic.contains("/blocks/"))
-            .map(|m| (m.node.clone(), m.peer.clone(), ms(m.from), ms(m.to.unwrap_or(end))))
+            .map(|m| (m.node.clone(), m.peer.clone(), ms(m.from), ms(m.to.unwrap_or(open))))
             .collect();
         let changes = model.timeline.iter().map(|c| (ms(c.time()), describe(model, c))).collect();
         let blocks = model

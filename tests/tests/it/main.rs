@@ -4,4 +4,5 @@ mod multihost;
 mod network;
 mod process;
 mod rpc;
+mod topology;
 mod wallet;
