@@ -7,14 +7,29 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::path::Path;
 
 use serde_json::{Value, json};
-use tinychain_protocol::params::Network;
 use tinychain_protocol::rpc::{
-    BlockInfo, BlockchainInfo, MempoolInfo, MiningInfo, TransactionInfo, TxLocation,
+    BlockHeaderInfo, BlockInfo, BlockchainInfo, MempoolInfo, MiningInfo, TransactionInfo,
+    TxLocation,
 };
-pub use tinychain_rpc_client::{Client, Error, socket_path};
+pub use tinychain_rpc_client::{Client, Error, Location, NodeFlags};
+
+/// The current unix time, in seconds.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A unix time as UTC in ISO 8601 (`2026-12-03T14:35:32Z`).
+pub fn iso_time(unix: u64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix);
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// `n` and a noun, plural unless `n` is one: "1 confirmation", "2 confirmations".
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
 
 /// A view: readable text and the JSON it was made from.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,8 +45,8 @@ pub struct View {
 /// # Errors
 ///
 /// See [`Error`].
-pub fn status(path: &Path, network: Network) -> Result<View, Error> {
-    let (mut client, chain) = Client::connect_to(path, network)?;
+pub fn status(at: &Location) -> Result<View, Error> {
+    let (mut client, chain) = at.connect()?;
     let mempool: MempoolInfo = client.call("getmempoolinfo", Vec::new())?;
     let mining: MiningInfo = client.call("getmininginfo", Vec::new())?;
     let peers: Vec<Value> = client.call("getpeerinfo", Vec::new())?;
@@ -85,15 +100,15 @@ pub fn render_status(
 /// # Errors
 ///
 /// See [`Error`].
-pub fn peers(path: &Path, network: Network, dot: bool) -> Result<View, Error> {
-    let (mut client, _) = Client::connect_to(path, network)?;
+pub fn peers(at: &Location, dot: bool) -> Result<View, Error> {
+    let (mut client, _) = at.connect()?;
     let peers: Vec<Value> = client.call("getpeerinfo", Vec::new())?;
     let text = if dot {
         let info: Value = client.call("getnetworkinfo", Vec::new())?;
         let me = info.get("peer_id").and_then(Value::as_str).unwrap_or("this node");
         render_dot(me, &peers)
     } else {
-        render_peers(&peers)
+        render_peers(&peers, unix_now())
     };
     Ok(View { text, json: Value::Array(peers) })
 }
@@ -120,34 +135,72 @@ fn field(peer: &Value, name: &str) -> String {
     )
 }
 
-/// Renders the `peers` table from `getpeerinfo` (fields a node does not report show "-").
-pub fn render_peers(peers: &[Value]) -> String {
-    let columns = [
-        ("PEER ID", "id"),
-        ("ADDRESS", "address"),
-        ("DIRECTION", "direction"),
-        ("PING MS", "ping_ms"),
-        ("HEIGHT", "height"),
-        ("MESH", "mesh"),
-        ("CONNECTED SINCE", "connected_since"),
-        ("AGENT", "agent"),
-    ];
-    let rows: Vec<Vec<String>> =
-        peers.iter().map(|p| columns.iter().map(|(_, name)| field(p, name)).collect()).collect();
-    let widths: Vec<usize> = columns
+/// How long ago `then` (unix seconds) was, from `now`, in one short unit: `45s`,
+/// `3m`, `2h`, `5d`; `-` if unknown.
+pub fn age(then: Option<u64>, now: u64) -> String {
+    let Some(then) = then else { return "-".to_owned() };
+    let secs = now.saturating_sub(then);
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3_600 => format!("{}m", secs / 60),
+        3_600..86_400 => format!("{}h", secs / 3_600),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
+/// The last `n` characters of a peer id, after `…`: enough to tell peers apart
+/// and to find them in a log (which has the whole id).
+fn short_id(id: &str, n: usize) -> String {
+    let count = id.chars().count();
+    if count <= n + 1 {
+        return id.to_owned();
+    }
+    format!("…{}", id.chars().skip(count - n).collect::<String>())
+}
+
+/// Renders the `peers` table from `getpeerinfo`, in short columns like
+/// `bitcoin-cli -netinfo` (fields a node does not report show `-`; `--json` has
+/// everything, whole ids included). `now` is the unix time ages count from.
+pub fn render_peers(peers: &[Value], now: u64) -> String {
+    let titles = ["PEER", "DIR", "ADDRESS", "PING", "HEIGHT", "MESH", "AGE", "AGENT"];
+    let rows: Vec<Vec<String>> = peers
+        .iter()
+        .map(|p| {
+            let direction = match p.get("direction").and_then(Value::as_str) {
+                Some("inbound") => "in".to_owned(),
+                Some("outbound") => "out".to_owned(),
+                _ => field(p, "direction"),
+            };
+            let ping = p
+                .get("ping_ms")
+                .and_then(Value::as_f64)
+                .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.0}ms"));
+            vec![
+                short_id(&field(p, "id"), 10),
+                direction,
+                field(p, "address"),
+                ping,
+                field(p, "height"),
+                field(p, "mesh"),
+                age(p.get("connected_since").and_then(Value::as_u64), now),
+                field(p, "agent"),
+            ]
+        })
+        .collect();
+    let widths: Vec<usize> = titles
         .iter()
         .enumerate()
-        .map(|(i, (title, _))| {
+        .map(|(i, title)| {
             rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0).max(title.len())
         })
         .collect();
     let mut text = String::new();
     let mut line = |cells: Vec<&str>| {
         let padded: Vec<String> =
-            cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}", w = *w)).collect();
         let _ = writeln!(text, "{}", padded.join("  ").trim_end());
     };
-    line(columns.iter().map(|(t, _)| *t).collect());
+    line(titles.to_vec());
     for row in &rows {
         line(row.iter().map(String::as_str).collect());
     }
@@ -186,8 +239,8 @@ pub fn render_dot(me: &str, peers: &[Value]) -> String {
 /// # Errors
 ///
 /// See [`Error`].
-pub fn mempool(path: &Path, network: Network) -> Result<View, Error> {
-    let (mut client, _) = Client::connect_to(path, network)?;
+pub fn mempool(at: &Location) -> Result<View, Error> {
+    let (mut client, _) = at.connect()?;
     let info: MempoolInfo = client.call("getmempoolinfo", Vec::new())?;
     let txids: Vec<String> = client.call("getrawmempool", Vec::new())?;
     let mut rows = Vec::new();
@@ -217,8 +270,8 @@ pub fn mempool(path: &Path, network: Network) -> Result<View, Error> {
 /// # Errors
 ///
 /// See [`Error`].
-pub fn block(path: &Path, network: Network, id: &str) -> Result<View, Error> {
-    let (mut client, _) = Client::connect_to(path, network)?;
+pub fn block(at: &Location, id: &str) -> Result<View, Error> {
+    let (mut client, _) = at.connect()?;
     let hash: String = match id.parse::<u64>() {
         Ok(height) if id.len() < 64 => client.call("getblockhash", vec![json!(height)])?,
         _ => id.to_owned(),
@@ -229,7 +282,7 @@ pub fn block(path: &Path, network: Network, id: &str) -> Result<View, Error> {
         "block          {}\n\
          height         {}\n\
          confirmations  {}\n\
-         time           {}\n\
+         time           {} ({})\n\
          previous       {}\n\
          next           {}\n\
          merkle root    {}\n\
@@ -241,6 +294,7 @@ pub fn block(path: &Path, network: Network, id: &str) -> Result<View, Error> {
         h.hash,
         h.height,
         h.confirmations,
+        iso_time(u64::from(h.time)),
         h.time,
         h.previousblockhash,
         h.nextblockhash.map_or_else(|| "-".to_owned(), |n| n.to_string()),
@@ -265,23 +319,34 @@ pub fn block(path: &Path, network: Network, id: &str) -> Result<View, Error> {
 /// # Errors
 ///
 /// See [`Error`].
-pub fn tx(path: &Path, network: Network, txid: &str) -> Result<View, Error> {
-    let (mut client, _) = Client::connect_to(path, network)?;
+pub fn tx(at: &Location, txid: &str) -> Result<View, Error> {
+    let (mut client, _) = at.connect()?;
     let tx: TransactionInfo = client.call("gettransaction", vec![json!(txid)])?;
     let json = serde_json::to_value(&tx).map_err(|e| Error::BadReply {
         method: "gettransaction".to_owned(),
         reason: e.to_string(),
     })?;
-    Ok(View { text: render_tx(&tx), json })
+    // When it was mined: its block's time.
+    let mined = match &tx.location {
+        Some(TxLocation::Confirmed { blockhash, .. }) => {
+            let header: BlockHeaderInfo =
+                client.call("getblockheader", vec![json!(blockhash.to_string())])?;
+            Some(header.time)
+        }
+        _ => None,
+    };
+    Ok(View { text: render_tx(&tx, mined), json })
 }
 
-/// Renders `tx`.
-pub fn render_tx(tx: &TransactionInfo) -> String {
+/// Renders `tx`; `mined` is its block's time, if it is confirmed.
+pub fn render_tx(tx: &TransactionInfo, mined: Option<u32>) -> String {
     let place = match &tx.location {
         Some(TxLocation::Mempool { fee }) => format!("in mempool, fee {fee}"),
-        Some(TxLocation::Confirmed { blockhash, height, confirmations }) => {
-            format!("mined in block {blockhash} at height {height}, {confirmations} confirmations")
-        }
+        Some(TxLocation::Confirmed { blockhash, height, confirmations }) => format!(
+            "mined in block {blockhash} at height {height}{}, {}",
+            mined.map(|t| format!(" ({})", iso_time(u64::from(t)))).unwrap_or_default(),
+            count(u64::from(*confirmations), "confirmation")
+        ),
         None => "-".to_owned(),
     };
     let mut text = format!(
@@ -306,8 +371,8 @@ pub fn render_tx(tx: &TransactionInfo) -> String {
 /// # Errors
 ///
 /// See [`Error`].
-pub fn stop(path: &Path, network: Network) -> Result<View, Error> {
-    let (mut client, _) = Client::connect_to(path, network)?;
+pub fn stop(at: &Location) -> Result<View, Error> {
+    let (mut client, _) = at.connect()?;
     let answer: Value = client.call("stop", Vec::new())?;
     let text = format!("{}\n", answer.as_str().unwrap_or("stopping"));
     Ok(View { text, json: answer })
@@ -318,20 +383,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_peer_table_shows_dashes_for_fields_the_node_does_not_report() {
+    fn the_peer_table_has_short_columns_ages_and_dashes() {
+        let now = 1_800_000_000;
         let peers = vec![
-            json!({ "id": "12D3KooWA", "height": 7, "mesh": {"blocks": true, "txs": true} }),
+            json!({ "id": "12D3KooWAbcdefghijklmnop", "height": 7,
+                    "mesh": {"blocks": true, "txs": true}, "connected_since": now - 200 }),
             json!({ "id": "12D3KooWB", "height": null, "mesh": {"blocks": false, "txs": false},
-                    "address": "/ip4/127.0.0.1/tcp/1", "direction": "outbound", "ping_ms": 3.125 }),
+                    "address": "/ip4/127.0.0.1/tcp/1", "direction": "outbound", "ping_ms": 3.4,
+                    "connected_since": now - 7_300 }),
         ];
-        let table = render_peers(&peers);
+        let table = render_peers(&peers, now);
         let lines: Vec<&str> = table.lines().collect();
-        assert!(lines[0].starts_with("PEER ID"), "{table}");
-        assert!(lines[1].contains("12D3KooWA") && lines[1].contains(" - "), "{table}");
+        assert!(lines[0].starts_with("PEER") && lines[0].contains("AGE"), "{table}");
+        assert!(lines[1].starts_with("…ghijklmnop "), "a short id: {table}");
+        assert!(lines[1].contains(" - ") && lines[1].contains(" 3m "), "{table}");
         assert!(lines[1].contains("blocks+txs"), "mesh topics: {table}");
-        assert!(lines[2].contains("outbound") && lines[2].contains("/ip4/127.0.0.1/tcp/1"));
-        assert!(lines[2].contains(" 3.1 "), "ping in ms with one decimal: {table}");
-        assert_eq!(render_peers(&[]).lines().nth(1), Some("no peers connected"));
+        assert!(lines[2].contains(" out ") && lines[2].contains("/ip4/127.0.0.1/tcp/1"));
+        assert!(lines[2].contains(" 3ms ") && lines[2].contains(" 2h "), "{table}");
+        assert_eq!(render_peers(&[], now).lines().nth(1), Some("no peers connected"));
+    }
+
+    #[test]
+    fn ages_take_one_short_unit() {
+        let now = 1_000_000;
+        assert_eq!(age(Some(now - 45), now), "45s");
+        assert_eq!(age(Some(now - 181), now), "3m");
+        assert_eq!(age(Some(now - 7_200), now), "2h");
+        assert_eq!(age(Some(now - 5 * 86_400 - 1), now), "5d");
+        assert_eq!(age(Some(now + 10), now), "0s", "a clock ahead is not negative");
+        assert_eq!(age(None, now), "-");
     }
 
     #[test]
@@ -345,5 +425,29 @@ mod tests {
         assert!(dot.contains("\"me\" -- \"peerA\" [style=solid];"), "{dot}");
         assert!(dot.contains("\"me\" -- \"peerB\" [style=dashed];"), "{dot}");
         assert!(dot.trim_end().ends_with('}'));
+    }
+
+    #[test]
+    fn a_transaction_shows_its_block_time_and_counts_confirmations_in_words() {
+        use tinychain_protocol::Txid;
+        let txid: Txid = "11".repeat(32).parse().expect("a txid");
+        let blockhash = "22".repeat(32).parse().expect("a hash");
+        let mut tx = TransactionInfo {
+            txid,
+            size: 100,
+            version: 1,
+            locktime: 0,
+            coinbase: true,
+            vin: Vec::new(),
+            vout: Vec::new(),
+            hex: String::new(),
+            location: Some(TxLocation::Confirmed { blockhash, height: 5, confirmations: 1 }),
+        };
+        let text = render_tx(&tx, Some(1_795_000_000));
+        assert!(text.contains("at height 5 (2026-11-18T"), "{text}");
+        assert!(text.contains(", 1 confirmation\n"), "{text}");
+        tx.location = Some(TxLocation::Confirmed { blockhash, height: 5, confirmations: 2 });
+        assert!(render_tx(&tx, None).contains(", 2 confirmations\n"));
+        assert_eq!(iso_time(0), "1970-01-01T00:00:00Z");
     }
 }

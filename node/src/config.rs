@@ -140,10 +140,16 @@ pub struct Mining {
     pub address: Option<String>,
     /// Mining threads (0: one per core).
     pub threads: usize,
-    /// Milliseconds the miner rests after finding a block (0: never). For demo
-    /// networks on regtest, where blocks take a handful of hashes.
-    pub min_interval_ms: u64,
+    /// Milliseconds the miner rests after finding a block (0: never; default:
+    /// [`DEFAULT_REGTEST_MINE_INTERVAL_MS`] on regtest, where a block takes a
+    /// handful of hashes, else 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_interval_ms: Option<u64>,
 }
+
+/// The miner's default rest on regtest: about a block a second, like the
+/// compose testnet, instead of thousands of empty blocks a second.
+pub const DEFAULT_REGTEST_MINE_INTERVAL_MS: u64 = 1_000;
 
 /// `[metrics]`: the Prometheus endpoint (`GET /metrics` over HTTP).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -263,6 +269,10 @@ pub struct RunFlags {
     /// Mining threads (mining.threads) [default: one per core].
     #[arg(long)]
     pub miner_threads: Option<usize>,
+    /// Milliseconds the miner rests after each block it finds; 0 mines flat out
+    /// (mining.min_interval_ms) [default: 1000 on regtest, else 0].
+    #[arg(long, value_name = "MS")]
+    pub mine_interval: Option<u64>,
     /// Address to listen on for peers (repeatable; p2p.listen), e.g. /ip4/0.0.0.0/tcp/9333.
     #[arg(long = "listen", value_name = "MULTIADDR")]
     pub listen: Vec<Multiaddr>,
@@ -549,6 +559,9 @@ fn apply_flags(config: &mut Config, flags: &RunFlags) {
     if let Some(threads) = flags.miner_threads {
         config.mining.threads = threads;
     }
+    if let Some(interval) = flags.mine_interval {
+        config.mining.min_interval_ms = Some(interval);
+    }
     if !flags.listen.is_empty() {
         config.p2p.listen = flags.listen.clone();
     }
@@ -587,12 +600,18 @@ fn resolve(
     let rpc_socket = config
         .rpc
         .socket
-        .get_or_insert_with(|| datadir.join(config.network.name()).join("rpc.sock"))
+        .get_or_insert_with(|| {
+            tinychain_rpc_client::locate::default_socket(&datadir, config.network)
+        })
         .clone();
     config.datadir = Some(datadir.clone());
     if config.p2p.listen.is_empty() {
         config.p2p.listen = vec![default_listen(config.network)];
     }
+    config.mining.min_interval_ms.get_or_insert(match config.network {
+        Network::Regtest => DEFAULT_REGTEST_MINE_INTERVAL_MS,
+        Network::Main | Network::Test => 0,
+    });
     if config.mining.threads == 0 {
         config.mining.threads =
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
@@ -614,6 +633,18 @@ fn resolve(
     Ok((datadir, rpc_socket))
 }
 
+/// The log filter the node installs for `filter`: libp2p's Kademlia warns
+/// "Failed to trigger bootstrap: No known peers" whenever a node without peers
+/// starts listening (every standalone start), which is no fault; its
+/// `behaviour` module is kept to errors unless the filter names `libp2p_kad`.
+pub fn quiet_libp2p(filter: &str) -> String {
+    if filter.contains("libp2p_kad") {
+        filter.to_owned()
+    } else {
+        format!("{filter},libp2p_kad::behaviour=error")
+    }
+}
+
 /// The default listen address: all interfaces, the network's port.
 pub fn default_listen(network: Network) -> Multiaddr {
     let port = default_port(network);
@@ -631,28 +662,9 @@ pub const fn default_port(network: Network) -> u16 {
     }
 }
 
-/// The default base data directory: systemd's `$STATE_DIRECTORY` when the node
-/// runs as a service, else the user's data directory
-/// (`$XDG_DATA_HOME/tinychain` or `~/.local/share/tinychain` on Linux).
-pub fn default_datadir() -> Option<PathBuf> {
-    default_datadir_from(
-        std::env::var_os("STATE_DIRECTORY"),
-        directories::BaseDirs::new().map(|dirs| dirs.data_dir().to_path_buf()),
-    )
-}
-
-/// [`default_datadir`] from `$STATE_DIRECTORY` and the user's data directory.
-fn default_datadir_from(
-    state_directory: Option<std::ffi::OsString>,
-    user_data: Option<PathBuf>,
-) -> Option<PathBuf> {
-    // systemd lists several directories separated by ':' when several are configured.
-    let state = state_directory.map(|s| s.to_string_lossy().split(':').next().map(PathBuf::from));
-    match state.flatten() {
-        Some(dir) if !dir.as_os_str().is_empty() => Some(dir),
-        _ => user_data.map(|d| d.join("tinychain")),
-    }
-}
+/// The default base data directory (the clients' rule: see
+/// [`tinychain_rpc_client::locate::default_datadir`]).
+pub use tinychain_rpc_client::locate::default_datadir;
 
 /// The commented file `tinychain-node config default` prints: every key at its default.
 pub const DEFAULT_FILE: &str = r#"# tinychain-node configuration.
@@ -709,9 +721,10 @@ enabled = false
 # address = "mrCDrCybB6J1vRfbwM5hemdJz73FwDBC8r"
 # Mining threads; 0 means one per core (--miner-threads).
 threads = 0
-# Milliseconds the miner rests after finding a block; 0 never rests. Useful on
-# regtest demo networks, where a block takes a handful of hashes.
-min_interval_ms = 0
+# Milliseconds the miner rests after finding a block; 0 never rests
+# (--mine-interval). Default: 1000 on regtest, where a block takes a handful of
+# hashes (about a block a second), else 0.
+# min_interval_ms = 1000
 
 [metrics]
 # Serve Prometheus metrics (OpenMetrics text) at http://<listen>/metrics
@@ -775,29 +788,6 @@ mod tests {
         let path = dir.join("node.toml");
         std::fs::write(&path, text).expect("writes");
         path
-    }
-
-    #[test]
-    fn the_default_data_directory_is_systemds_state_directory_else_the_users() {
-        let home = Some(PathBuf::from("/home/u/.local/share"));
-        let state = |s: &str| Some(std::ffi::OsString::from(s));
-        assert_eq!(
-            default_datadir_from(state("/var/lib/tinychain"), home.clone()),
-            Some(PathBuf::from("/var/lib/tinychain"))
-        );
-        assert_eq!(
-            default_datadir_from(state("/var/lib/tinychain:/var/lib/other"), home.clone()),
-            Some(PathBuf::from("/var/lib/tinychain"))
-        );
-        assert_eq!(
-            default_datadir_from(None, home.clone()),
-            Some(PathBuf::from("/home/u/.local/share/tinychain"))
-        );
-        assert_eq!(
-            default_datadir_from(state(""), home),
-            Some(PathBuf::from("/home/u/.local/share/tinychain"))
-        );
-        assert_eq!(default_datadir_from(None, None), None);
     }
 
     #[test]
@@ -989,5 +979,27 @@ mod tests {
         let table = parse_file(&shown).expect("the shown file parses");
         let back: Config = toml::Value::Table(table).try_into().expect("fits");
         assert_eq!(&back, c);
+    }
+
+    #[test]
+    fn the_miner_paces_itself_on_regtest_unless_told_otherwise() {
+        let on = |network: &str, flag: Option<u64>| {
+            let flags = RunFlags {
+                dir: DirFlags {
+                    network: Some(network.parse().expect("a network")),
+                    ..Default::default()
+                },
+                mine_interval: flag,
+                ..Default::default()
+            };
+            let loaded = load_from(&flags, &[], Some(PathBuf::from("/nonexistent/base")));
+            loaded.expect("loads").config.mining.min_interval_ms
+        };
+        assert_eq!(on("regtest", None), Some(DEFAULT_REGTEST_MINE_INTERVAL_MS));
+        assert_eq!(on("regtest", Some(0)), Some(0), "0 mines flat out");
+        assert_eq!(on("main", None), Some(0));
+        assert_eq!(on("test", Some(250)), Some(250));
+        let loaded = load_env(&[("TINYCHAIN_MINING_MIN_INTERVAL_MS", "40")]).expect("loads");
+        assert_eq!(loaded.config.mining.min_interval_ms, Some(40));
     }
 }

@@ -86,6 +86,18 @@ pub enum BlockOutcome {
     Invalid(String),
 }
 
+impl std::fmt::Display for BlockOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BlockOutcome::Accepted => f.write_str("accepted"),
+            BlockOutcome::Duplicate => f.write_str("already known"),
+            BlockOutcome::Orphan => f.write_str("its parent is unknown (kept as an orphan)"),
+            BlockOutcome::Premature(reason) => write!(f, "not valid yet: {reason}"),
+            BlockOutcome::Invalid(reason) => write!(f, "invalid: {reason}"),
+        }
+    }
+}
+
 /// What became of a compact block handed to the core.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CompactOutcome {
@@ -106,9 +118,24 @@ pub enum GenerateError {
     /// Only regtest mines on demand.
     #[error("blocks are generated on demand only on regtest")]
     NotRegtest,
-    /// The node refused its own block (for example its time is too far ahead).
+    /// The node refused its own block.
     #[error("the generated block was not accepted: {0}")]
     Rejected(String),
+    /// The next block's time would be too far ahead of the clock (see
+    /// [`Core::mining_blocked_until`]).
+    #[error(
+        "the next block cannot be valid before {until} (its time must be after the median \
+         time past, and at most {limit} s ahead of the clock, now {now}): generate fewer \
+         blocks, or wait"
+    )]
+    TooFarAhead {
+        /// The unix time from which it can be mined.
+        until: u64,
+        /// The future limit, seconds.
+        limit: u32,
+        /// The clock.
+        now: u64,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -407,6 +434,17 @@ impl<S: Store, P: Clone> Core<S, P> {
         create_block_template(&ctx, &self.mempool, pay_to, self.chain.params())
     }
 
+    /// The unix time from which a block on the tip can be mined, if it cannot
+    /// be now. A block's time must be later than the tip's median time past and
+    /// at most `max_future_block_time` ahead of the clock; regtest blocks mined
+    /// many a second push the first past the second, and a block mined then
+    /// would only be refused.
+    pub fn mining_blocked_until(&self, now: u64) -> Option<u64> {
+        let earliest = u64::from(self.chain.tip_context(clamp_time(now)).median_time_past) + 1;
+        let limit = u64::from(self.chain.params().max_future_block_time);
+        (earliest > now.saturating_add(limit)).then(|| earliest - limit)
+    }
+
     /// Handles a run of headers from a peer (headers-first sync): see
     /// [`ChainState::accept_headers`].
     ///
@@ -465,6 +503,10 @@ impl<S: Store, P: Clone> Core<S, P> {
         let mut hashes = Vec::with_capacity(count as usize);
         let mut outputs = Vec::new();
         for _ in 0..count {
+            if let Some(until) = self.mining_blocked_until(now) {
+                let limit = self.chain.params().max_future_block_time;
+                return Err(GenerateError::TooFarAhead { until, limit, now });
+            }
             let mut block = self.block_template(pay_to, now).block;
             let target = block.header.bits.to_target().map_err(|_| GenerateError::NotRegtest)?;
             let hasher = HeaderHasher::new(&block.header);
@@ -476,7 +518,7 @@ impl<S: Store, P: Clone> Core<S, P> {
             let (outcome, out) = self.handle_block(block, None, now)?;
             outputs.extend(out);
             if outcome != BlockOutcome::Accepted {
-                return Err(GenerateError::Rejected(format!("{outcome:?}")));
+                return Err(GenerateError::Rejected(outcome.to_string()));
             }
             hashes.push(hash);
         }

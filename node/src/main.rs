@@ -30,14 +30,12 @@ enum Command {
     /// Opens a stopped node's data directory, checks it, and prints its tip.
     Inspect(DirFlags),
     /// Calls a method on a running node's RPC socket and prints the JSON result
-    /// (`call getblockchaininfo` doubles as a health check).
+    /// (a string result as plain text, like bitcoin-cli; `call getblockchaininfo`
+    /// doubles as a health check).
+    #[command(after_help = format!("Methods:\n{}", tinychain_node::rpc::table::help_text()))]
     Call {
         #[command(flatten)]
-        dir: DirFlags,
-        /// The RPC socket (rpc.socket; env TINYCHAIN_RPC_SOCKET)
-        /// [default: rpc.sock in the network's data directory].
-        #[arg(long)]
-        rpc_socket: Option<PathBuf>,
+        node: client::NodeFlags,
         /// The method, e.g. getblockchaininfo.
         method: String,
         /// Parameters, each JSON (a bare word is taken as a string).
@@ -96,32 +94,22 @@ enum Command {
 /// Flags of the client commands (shared with `tinychain-wallet`).
 #[derive(clap::Args, Debug)]
 struct ClientArgs {
-    /// Base data directory; the socket is <datadir>/<network>/rpc.sock.
-    #[arg(long, env = "TINYCHAIN_DATADIR")]
-    datadir: Option<PathBuf>,
-    /// The network.
-    #[arg(long, default_value = "main", env = "TINYCHAIN_NETWORK")]
-    network: Network,
-    /// The RPC socket (default: rpc.sock in the network's data directory).
-    #[arg(long, env = "TINYCHAIN_RPC_SOCKET")]
-    rpc_socket: Option<PathBuf>,
+    /// Where the node is: flags > environment > its configuration file > defaults.
+    #[command(flatten)]
+    node: client::NodeFlags,
     /// Prints JSON instead of text.
     #[arg(long)]
     json: bool,
 }
 
 impl ClientArgs {
-    fn socket(&self) -> anyhow::Result<PathBuf> {
-        Ok(client::socket_path(self.rpc_socket.as_deref(), self.datadir.as_deref(), self.network)?)
+    fn locate(&self) -> anyhow::Result<client::Location> {
+        Ok(self.node.locate()?)
     }
 
     fn show(&self, view: client::View) -> anyhow::Result<()> {
         if self.json {
-            emit(&format!(
-                "{}
-",
-                serde_json::to_string_pretty(&view.json)?
-            ))
+            emit(&format!("{}\n", serde_json::to_string_pretty(&view.json)?))
         } else {
             emit(&view.text)
         }
@@ -137,10 +125,12 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
+    use std::io::Write as _;
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // A closed stderr (`2>&- `, a killed pager) must not turn the error into a panic.
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -148,9 +138,14 @@ fn main() -> ExitCode {
 
 /// Installs the log subscriber: `filter` (RUST_LOG style), text or JSON lines on stderr.
 fn init_logging(filter: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+    let filter = tracing_subscriber::EnvFilter::try_new(config::quiet_libp2p(filter))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A log pipe that closes (`| head`, a killed `tee`) loses the lines, never the node:
+    // write errors are ignored, and not reported on the same closed stderr (a panic).
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     match format {
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
         // One object per line with the event's fields (peer, height, ...) at the top level.
@@ -177,7 +172,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     enabled: c.mining.enabled,
                     pay_to: loaded.mining_address()?.map(|a| a.pubkey_hash()),
                     threads: c.mining.threads,
-                    min_interval: std::time::Duration::from_millis(c.mining.min_interval_ms),
+                    min_interval: std::time::Duration::from_millis(
+                        c.mining.min_interval_ms.unwrap_or_default(),
+                    ),
                 },
                 p2p: p2p::Config {
                     listen: c.p2p.listen.clone(),
@@ -200,30 +197,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let loaded = load(&RunFlags { dir, ..Default::default() })?;
             inspect(&loaded)
         }
-        Command::Call { dir, rpc_socket, method, params } => {
-            let loaded = load(&RunFlags { dir, rpc_socket, ..Default::default() })?;
+        Command::Call { node, method, params } => {
+            let at = node.locate()?;
             let params: Vec<serde_json::Value> = params
                 .iter()
                 .map(|p| {
                     serde_json::from_str(p).unwrap_or_else(|_| serde_json::Value::String(p.clone()))
                 })
                 .collect();
-            let result: serde_json::Value =
-                client::Client::connect(loaded.rpc_socket())?.call(&method, params)?;
-            emit(&format!("{}\n", serde_json::to_string_pretty(&result)?))
+            let (mut client, _) = at.connect()?;
+            match client.call(&method, params)? {
+                serde_json::Value::String(text) if text.ends_with('\n') => emit(&text),
+                serde_json::Value::String(text) => emit(&format!("{text}\n")),
+                result => emit(&format!("{}\n", serde_json::to_string_pretty(&result)?)),
+            }
         }
-        Command::Status(args) => args.show(client::status(&args.socket()?, args.network)?),
-        Command::Peers { client: args, dot } => {
-            args.show(client::peers(&args.socket()?, args.network, dot)?)
-        }
-        Command::Mempool(args) => args.show(client::mempool(&args.socket()?, args.network)?),
+        Command::Status(args) => args.show(client::status(&args.locate()?)?),
+        Command::Peers { client: args, dot } => args.show(client::peers(&args.locate()?, dot)?),
+        Command::Mempool(args) => args.show(client::mempool(&args.locate()?)?),
         Command::Block { client: args, block } => {
-            args.show(client::block(&args.socket()?, args.network, &block)?)
+            args.show(client::block(&args.locate()?, &block)?)
         }
-        Command::Tx { client: args, txid } => {
-            args.show(client::tx(&args.socket()?, args.network, &txid)?)
-        }
-        Command::Stop(args) => args.show(client::stop(&args.socket()?, args.network)?),
+        Command::Tx { client: args, txid } => args.show(client::tx(&args.locate()?, &txid)?),
+        Command::Stop(args) => args.show(client::stop(&args.locate()?)?),
         Command::Params { network } => {
             let params = Params::new(network);
             let genesis = params.genesis_block();

@@ -34,6 +34,7 @@ use crate::p2p::protocol::{
     Response, Status,
 };
 use crate::p2p::{self, NetEvent, Network};
+use crate::rpc::table::{Method, NodeMethod};
 use crate::rpc::{self, RpcCall, RpcError, methods};
 use crate::store::redb::RedbStore;
 use crate::sync::{self, Action, Sync};
@@ -110,6 +111,9 @@ struct Node {
     miner_rests_until: Option<Instant>,
     /// How long it rests.
     miner_rest: Duration,
+    /// The miner waits for the clock (a block on the tip would be too far
+    /// ahead of it); logged once per wait.
+    mining_waits: bool,
     /// Headers-first block download.
     sync: Sync<PeerId>,
     /// Sync progress for the log: when and at what height it was last reported.
@@ -173,7 +177,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let miner = match (&config.mining.enabled, config.mining.pay_to) {
         (true, Some(pay_to)) => {
             let miner = Miner::start(config.mining.threads.max(1), found)?;
-            miner.set_job(core.block_template(pay_to, unix_now()));
             info!(threads = miner.threads(), "mining");
             Some((miner, pay_to))
         }
@@ -187,6 +190,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         mining,
         miner_rests_until: None,
         miner_rest: config.mining.min_interval,
+        mining_waits: false,
         sync: Sync::new(sync::Config::default()),
         progress: None,
         stop_requested: false,
@@ -194,6 +198,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics_addr: None,
         incomplete: HashMap::new(),
     };
+    node.refresh_miner();
     let (refresh_tx, mut refresh_rx) = mpsc::channel::<metrics::server::Refresh>(REFRESH_QUEUE);
     let metrics_task = match config.metrics {
         Some(addr) => {
@@ -311,27 +316,29 @@ impl Node {
     ) -> Result<serde_json::Value, RpcError> {
         use serde_json::json;
         let now = unix_now();
-        if let Some(result) = methods::chain_method(&mut self.core, method, params, now) {
-            if method == "sendrawtransaction" {
-                // chain_method accepted it; relay it.
-                if let Ok(txid) = &result
-                    && let Some(txid) = txid.as_str().and_then(|t| t.parse().ok())
-                    && let Some(entry) = self.core.mempool().get(&txid)
-                {
-                    let tx = entry.tx.clone();
-                    self.net.publish_tx(&tx);
-                }
-            }
-            return result;
-        }
+        let node_method = match Method::parse(method) {
+            None => return Err(RpcError::method_not_found(method)),
+            Some(Method::Chain(m)) => return methods::chain_method(&self.core, m, params),
+            Some(Method::Node(m)) => m,
+        };
         let chain = self.core.chain();
-        match method {
-            "getblockchaininfo" => {
+        match node_method {
+            NodeMethod::GetBlockchainInfo => {
                 let best_peer = self.net.statuses().map(|(_, s)| s.height).max().unwrap_or(0);
                 let syncing = self.is_syncing();
                 methods::to_json(&methods::blockchain_info(&self.core, best_peer, syncing))
             }
-            "getpeerinfo" => {
+            NodeMethod::SendRawTransaction => {
+                let (answer, outputs) = methods::sendrawtransaction(&mut self.core, params, now)?;
+                self.carry_out(outputs);
+                Ok(answer)
+            }
+            NodeMethod::SubmitBlock => {
+                let (answer, outputs) = methods::submitblock(&mut self.core, params, now)?;
+                self.carry_out_own(outputs);
+                Ok(answer)
+            }
+            NodeMethod::GetPeerInfo => {
                 let mut peers = self.net.peer_info();
                 for (peer, info) in &mut peers {
                     if let Some((delivered, in_flight)) = self.sync.peer_stats(peer) {
@@ -341,12 +348,12 @@ impl Node {
                 }
                 Ok(json!(peers.into_iter().map(|(_, info)| info).collect::<Vec<_>>()))
             }
-            "getnetworkinfo" => {
+            NodeMethod::GetNetworkInfo => {
                 let mut info = self.net.network_info();
                 info["metrics"] = json!(self.metrics_addr.map(|a| a.to_string()));
                 Ok(info)
             }
-            "getmininginfo" => {
+            NodeMethod::GetMiningInfo => {
                 let tip = chain.tip_entry();
                 methods::to_json(&MiningInfo {
                     blocks: chain.height(),
@@ -358,8 +365,8 @@ impl Node {
                     address: self.mining_address(),
                 })
             }
-            "setmining" => self.set_mining(params),
-            "generatetoaddress" => {
+            NodeMethod::SetMining => self.set_mining(params),
+            NodeMethod::GenerateToAddress => {
                 let count = methods::param_u64(params, 0, "nblocks")?;
                 if count > methods::MAX_GENERATE {
                     return Err(RpcError::invalid_params(format!(
@@ -375,28 +382,14 @@ impl Node {
                     .core
                     .generate(count as u32, address.pubkey_hash(), now)
                     .map_err(|e| RpcError::rejected(e.to_string()))?;
-                self.log_mined(&hashes);
-                for hash in &hashes {
-                    if let Ok(Some(block)) = self.core.chain().block(hash) {
-                        self.net.publish_block(&block);
-                    }
-                }
-                self.carry_out(outputs);
+                self.carry_out_own(outputs);
                 Ok(json!(hashes.iter().map(|h| h.to_string()).collect::<Vec<_>>()))
             }
-            "submitblock" => {
-                let (answer, block) = methods::submitblock(&mut self.core, params, now)?;
-                if let Some(block) = block {
-                    self.log_mined(&[block.block_hash()]);
-                    self.net.publish_block(&block);
-                }
-                Ok(answer)
-            }
-            "stop" => {
+            NodeMethod::Help => Ok(json!(crate::rpc::table::help_text())),
+            NodeMethod::Stop => {
                 self.stop_requested = true;
                 Ok(json!("tinychain-node stopping"))
             }
-            _ => Err(RpcError::method_not_found(method)),
         }
     }
 
@@ -432,8 +425,8 @@ impl Node {
             (false, None) => {}
             (true, Some((miner, running))) => {
                 let pay_to = self.mining.pay_to.unwrap_or(running);
-                miner.set_job(self.core.block_template(pay_to, unix_now()));
                 self.miner = Some((miner, pay_to));
+                self.refresh_miner();
             }
             (true, None) => {
                 let pay_to = self.mining.pay_to.ok_or_else(|| {
@@ -444,9 +437,9 @@ impl Node {
                 let found = Arc::clone(&self.mining.found);
                 let miner = Miner::start(self.mining.threads, found)
                     .map_err(|e| RpcError::internal(format!("starting the miner: {e}")))?;
-                miner.set_job(self.core.block_template(pay_to, unix_now()));
                 info!(threads = miner.threads(), "mining (setmining)");
                 self.miner = Some((miner, pay_to));
+                self.refresh_miner();
             }
         }
         methods::to_json(&SetMining {
@@ -456,21 +449,41 @@ impl Node {
         })
     }
 
-    /// Gives the miner a fresh template on the tip, unless it is resting.
-    fn refresh_miner(&self) {
-        if self.miner_rests_until.is_none()
-            && let Some((miner, pay_to)) = &self.miner
-        {
-            miner.set_job(self.core.block_template(*pay_to, unix_now()));
+    /// Gives the miner a fresh template on the tip, unless it is resting. When
+    /// a block on the tip could not be valid yet (its time would be too far
+    /// ahead of the clock: see [`Core::mining_blocked_until`]), the miner
+    /// waits until it can be, and says so once.
+    fn refresh_miner(&mut self) {
+        let Some((miner, pay_to)) = &self.miner else { return };
+        if self.miner_rests_until.is_some() {
+            return;
         }
+        let now = unix_now();
+        if let Some(until) = self.core.mining_blocked_until(now) {
+            miner.pause();
+            if !self.mining_waits {
+                info!(
+                    limit_s = self.core.chain().params().max_future_block_time,
+                    now,
+                    resumes_at = until,
+                    "mining waits: the next block's time (after the median time past) \
+                     would be too far ahead of the clock"
+                );
+                self.mining_waits = true;
+            }
+            self.miner_rests_until = Some(Instant::now() + Duration::from_secs(until - now));
+            return;
+        }
+        if std::mem::take(&mut self.mining_waits) {
+            info!("mining resumes");
+        }
+        miner.set_job(self.core.block_template(*pay_to, now));
     }
 
     fn on_found_block(&mut self, block: Block) -> anyhow::Result<()> {
         let hash = block.block_hash();
-        let (outcome, outputs) = self.core.handle_block(block.clone(), None, unix_now())?;
+        let (outcome, outputs) = self.core.handle_block(block, None, unix_now())?;
         if outcome == BlockOutcome::Accepted {
-            self.log_mined(&[hash]);
-            self.net.publish_block(&block);
             if !self.miner_rest.is_zero()
                 && let Some((miner, _)) = &self.miner
             {
@@ -478,23 +491,10 @@ impl Node {
                 self.miner_rests_until = Some(Instant::now() + self.miner_rest);
             }
         } else {
-            warn!(%hash, ?outcome, "own block not accepted");
+            warn!(%hash, %outcome, "own block not accepted");
         }
-        self.carry_out(outputs);
+        self.carry_out_own(outputs);
         Ok(())
-    }
-
-    /// Logs `block mined` for blocks this node made, the last of `hashes` its tip:
-    /// the origin time of their propagation (`tinychain-node topology`).
-    fn log_mined(&self, hashes: &[BlockHash]) {
-        let chain = self.core.chain();
-        if hashes.last() != Some(&chain.tip()) {
-            return;
-        }
-        let top = chain.height();
-        for (hash, below) in hashes.iter().zip((0..hashes.len() as u32).rev()) {
-            info!(%hash, height = top.saturating_sub(below), "block mined");
-        }
     }
 
     fn on_net_event(&mut self, event: NetEvent) -> anyhow::Result<()> {
@@ -709,7 +709,12 @@ impl Node {
             self.net.ban(peer, "another genesis block");
             return Ok(());
         }
-        info!(%peer, height = status.height, tip = %status.tip, "peer status");
+        // A peer's first status is news; the later ones (one per block) are not.
+        if self.net.peer_status(&peer).is_none() {
+            info!(%peer, height = status.height, tip = %status.tip, "peer status");
+        } else {
+            debug!(%peer, height = status.height, tip = %status.tip, "peer status");
+        }
         self.net.set_status(peer, status);
         self.sync.set_status(peer, status, self.core.chain())?;
         self.run_sync()
@@ -794,6 +799,26 @@ impl Node {
             "sync progress"
         );
         self.progress = Some((Instant::now(), height));
+    }
+
+    /// Carries out the outputs of handing the core a block of our own (mined,
+    /// generated or submitted over RPC): its blocks are published once, even
+    /// while syncing, since no peer can have them yet.
+    fn carry_out_own(&mut self, outputs: Vec<Output<PeerId>>) {
+        let (relay, rest): (Vec<_>, Vec<_>) =
+            outputs.into_iter().partition(|o| matches!(o, Output::RelayBlock(_)));
+        self.carry_out(rest);
+        for output in relay {
+            if let Output::RelayBlock(hash) = output
+                && let Ok(Some(block)) = self.core.chain().block(&hash)
+            {
+                // The origin of the block's propagation, for `tinychain-node topology`.
+                if let Ok(Some(entry)) = self.core.chain().index_entry(&hash) {
+                    info!(%hash, height = entry.height, "block mined");
+                }
+                self.net.publish_block(&block);
+            }
+        }
     }
 
     fn carry_out(&mut self, outputs: Vec<Output<PeerId>>) {

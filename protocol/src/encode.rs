@@ -29,7 +29,29 @@ pub enum DecodeError {
     },
     /// The bytes are not a canonical encoding of the expected type.
     #[error("malformed encoding: {0}")]
-    Malformed(#[from] bincode::Error),
+    Malformed(String),
+}
+
+impl From<bincode::Error> for DecodeError {
+    /// Says what is wrong with the bytes in the protocol's words, not the decoder's.
+    fn from(error: bincode::Error) -> DecodeError {
+        use bincode::ErrorKind;
+        let what = match *error {
+            ErrorKind::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                "the bytes end before the value does".to_owned()
+            }
+            ErrorKind::InvalidBoolEncoding(byte) => format!("a flag byte is {byte}, not 0 or 1"),
+            ErrorKind::InvalidTagEncoding(tag) => format!("unknown variant {tag}"),
+            ErrorKind::SizeLimit => "a length is over the limit".to_owned(),
+            ErrorKind::Custom(message) if message.contains("bytes remaining") => {
+                "bytes left over after the value".to_owned()
+            }
+            // Our own types' messages (e.g. an array's length), already in our words.
+            ErrorKind::Custom(message) => message,
+            other => other.to_string(),
+        };
+        DecodeError::Malformed(what)
+    }
 }
 
 fn options() -> impl Options {
@@ -192,13 +214,23 @@ mod tests {
 
     #[test]
     fn trailing_bytes_are_rejected() {
-        assert!(deserialize::<u32>(&[1, 0, 0, 0, 0], 100).is_err());
+        let err = deserialize::<u32>(&[1, 0, 0, 0, 0], 100).expect_err("a byte too many");
+        assert_eq!(err.to_string(), "malformed encoding: bytes left over after the value");
         assert_eq!(deserialize::<u32>(&[1, 0, 0, 0], 100).ok(), Some(1));
     }
 
     #[test]
     fn truncated_input_is_an_error() {
-        assert!(deserialize::<u64>(&[1, 0, 0], 100).is_err());
+        let err = deserialize::<u64>(&[1, 0, 0], 100).expect_err("too short");
+        assert_eq!(err.to_string(), "malformed encoding: the bytes end before the value does");
+    }
+
+    #[test]
+    fn decoder_internals_stay_out_of_the_messages() {
+        let err = deserialize::<bool>(&[7], 100).expect_err("not a flag");
+        assert_eq!(err.to_string(), "malformed encoding: a flag byte is 7, not 0 or 1");
+        let err = deserialize::<Option<u8>>(&[9, 0], 100).expect_err("no such variant");
+        assert_eq!(err.to_string(), "malformed encoding: unknown variant 9");
     }
 
     #[test]

@@ -32,6 +32,12 @@ pub mod code {
     pub const INTERNAL_ERROR: i64 = -32603;
     /// A block or transaction asked for is unknown (bitcoind's `RPC_INVALID_ADDRESS_OR_KEY`).
     pub const NOT_FOUND: i64 = -5;
+    /// A parameter is well-formed but out of range, e.g. a height past the tip
+    /// (bitcoind's `RPC_INVALID_PARAMETER`).
+    pub const INVALID_PARAMETER: i64 = -8;
+    /// A raw transaction or block is not hex of a valid encoding (bitcoind's
+    /// `RPC_DESERIALIZATION_ERROR`).
+    pub const DESERIALIZATION_ERROR: i64 = -22;
     /// A transaction or block was refused (bitcoind's `RPC_VERIFY_*`).
     pub const REJECTED: i64 = -26;
 }
@@ -172,6 +178,24 @@ pub struct AddressUtxo {
     /// The mempool transaction that spends it, if any.
     #[serde(with = "as_string_opt", default)]
     pub spent_in_mempool: Option<Txid>,
+}
+
+/// A page of `getaddressutxos` (asked for with `{"limit", "after"}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressUtxoPage {
+    /// The coins of this page.
+    pub utxos: Vec<AddressUtxo>,
+    /// The cursor to pass as `after` for the next page; `None` on the last.
+    pub next: Option<String>,
+}
+
+/// A page of `getaddresshistory` (asked for with `{"limit", "after"}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressHistoryPage {
+    /// The records of this page.
+    pub history: Vec<AddressHistoryEntry>,
+    /// The cursor to pass as `after` for the next page; `None` on the last.
+    pub next: Option<String>,
 }
 
 /// One record of `getaddresshistory`: a transaction touching an address.

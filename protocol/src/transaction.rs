@@ -23,6 +23,13 @@ pub struct OutPoint {
     pub vout: u32,
 }
 
+impl std::fmt::Display for OutPoint {
+    /// `txid:vout`, as Bitcoin writes an outpoint.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.txid, self.vout)
+    }
+}
+
 impl OutPoint {
     /// The outpoint a coinbase input names: no previous output.
     pub const NULL: OutPoint = OutPoint { txid: Txid::ZERO, vout: u32::MAX };

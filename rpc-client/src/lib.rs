@@ -14,10 +14,14 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod locate;
+
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tinychain_protocol::params::Network;
 use tinychain_protocol::rpc::{BlockchainInfo, Request, Response, code};
+
+pub use locate::{LocateError, Location, NodeFlags};
 
 /// Limits of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,10 +45,15 @@ impl Default for Config {
 #[non_exhaustive]
 pub enum Error {
     /// Nothing answers on the socket.
-    #[error("cannot reach the node at {path} (is tinychain-node running? {cause})")]
+    #[error(
+        "cannot reach the node at {path}{} (is tinychain-node running? {cause})",
+        via.as_ref().map(|v| format!(" ({v})")).unwrap_or_default()
+    )]
     Unreachable {
         /// The socket.
         path: PathBuf,
+        /// Where the path came from (see [`Location`]), when known.
+        via: Option<String>,
         /// The OS error.
         cause: io::Error,
     },
@@ -102,32 +111,12 @@ pub enum Error {
         /// The node's network.
         found: Network,
     },
-    /// Neither a socket nor a data directory was given.
-    #[error("give --datadir or --rpc-socket to say where the node's socket is")]
-    NoSocket,
 }
 
 impl Error {
     /// Tells whether the node said the thing asked for does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::Rpc { code, .. } if *code == code::NOT_FOUND)
-    }
-}
-
-/// Returns the node's socket: `rpc_socket`, else `<datadir>/<network>/rpc.sock`.
-///
-/// # Errors
-///
-/// [`Error::NoSocket`] if neither is given.
-pub fn socket_path(
-    rpc_socket: Option<&Path>,
-    datadir: Option<&Path>,
-    network: Network,
-) -> Result<PathBuf, Error> {
-    match (rpc_socket, datadir) {
-        (Some(socket), _) => Ok(socket.to_owned()),
-        (None, Some(dir)) => Ok(dir.join(network.name()).join("rpc.sock")),
-        (None, None) => Err(Error::NoSocket),
     }
 }
 
@@ -161,8 +150,11 @@ impl Client {
     /// [`Error::Unreachable`] if no node answers there; [`Error::Io`] if the
     /// socket cannot be set up (a zero timeout, say).
     pub fn connect_with(path: &Path, config: Config) -> Result<Client, Error> {
-        let stream = UnixStream::connect(path)
-            .map_err(|cause| Error::Unreachable { path: path.to_owned(), cause })?;
+        let stream = UnixStream::connect(path).map_err(|cause| Error::Unreachable {
+            path: path.to_owned(),
+            via: None,
+            cause,
+        })?;
         let io = |cause| Error::Io { path: path.to_owned(), cause };
         stream.set_read_timeout(Some(config.timeout)).map_err(io)?;
         stream.set_write_timeout(Some(config.timeout)).map_err(io)?;
@@ -458,19 +450,5 @@ mod tests {
             "{err:?}"
         );
         assert!(err.to_string().contains("is on regtest, not main (use --network regtest)"));
-    }
-
-    #[test]
-    fn the_socket_is_found_from_the_data_directory() {
-        let dir = Path::new("/d");
-        assert_eq!(
-            socket_path(None, Some(dir), Network::Regtest).expect("a path"),
-            PathBuf::from("/d/regtest/rpc.sock")
-        );
-        assert_eq!(
-            socket_path(Some(Path::new("/s.sock")), Some(dir), Network::Main).expect("a path"),
-            PathBuf::from("/s.sock")
-        );
-        assert!(matches!(socket_path(None, None, Network::Main), Err(Error::NoSocket)));
     }
 }

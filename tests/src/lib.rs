@@ -13,22 +13,93 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
-/// Returns the path of a workspace binary built next to the running test.
+/// Returns the path of a workspace binary (`tinychain-node`, `tinychain-wallet`)
+/// built next to the running test, building it first if it is missing or older
+/// than its sources.
+///
+/// `cargo nextest run --workspace` builds both: Cargo builds a package's binaries
+/// for its own integration tests, and `node` and `wallet-cli` have some. A
+/// narrower run (`-p tinychain-tests`) may find one missing or stale: it is then
+/// built once, under a lock shared by the test processes, with the same profile.
 ///
 /// # Panics
 ///
-/// If the binary is not built (`cargo nextest run --workspace` builds it).
+/// If the binary cannot be built.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test knows its own path");
     // target/<profile>/deps/<test> → target/<profile>/<name>
     let dir = exe.parent().and_then(Path::parent).expect("tests run from target/<profile>/deps");
     let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run the tests with `cargo nextest run --workspace` (or `cargo build -p tinychain-node` first)",
-        path.display()
-    );
+    let (package, sources) = binary_sources(name);
+    if is_stale(&path, &sources) {
+        // One build at a time: tests run in parallel processes.
+        let lock = std::fs::File::create(dir.join(".tinychain-tests-build.lock"))
+            .expect("the target directory is writable");
+        lock.lock().expect("the build lock can be taken");
+        if is_stale(&path, &sources) {
+            build_binary(package, name, dir);
+        }
+    }
+    assert!(path.exists(), "{} is still missing after building it", path.display());
     path
+}
+
+/// The package of a workspace binary and the source directories it is built from.
+fn binary_sources(name: &str) -> (&'static str, Vec<PathBuf>) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (package, own) = match name {
+        "tinychain-node" => ("tinychain-node", "node"),
+        "tinychain-wallet" => ("tinychain-wallet", "wallet-cli"),
+        other => panic!("no workspace binary is called {other}"),
+    };
+    let sources = [own, "protocol", "rpc-client"]
+        .iter()
+        .flat_map(|crate_dir| {
+            [root.join(crate_dir).join("src"), root.join(crate_dir).join("Cargo.toml")]
+        })
+        .chain([root.join("Cargo.lock")])
+        .collect();
+    (package, sources)
+}
+
+/// Tells whether `binary` is missing or older than a file under `sources`.
+fn is_stale(binary: &Path, sources: &[PathBuf]) -> bool {
+    let Ok(built) = binary.metadata().and_then(|m| m.modified()) else { return true };
+    let mut pending: Vec<PathBuf> = sources.to_vec();
+    while let Some(path) = pending.pop() {
+        let Ok(meta) = path.metadata() else { continue };
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                pending.extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
+            }
+        } else if meta.modified().is_ok_and(|changed| changed > built) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Builds the binary `name` of `package` into the profile directory `dir` (`target/<profile>`).
+fn build_binary(package: &str, name: &str, dir: &Path) {
+    let target_dir = dir.parent().expect("target/<profile> has a parent");
+    let profile = match dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev",
+        Some(other) => other,
+        None => panic!("{} is not a profile directory", dir.display()),
+    };
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+    eprintln!(
+        "{name} is missing or older than its sources: cargo build -p {package} --profile {profile}"
+    );
+    let status = Command::new(cargo)
+        .args(["build", "-p", package, "--bin", name, "--profile", profile, "--manifest-path"])
+        .arg(manifest)
+        .arg("--target-dir")
+        .arg(target_dir)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building {name} failed");
 }
 
 /// A running node process whose log (stderr) is read line by line.
@@ -236,7 +307,10 @@ pub fn call(datadir: &str, method: &str, params: &[&str]) -> Result<serde_json::
     args.extend_from_slice(params);
     let out = run_node(&args);
     if out.status.success() {
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("not JSON: {e}"))
+        // A string result is printed as plain text, like bitcoin-cli does.
+        Ok(serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
+        }))
     } else {
         Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
     }

@@ -13,10 +13,13 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use tinychain_protocol::keys::{Address, AddressError, PrivateKey, WifError};
 use tinychain_protocol::params::{Network, Params};
-use tinychain_protocol::rpc::{AddressHistoryEntry, AddressUtxo, TransactionInfo, TxLocation};
+use tinychain_protocol::rpc::{
+    AddressHistoryEntry, AddressHistoryPage, AddressUtxo, AddressUtxoPage, TransactionInfo,
+    TxLocation,
+};
 use tinychain_protocol::sighash::{self, SignError};
 use tinychain_protocol::{Amount, OutPoint, Transaction, TxOut, Txid};
-use tinychain_rpc_client::{self as rpc, Client};
+use tinychain_rpc_client::{self as rpc, Client, Location};
 
 use crate::coins::{self, AmountError, Candidate, SelectError};
 use crate::wallet::{self, SentRecord, Wallet};
@@ -26,10 +29,10 @@ use crate::wallet::{self, SentRecord, Wallet};
 pub(crate) struct Context {
     /// The network.
     pub(crate) network: Network,
-    /// The wallet file, if known (`--wallet` or from `--datadir`).
+    /// The wallet file, if known (`--wallet`, else in the network's data directory).
     pub(crate) wallet: Option<PathBuf>,
-    /// The node's RPC socket, if known (`--rpc-socket` or from `--datadir`).
-    pub(crate) socket: Option<PathBuf>,
+    /// Where the node is, or why that cannot be worked out.
+    pub(crate) node: std::result::Result<Location, String>,
 }
 
 impl Context {
@@ -109,9 +112,12 @@ pub(crate) enum Error {
     /// Signing failed (the wallet file lost a key it listed).
     #[error("signing: {0}")]
     Sign(#[from] SignError),
-    /// Neither `--wallet` nor `--datadir` says where the wallet is.
+    /// Neither `--wallet` nor a data directory says where the wallet is.
     #[error("give --datadir or --wallet to say where the wallet file is")]
     NoWallet,
+    /// Where the node is cannot be worked out.
+    #[error("{0}")]
+    Locate(String),
     /// The OS has no randomness.
     #[error("reading the OS's randomness: {0}")]
     Random(getrandom::Error),
@@ -128,8 +134,8 @@ fn parse_txid(input: &str) -> Result<Txid> {
 }
 
 fn connect(ctx: &Context) -> Result<Client> {
-    let socket = ctx.socket.as_deref().ok_or(rpc::Error::NoSocket)?;
-    let (client, _) = Client::connect_to(socket, ctx.network)?;
+    let at = ctx.node.as_ref().map_err(|e| Error::Locate(e.clone()))?;
+    let (client, _) = at.connect()?;
     Ok(client)
 }
 
@@ -226,9 +232,42 @@ impl CoinState {
     }
 }
 
+/// Rows per page of the node's address index (its largest).
+const PAGE: u64 = 10_000;
+
+/// Every unspent output paying `addresses`.
+fn address_utxos(client: &mut Client, addresses: &Value) -> Result<Vec<AddressUtxo>> {
+    all_pages(client, "getaddressutxos", addresses, |p: AddressUtxoPage| (p.utxos, p.next))
+}
+
+/// Every history record of `addresses`.
+fn address_history(client: &mut Client, addresses: &Value) -> Result<Vec<AddressHistoryEntry>> {
+    all_pages(client, "getaddresshistory", addresses, |p: AddressHistoryPage| (p.history, p.next))
+}
+
+/// Calls a paged address-index method until its last page.
+fn all_pages<P: serde::de::DeserializeOwned, T>(
+    client: &mut Client,
+    method: &str,
+    addresses: &Value,
+    split: impl Fn(P) -> (Vec<T>, Option<String>),
+) -> Result<Vec<T>> {
+    let mut rows = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = json!({ "limit": PAGE, "after": after });
+        let (found, next) = split(client.call(method, vec![addresses.clone(), page])?);
+        rows.extend(found);
+        match next {
+            Some(next) => after = Some(next),
+            None => return Ok(rows),
+        }
+    }
+}
+
 fn scan(client: &mut Client, wallet: &Wallet) -> Result<Scan> {
     let addresses = json!(wallet.addresses());
-    let utxos: Vec<AddressUtxo> = client.call("getaddressutxos", vec![addresses.clone()])?;
+    let utxos = address_utxos(client, &addresses)?;
     let mempool: Vec<String> = client.call("getrawmempool", Vec::new())?;
     let mempool: HashSet<Txid> = mempool.iter().filter_map(|t| t.parse().ok()).collect();
     let pending: Vec<(SentRecord, Transaction)> = wallet
@@ -265,7 +304,7 @@ fn scan(client: &mut Client, wallet: &Wallet) -> Result<Scan> {
         .filter(|c| wallet.owns(&c.output.pubkey_hash) && !spent_by_own.contains(&c.outpoint))
         .collect();
     let own: HashSet<Txid> = wallet.sent.iter().map(|r| r.txid).collect();
-    let history: Vec<AddressHistoryEntry> = client.call("getaddresshistory", vec![addresses])?;
+    let history = address_history(client, &addresses)?;
     let mut incoming = Vec::new();
     let mut seen = HashSet::new();
     for entry in history {
@@ -535,8 +574,7 @@ pub(crate) fn status(ctx: &Context, txid: &str) -> Result<Report> {
 pub(crate) fn history(ctx: &Context) -> Result<Report> {
     let (wallet, _) = Wallet::load(ctx.wallet()?, ctx.network)?;
     let mut client = connect(ctx)?;
-    let entries: Vec<AddressHistoryEntry> =
-        client.call("getaddresshistory", vec![json!(wallet.addresses())])?;
+    let entries = address_history(&mut client, &json!(wallet.addresses()))?;
     let mut txids: Vec<Txid> = Vec::new();
     for txid in entries.iter().map(|e| e.txid).chain(wallet.sent.iter().map(|r| r.txid)) {
         if !txids.contains(&txid) {

@@ -18,6 +18,7 @@ use anyhow::Context as _;
 use clap::{CommandFactory, Parser, Subcommand};
 use tinychain_protocol::keys::Address;
 use tinychain_protocol::params::Network;
+use tinychain_rpc_client::NodeFlags;
 
 use commands::{Context, Report, SendArgs};
 
@@ -34,15 +35,10 @@ struct Cli {
 /// Flags shared with `tinychain-node`'s client commands.
 #[derive(clap::Args, Debug)]
 struct Global {
-    /// Base data directory; the wallet and the node's socket are in its network subdirectory.
-    #[arg(long, global = true, env = "TINYCHAIN_DATADIR")]
-    datadir: Option<PathBuf>,
-    /// The network.
-    #[arg(long, global = true, default_value = "main", env = "TINYCHAIN_NETWORK")]
-    network: Network,
-    /// The node's RPC socket (default: <datadir>/<network>/rpc.sock).
-    #[arg(long, global = true, env = "TINYCHAIN_RPC_SOCKET")]
-    rpc_socket: Option<PathBuf>,
+    /// Where the node is (and the wallet, in the network's data directory):
+    /// flags > environment > the node's configuration file > defaults.
+    #[command(flatten)]
+    node: NodeFlags,
     /// The wallet file (default: <datadir>/<network>/wallet.json).
     #[arg(long, global = true, env = "TINYCHAIN_WALLET")]
     wallet: Option<PathBuf>,
@@ -120,37 +116,36 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    use std::io::Write as _;
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // A closed stderr (`2>&- `, a killed pager) must not turn the error into a panic.
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
             ExitCode::FAILURE
         }
     }
 }
 
 fn context(global: &Global) -> Context {
-    let network_dir = global.datadir.as_ref().map(|d| d.join(global.network.name()));
-    let wallet =
-        global.wallet.clone().or_else(|| network_dir.as_ref().map(|d| d.join("wallet.json")));
-    // Offline commands need no socket; the others say so when it is missing.
-    let socket = tinychain_rpc_client::socket_path(
-        global.rpc_socket.as_deref(),
-        global.datadir.as_deref(),
-        global.network,
-    )
-    .ok();
-    Context { network: global.network, wallet, socket }
+    let node = global.node.locate().map_err(|e| e.to_string());
+    let network = node.as_ref().map_or(global.node.network.unwrap_or(Network::Main), |n| n.network);
+    let wallet = global
+        .wallet
+        .clone()
+        .or_else(|| node.as_ref().ok().map(|n| n.network_dir().join("wallet.json")));
+    Context { network, wallet, node }
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let global = &cli.global;
+    let ctx = context(global);
     let report = match cli.command {
         Command::Keygen => {
             let key = wallet::generate_key()
                 .map_err(|e| anyhow::anyhow!("reading the OS's randomness: {e}"))?;
-            let address = key.public_key().address(global.network);
-            let wif = key.to_wif(global.network);
+            let address = key.public_key().address(ctx.network);
+            let wif = key.to_wif(ctx.network);
             Report {
                 text: format!("address {address}\nwif {wif}\n"),
                 json: serde_json::json!({ "address": address, "wif": wif }),
@@ -172,19 +167,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             clap_complete::generate(shell, &mut Cli::command(), "tinychain-wallet", &mut script);
             return emit(&String::from_utf8_lossy(&script));
         }
-        Command::Create { label } => commands::create(&context(global), &label)?,
-        Command::NewAddress { label } => commands::new_address(&context(global), &label)?,
-        Command::Addresses => commands::addresses(&context(global))?,
-        Command::ImportKey { wif, label } => commands::import_key(&context(global), &wif, &label)?,
-        Command::ExportKey { address } => commands::export_key(&context(global), &address)?,
-        Command::Balance => commands::balance(&context(global))?,
-        Command::Utxos => commands::utxos(&context(global))?,
+        Command::Create { label } => commands::create(&ctx, &label)?,
+        Command::NewAddress { label } => commands::new_address(&ctx, &label)?,
+        Command::Addresses => commands::addresses(&ctx)?,
+        Command::ImportKey { wif, label } => commands::import_key(&ctx, &wif, &label)?,
+        Command::ExportKey { address } => commands::export_key(&ctx, &address)?,
+        Command::Balance => commands::balance(&ctx)?,
+        Command::Utxos => commands::utxos(&ctx)?,
         Command::Send { address, amount, fee_rate, belushis } => {
             let args = SendArgs { to: address, amount, belushis, fee_rate };
-            commands::send(&context(global), &args)?
+            commands::send(&ctx, &args)?
         }
-        Command::Status { txid } => commands::status(&context(global), &txid)?,
-        Command::History => commands::history(&context(global))?,
+        Command::Status { txid } => commands::status(&ctx, &txid)?,
+        Command::History => commands::history(&ctx)?,
     };
     if global.json {
         emit(&format!("{}\n", serde_json::to_string_pretty(&report.json)?))
@@ -215,7 +210,7 @@ mod tests {
         let cli = Cli::try_parse_from(["tinychain-wallet", "keygen", "--network", "regtest"])
             .expect("parses");
         assert!(matches!(cli.command, Command::Keygen));
-        assert_eq!(cli.global.network, Network::Regtest);
+        assert_eq!(cli.global.node.network, Some(Network::Regtest));
         assert!(Cli::try_parse_from(["tinychain-wallet", "keygen", "--network", "x"]).is_err());
         let cli = Cli::try_parse_from(["tinychain-wallet", "send", "mxyz", "-1", "--json"])
             .expect("a negative amount reaches the amount parser");
@@ -252,13 +247,18 @@ mod tests {
         .expect("parses");
         let ctx = context(&cli.global);
         assert_eq!(ctx.wallet, Some(PathBuf::from("/d/regtest/wallet.json")));
-        assert_eq!(ctx.socket, Some(PathBuf::from("/d/regtest/rpc.sock")));
-        let cli = Cli::try_parse_from(["tinychain-wallet", "balance"]).expect("parses");
-        if std::env::var_os("TINYCHAIN_DATADIR").is_none()
-            && std::env::var_os("TINYCHAIN_WALLET").is_none()
-        {
-            let err = commands::balance(&context(&cli.global)).expect_err("no wallet location");
-            assert!(err.to_string().contains("--wallet"), "{err}");
-        }
+        assert_eq!(ctx.node.expect("located").socket, PathBuf::from("/d/regtest/rpc.sock"));
+        let cli = Cli::try_parse_from([
+            "tinychain-wallet",
+            "balance",
+            "--wallet",
+            "/w.json",
+            "--rpc-socket",
+            "/s.sock",
+        ])
+        .expect("parses");
+        let ctx = context(&cli.global);
+        assert_eq!(ctx.wallet, Some(PathBuf::from("/w.json")));
+        assert_eq!(ctx.node.expect("located").socket, PathBuf::from("/s.sock"));
     }
 }

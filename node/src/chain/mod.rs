@@ -55,8 +55,11 @@ pub enum AcceptError {
     /// The block or an ancestor was already found invalid.
     #[error("block {0} is known to be invalid")]
     KnownInvalid(BlockHash),
-    /// The block breaks a rule.
-    #[error("block {hash} is invalid: {error}")]
+    /// The block breaks a rule (or is not valid yet: see [`BlockError::kind`]).
+    #[error(
+        "block {hash} {}: {error}",
+        if error.kind() == Kind::Premature { "is not valid yet" } else { "is invalid" }
+    )]
     Invalid {
         /// The block's hash.
         hash: BlockHash,

@@ -54,7 +54,7 @@ impl Default for Config {
 #[non_exhaustive]
 pub enum PolicyError {
     /// An input is already spent by another mempool transaction.
-    #[error("input spends {outpoint:?}, already spent by mempool transaction {by}")]
+    #[error("input spends {outpoint}, already spent by mempool transaction {by}")]
     Conflict {
         /// The outpoint.
         outpoint: OutPoint,
@@ -87,12 +87,17 @@ pub enum PolicyError {
     Premature(TxError),
 }
 
+/// Txids as a readable list: `a, b, c`.
+fn list(txids: &[Txid]) -> String {
+    txids.iter().map(Txid::to_string).collect::<Vec<_>>().join(", ")
+}
+
 /// Why a transaction was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RejectReason {
     /// Some inputs are unknown; the transaction waits in the orphan pool.
-    #[error("missing inputs from {0:?}")]
+    #[error("missing inputs from {}", list(.0))]
     MissingInputs(Vec<Txid>),
     /// It breaks a consensus rule: penalise the sender.
     #[error("invalid: {0}")]

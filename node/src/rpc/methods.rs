@@ -9,19 +9,18 @@ use tinychain_protocol::keys::Address;
 use tinychain_protocol::params::Params;
 use tinychain_protocol::pow::Target;
 use tinychain_protocol::rpc::{
-    AddressHistoryEntry, AddressUtxo, BlockHeaderInfo, BlockInfo, BlockchainInfo, MempoolInfo,
-    TransactionInfo, TxInputInfo, TxLocation, TxOutputInfo,
+    BlockHeaderInfo, BlockInfo, BlockchainInfo, MempoolInfo, TransactionInfo, TxInputInfo,
+    TxLocation, TxOutputInfo,
 };
 use tinychain_protocol::{Block, BlockHash, BlockHeader, Transaction, Txid};
 
 use super::server::RpcError;
-use crate::core::{BlockOutcome, Core};
+use super::table::ChainMethod;
+use crate::core::{BlockOutcome, Core, Output};
 use crate::store::{Store, StoreError};
 
 /// Largest `generatetoaddress` count in one call.
 pub const MAX_GENERATE: u64 = 10_000;
-/// Largest number of coins or history records returned per address.
-const MAX_ADDRESS_ROWS: usize = 10_000;
 
 /// Turns an answer into JSON.
 ///
@@ -59,7 +58,7 @@ where
 }
 
 fn decode_hex(s: &str, what: &str) -> Result<Vec<u8>, RpcError> {
-    hex::decode(s).map_err(|e| RpcError::invalid_params(format!("{what} must be hex: {e}")))
+    hex::decode(s).map_err(|e| RpcError::undecodable(format!("{what} must be hex: {e}")))
 }
 
 /// Parses the addresses parameter: one string or an array of strings.
@@ -161,38 +160,37 @@ pub fn tx_info(tx: &Transaction, params: &Params) -> TransactionInfo {
     }
 }
 
-/// Answers the chain and mempool methods (those that need no network or miner).
+/// Answers a method from the chain and mempool alone.
 ///
-/// Returns `None` for a method this function does not know.
+/// # Errors
+///
+/// Bad parameters, something asked for that is unknown, or a store failure.
 pub fn chain_method<S: Store, P: Clone>(
-    core: &mut Core<S, P>,
-    method: &str,
+    core: &Core<S, P>,
+    method: ChainMethod,
     params: &[Value],
-    now: u64,
-) -> Option<Result<Value, RpcError>> {
-    Some(match method {
-        "getbestblockhash" => Ok(json!(core.chain().tip().to_string())),
-        "getblockcount" => Ok(json!(core.chain().height())),
-        "getblockhash" => getblockhash(core, params),
-        "getblockheader" => getblockheader(core, params),
-        "getblock" => getblock(core, params),
-        "getrawtransaction" | "gettransaction" => gettransaction(core, params),
-        "getmempoolinfo" => to_json(&MempoolInfo {
+) -> Result<Value, RpcError> {
+    match method {
+        ChainMethod::GetBestBlockHash => Ok(json!(core.chain().tip().to_string())),
+        ChainMethod::GetBlockCount => Ok(json!(core.chain().height())),
+        ChainMethod::GetBlockHash => getblockhash(core, params),
+        ChainMethod::GetBlockHeader => getblockheader(core, params),
+        ChainMethod::GetBlock => getblock(core, params),
+        ChainMethod::GetTransaction => gettransaction(core, params),
+        ChainMethod::GetMempoolInfo => to_json(&MempoolInfo {
             size: core.mempool().len() as u64,
             bytes: core.mempool().total_bytes(),
             orphans: core.mempool().orphan_count() as u64,
         }),
-        "getrawmempool" => {
+        ChainMethod::GetRawMempool => {
             let mut txids: Vec<String> =
                 core.mempool().entries().map(|(t, _)| t.to_string()).collect();
             txids.sort();
             Ok(json!(txids))
         }
-        "getaddressutxos" => getaddressutxos(core, params),
-        "getaddresshistory" => getaddresshistory(core, params),
-        "sendrawtransaction" => return Some(sendrawtransaction(core, params, now).map(|(v, _)| v)),
-        _ => return None,
-    })
+        ChainMethod::GetAddressUtxos => super::address::getaddressutxos(core, params),
+        ChainMethod::GetAddressHistory => super::address::getaddresshistory(core, params),
+    }
 }
 
 fn getblockhash<S: Store, P: Clone>(
@@ -204,8 +202,12 @@ fn getblockhash<S: Store, P: Clone>(
         Ok(height) => core.chain().hash_at(height).map_err(internal)?,
         Err(_) => None,
     };
-    hash.map(|h| json!(h.to_string()))
-        .ok_or_else(|| RpcError::invalid_params(format!("block height {height} out of range")))
+    hash.map(|h| json!(h.to_string())).ok_or_else(|| {
+        RpcError::invalid_parameter(format!(
+            "block height {height} out of range (the tip is at {})",
+            core.chain().height()
+        ))
+    })
 }
 
 fn getblockheader<S: Store, P: Clone>(
@@ -287,63 +289,8 @@ fn gettransaction<S: Store, P: Clone>(
     to_json(&info)
 }
 
-fn getaddressutxos<S: Store, P: Clone>(
-    core: &Core<S, P>,
-    params: &[Value],
-) -> Result<Value, RpcError> {
-    let chain = core.chain();
-    let addresses = param_addresses(params, 0, chain.params())?;
-    let mut rows = Vec::new();
-    for address in addresses {
-        let coins = chain
-            .store()
-            .address_coins(&address.pubkey_hash(), MAX_ADDRESS_ROWS)
-            .map_err(|e| RpcError::internal(e.to_string()))?;
-        for (outpoint, coin) in coins {
-            let confirmations = chain.height() - coin.height + 1;
-            let mature = !coin.is_coinbase
-                || chain.height() + 1 - coin.height >= chain.params().coinbase_maturity;
-            rows.push(AddressUtxo {
-                address,
-                txid: outpoint.txid,
-                vout: outpoint.vout,
-                belushis: coin.output.value,
-                height: coin.height,
-                coinbase: coin.is_coinbase,
-                confirmations,
-                mature,
-                spent_in_mempool: core.mempool().spender(&outpoint),
-            });
-        }
-    }
-    to_json(&rows)
-}
-
-fn getaddresshistory<S: Store, P: Clone>(
-    core: &Core<S, P>,
-    params: &[Value],
-) -> Result<Value, RpcError> {
-    let chain = core.chain();
-    let addresses = param_addresses(params, 0, chain.params())?;
-    let mut rows = Vec::new();
-    for address in addresses {
-        let history = chain
-            .store()
-            .address_history(&address.pubkey_hash(), MAX_ADDRESS_ROWS)
-            .map_err(|e| RpcError::internal(e.to_string()))?;
-        for (height, txid) in history {
-            rows.push(AddressHistoryEntry { address, txid, height: Some(height) });
-        }
-        for (txid, entry) in core.mempool().entries() {
-            if entry.tx.outputs.iter().any(|o| o.pubkey_hash == address.pubkey_hash()) {
-                rows.push(AddressHistoryEntry { address, txid: *txid, height: None });
-            }
-        }
-    }
-    to_json(&rows)
-}
-
-/// Accepts a raw transaction into the mempool; returns its txid and whether it is new.
+/// Accepts a raw transaction into the mempool; returns its txid and the core's
+/// outputs (relaying it, and any orphans it released).
 ///
 /// # Errors
 ///
@@ -352,21 +299,21 @@ pub fn sendrawtransaction<S: Store, P: Clone>(
     core: &mut Core<S, P>,
     params: &[Value],
     now: u64,
-) -> Result<(Value, Option<Transaction>), RpcError> {
+) -> Result<(Value, Vec<Output<P>>), RpcError> {
     let bytes = decode_hex(&param_str(params, 0, "hexstring")?, "the transaction")?;
     let tx = Transaction::decode(&bytes)
-        .map_err(|e| RpcError::invalid_params(format!("transaction decode failed: {e}")))?;
+        .map_err(|e| RpcError::undecodable(format!("transaction decode failed: {e}")))?;
     let txid = tx.txid();
-    let (result, _) =
-        core.handle_tx(tx.clone(), None, now).map_err(|e| RpcError::internal(e.to_string()))?;
+    let (result, outputs) =
+        core.handle_tx(tx, None, now).map_err(|e| RpcError::internal(e.to_string()))?;
     match result {
-        Ok(crate::mempool::Accepted::New { .. }) => Ok((json!(txid.to_string()), Some(tx))),
-        Ok(crate::mempool::Accepted::AlreadyKnown) => Ok((json!(txid.to_string()), None)),
+        Ok(_) => Ok((json!(txid.to_string()), outputs)),
         Err(reason) => Err(RpcError::rejected(reason.to_string())),
     }
 }
 
-/// Submits a raw block; returns bitcoind's answer (null when accepted) and the block if new.
+/// Submits a raw block; returns bitcoind's answer (null when accepted) and the
+/// core's outputs (relaying it, the new tip).
 ///
 /// # Errors
 ///
@@ -375,19 +322,19 @@ pub fn submitblock<S: Store, P: Clone>(
     core: &mut Core<S, P>,
     params: &[Value],
     now: u64,
-) -> Result<(Value, Option<Block>), RpcError> {
+) -> Result<(Value, Vec<Output<P>>), RpcError> {
     let bytes = decode_hex(&param_str(params, 0, "hexdata")?, "the block")?;
     let block = Block::decode(&bytes)
-        .map_err(|e| RpcError::invalid_params(format!("block decode failed: {e}")))?;
-    let (outcome, _) = core
-        .handle_block(block.clone(), None, now)
-        .map_err(|e| RpcError::internal(e.to_string()))?;
-    Ok(match outcome {
-        BlockOutcome::Accepted => (Value::Null, Some(block)),
-        BlockOutcome::Duplicate => (json!("duplicate"), None),
-        BlockOutcome::Orphan => (json!("inconclusive: parent unknown"), None),
-        BlockOutcome::Premature(r) | BlockOutcome::Invalid(r) => (json!(r), None),
-    })
+        .map_err(|e| RpcError::undecodable(format!("block decode failed: {e}")))?;
+    let (outcome, outputs) =
+        core.handle_block(block, None, now).map_err(|e| RpcError::internal(e.to_string()))?;
+    let answer = match outcome {
+        BlockOutcome::Accepted => Value::Null,
+        BlockOutcome::Duplicate => json!("duplicate"),
+        BlockOutcome::Orphan => json!("inconclusive: parent unknown"),
+        other @ (BlockOutcome::Premature(_) | BlockOutcome::Invalid(_)) => json!(other.to_string()),
+    };
+    Ok((answer, outputs))
 }
 
 /// The `getblockchaininfo` answer, given the best height a peer reported and

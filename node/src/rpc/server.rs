@@ -79,6 +79,14 @@ impl RpcError {
     pub fn rejected(message: impl Into<String>) -> RpcError {
         RpcError { code: code::REJECTED, message: message.into() }
     }
+    /// A parameter out of range (bitcoind's RPC_INVALID_PARAMETER).
+    pub fn invalid_parameter(message: impl Into<String>) -> RpcError {
+        RpcError { code: code::INVALID_PARAMETER, message: message.into() }
+    }
+    /// Raw data that does not decode (bitcoind's RPC_DESERIALIZATION_ERROR).
+    pub fn undecodable(message: impl Into<String>) -> RpcError {
+        RpcError { code: code::DESERIALIZATION_ERROR, message: message.into() }
+    }
     /// Something asked for does not exist (Bitcoin's RPC_INVALID_ADDRESS_OR_KEY).
     pub fn not_found(message: impl Into<String>) -> RpcError {
         RpcError { code: code::NOT_FOUND, message: message.into() }

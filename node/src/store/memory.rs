@@ -84,16 +84,19 @@ impl Store for MemoryStore {
     fn address_coins(
         &self,
         pubkey_hash: &PubkeyHash,
+        after: Option<(u32, OutPoint)>,
         limit: usize,
     ) -> Result<Vec<(OutPoint, Coin)>, StoreError> {
+        let (height, txid) = after.map_or((0, Txid::ZERO), |(h, op)| (h, op.txid));
         Ok(self
             .history
-            .range((*pubkey_hash, 0, Txid::ZERO)..)
+            .range((*pubkey_hash, height, txid)..)
             .take_while(|((pkh, _, _), _)| pkh == pubkey_hash)
-            .flat_map(|((_, _, txid), paid)| {
-                paid.iter().map(|&vout| OutPoint { txid: *txid, vout })
+            .flat_map(|((_, h, txid), paid)| {
+                paid.iter().map(move |&vout| (*h, OutPoint { txid: *txid, vout }))
             })
-            .filter_map(|op| self.coins.get(&op).map(|c| (op, *c)))
+            .filter(|pos| after.is_none_or(|last| *pos > last))
+            .filter_map(|(_, op)| self.coins.get(&op).map(|c| (op, *c)))
             .take(limit)
             .collect())
     }
@@ -101,14 +104,17 @@ impl Store for MemoryStore {
     fn address_history(
         &self,
         pubkey_hash: &PubkeyHash,
+        after: Option<(u32, Txid)>,
         limit: usize,
     ) -> Result<Vec<(u32, Txid)>, StoreError> {
+        let (height, txid) = after.unwrap_or((0, Txid::ZERO));
         Ok(self
             .history
-            .range((*pubkey_hash, 0, Txid::ZERO)..)
+            .range((*pubkey_hash, height, txid)..)
             .take_while(|((pkh, _, _), _)| pkh == pubkey_hash)
-            .take(limit)
             .map(|((_, h, t), _)| (*h, *t))
+            .filter(|pos| after.is_none_or(|last| *pos > last))
+            .take(limit)
             .collect())
     }
 

@@ -293,8 +293,10 @@ pub trait Store {
         Ok(found)
     }
 
-    /// Returns up to `limit` unspent outputs paying `pubkey_hash`, oldest first:
-    /// the outputs its history records as paid to it that are still unspent.
+    /// Returns up to `limit` unspent outputs paying `pubkey_hash`, oldest first
+    /// (by height, txid, output index): the outputs its history records as paid
+    /// to it that are still unspent. With `after` (a coin's height and
+    /// outpoint), only those after it: the next page.
     ///
     /// # Errors
     ///
@@ -302,11 +304,13 @@ pub trait Store {
     fn address_coins(
         &self,
         pubkey_hash: &PubkeyHash,
+        after: Option<(u32, OutPoint)>,
         limit: usize,
     ) -> Result<Vec<(OutPoint, Coin)>, StoreError>;
 
     /// Returns up to `limit` (height, txid) records of confirmed transactions
-    /// paying or spending `pubkey_hash`, oldest first.
+    /// paying or spending `pubkey_hash`, oldest first (by height, then txid);
+    /// with `after`, only those after that record: the next page.
     ///
     /// # Errors
     ///
@@ -314,6 +318,7 @@ pub trait Store {
     fn address_history(
         &self,
         pubkey_hash: &PubkeyHash,
+        after: Option<(u32, Txid)>,
         limit: usize,
     ) -> Result<Vec<(u32, Txid)>, StoreError>;
 

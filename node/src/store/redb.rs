@@ -360,22 +360,28 @@ impl Store for RedbStore {
     fn address_coins(
         &self,
         pubkey_hash: &PubkeyHash,
+        after: Option<(u32, OutPoint)>,
         limit: usize,
     ) -> Result<Vec<(OutPoint, Coin)>, StoreError> {
         let txn = self.db.begin_read().map_err(backend)?;
         let history = txn.open_table(HISTORY).map_err(backend)?;
         let coins = txn.open_table(COINS).map_err(backend)?;
         let (low, high) = prefix_range(pubkey_hash);
+        // The page starts at the row of the last coin given (its later outputs follow).
+        let low = after.map_or(low, |(height, op)| history_key(pubkey_hash, height, &op.txid));
         let mut out = Vec::new();
         for row in history.range(low.as_slice()..=high.as_slice()).map_err(backend)? {
             let (key, paid) = row.map_err(backend)?;
-            let (_, txid) = history_row(key.value())?;
+            let (height, txid) = history_row(key.value())?;
             let paid: Vec<u32> = decode("history row", paid.value())?;
             for vout in paid {
+                let op = OutPoint { txid, vout };
+                if after.is_some_and(|(h, last)| (height, op) <= (h, last)) {
+                    continue;
+                }
                 if out.len() == limit {
                     return Ok(out);
                 }
-                let op = OutPoint { txid, vout };
                 if let Some(coin) = read_coin(&coins, &op)? {
                     out.push((op, coin));
                 }
@@ -387,13 +393,25 @@ impl Store for RedbStore {
     fn address_history(
         &self,
         pubkey_hash: &PubkeyHash,
+        after: Option<(u32, Txid)>,
         limit: usize,
     ) -> Result<Vec<(u32, Txid)>, StoreError> {
+        use std::ops::Bound;
         let txn = self.db.begin_read().map_err(backend)?;
         let table = txn.open_table(HISTORY).map_err(backend)?;
         let (low, high) = prefix_range(pubkey_hash);
+        let start = match after {
+            Some((height, txid)) => Bound::Excluded(history_key(pubkey_hash, height, &txid)),
+            None => Bound::Included(low),
+        };
+        let start = match &start {
+            Bound::Excluded(k) => Bound::Excluded(k.as_slice()),
+            Bound::Included(k) => Bound::Included(k.as_slice()),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let range = (start, Bound::Included(high.as_slice()));
         let mut out = Vec::new();
-        for row in table.range(low.as_slice()..=high.as_slice()).map_err(backend)?.take(limit) {
+        for row in table.range::<&[u8]>(range).map_err(backend)?.take(limit) {
             let (key, _) = row.map_err(backend)?;
             out.push(history_row(key.value())?);
         }

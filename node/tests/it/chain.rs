@@ -201,3 +201,34 @@ fn generate_mines_on_demand_on_regtest_only() {
         Err(tinychain_node::core::GenerateError::NotRegtest)
     ));
 }
+
+/// Blocks with times at the future limit push the median time past there: a
+/// block on the tip cannot be valid until the clock catches up, so the miner
+/// is told to wait (and `generate` refuses, saying until when) instead of
+/// building blocks that would only be refused.
+#[test]
+fn mining_waits_while_a_block_on_the_tip_would_be_too_far_ahead_of_the_clock() {
+    let mut core = new_core(regtest());
+    let limit = core.chain().params().max_future_block_time;
+    let now = NOW;
+    assert_eq!(core.mining_blocked_until(now), None);
+    let ahead = u32::try_from(now).expect("fits") + limit;
+    // With genesis and this block, the median time past (the upper middle of
+    // the times) is at the limit: the next block's time must be past it.
+    let block = block_on(&core, core.chain().tip(), vec![], pkh(1), Some(ahead), 0);
+    assert_eq!(block.header.time, ahead);
+    let (outcome, _) = core.handle_block(block, Some(1), now).expect("store works");
+    assert_eq!(outcome, BlockOutcome::Accepted, "a block at the limit, not past it");
+    assert_eq!(core.mining_blocked_until(now), Some(now + 1));
+    let err = core.generate(1, pkh(1), now).expect_err("it would be refused");
+    assert!(
+        matches!(err, tinychain_node::core::GenerateError::TooFarAhead { until, .. } if until == now + 1),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&format!("now {now}")), "{err}");
+    assert_eq!(core.chain().height(), 1, "nothing was added");
+    // A second later the next block fits under the limit again.
+    assert_eq!(core.mining_blocked_until(now + 1), None);
+    let (hashes, _) = core.generate(1, pkh(1), now + 1).expect("mines");
+    assert_eq!(core.chain().tip(), hashes[0]);
+}

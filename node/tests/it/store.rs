@@ -36,7 +36,7 @@ fn a_restart_keeps_the_tip_the_utxo_set_and_the_mempool() {
         // It entered the mempool a while before the restart.
         core.handle_tx(tx.clone(), None, NOW - 100).expect("store").0.expect("accepted");
         core.save_mempool().expect("saved");
-        let history = core.chain().store().address_history(&pkh(1), 100).expect("reads");
+        let history = core.chain().store().address_history(&pkh(1), None, 100).expect("reads");
         (core.chain().tip(), core.chain().utxo_digest(), tx.txid(), history)
     };
     let core = open(&path);
@@ -45,9 +45,9 @@ fn a_restart_keeps_the_tip_the_utxo_set_and_the_mempool() {
     assert_eq!(core.chain().utxo_digest(), digest);
     let entry = core.mempool().get(&txid).expect("mempool restored");
     assert_eq!(entry.time, NOW - 100, "the entry keeps its time, so expiry is not postponed");
-    let coins_of_alice = core.chain().store().address_coins(&pkh(1), 100).expect("reads");
+    let coins_of_alice = core.chain().store().address_coins(&pkh(1), None, 100).expect("reads");
     assert_eq!(coins_of_alice.len(), 12, "one coinbase per block");
-    assert_eq!(core.chain().store().address_history(&pkh(1), 100).expect("reads"), history);
+    assert_eq!(core.chain().store().address_history(&pkh(1), None, 100).expect("reads"), history);
     assert_eq!(history.len(), 12);
 }
 
@@ -303,7 +303,8 @@ fn the_address_index_follows_spends_and_reorgs() {
         let mined = mine(&mut core, 101, pkh(1));
         let fork = core.chain().tip();
         let coins_of = |core: &Core<S, u32>, who: u8, limit: usize| {
-            let mut found = core.chain().store().address_coins(&pkh(who), limit).expect("reads");
+            let mut found =
+                core.chain().store().address_coins(&pkh(who), None, limit).expect("reads");
             found.sort_by_key(|(op, _)| *op);
             found
         };
@@ -318,6 +319,32 @@ fn the_address_index_follows_spends_and_reorgs() {
         let block = block_on(&core, fork, vec![paid.clone()], pkh(3), None, 1);
         assert_eq!(submit(&mut core, block).0, BlockOutcome::Accepted);
         let bob: Vec<OutPoint> = coins_of(&core, 2, 1_000).into_iter().map(|(op, _)| op).collect();
+        // Pages of any size, each after the last coin of the one before, add up
+        // to the whole list in order: within a transaction's outputs too.
+        for who in [1, 2] {
+            let store = core.chain().store();
+            let whole = store.address_coins(&pkh(who), None, 1_000).expect("reads");
+            for size in [1, 2, 3, 50] {
+                let (mut paged, mut after) = (Vec::new(), None);
+                loop {
+                    let page = store.address_coins(&pkh(who), after, size).expect("reads");
+                    assert!(page.len() <= size);
+                    let Some((op, coin)) = page.last() else { break };
+                    after = Some((coin.height, *op));
+                    paged.extend(page);
+                }
+                assert_eq!(paged, whole, "coins of {who} in pages of {size}");
+            }
+            let history = store.address_history(&pkh(who), None, 1_000).expect("reads");
+            let (mut paged, mut after) = (Vec::new(), None);
+            loop {
+                let page = store.address_history(&pkh(who), after, 2).expect("reads");
+                let Some(last) = page.last() else { break };
+                after = Some(*last);
+                paged.extend(page);
+            }
+            assert_eq!(paged, history, "history of {who} in pages of 2");
+        }
         let mut expected = vec![out(&paid, 0).0, out(&paid, 2).0];
         expected.sort();
         assert_eq!(bob, expected, "both outputs paying Bob");
@@ -325,12 +352,15 @@ fn the_address_index_follows_spends_and_reorgs() {
         assert_eq!(alice_now.len(), 101, "one coinbase spent, the change added");
         assert!(alice_now.iter().all(|(op, _)| *op != coinbase_out(&mined[0]).0));
         assert!(alice_now.iter().any(|(op, _)| *op == out(&paid, 1).0));
-        assert_eq!(core.chain().store().address_history(&pkh(2), 10).expect("reads").len(), 1);
+        assert_eq!(
+            core.chain().store().address_history(&pkh(2), None, 10).expect("reads").len(),
+            1
+        );
 
         // Two empty blocks on the fork outweigh the one with the payment.
         branch(&mut core, fork, 2, 4, None);
         assert!(coins_of(&core, 2, 1_000).is_empty(), "Bob's coins went with the block");
-        assert!(core.chain().store().address_history(&pkh(2), 10).expect("reads").is_empty());
+        assert!(core.chain().store().address_history(&pkh(2), None, 10).expect("reads").is_empty());
         let alice_after = coins_of(&core, 1, 1_000);
         assert!(alice_after.iter().any(|(op, _)| *op == coinbase_out(&mined[0]).0), "restored");
         assert!(alice_after.iter().all(|(op, _)| *op != out(&paid, 1).0), "change gone");

@@ -106,7 +106,7 @@ pub enum TxError {
     #[error("total output value is out of range")]
     OutputTotalOutOfRange,
     /// Two inputs spend the same outpoint.
-    #[error("inputs spend {0:?} twice")]
+    #[error("inputs spend {0} twice")]
     DuplicateInput(OutPoint),
     /// A non-coinbase input names the null outpoint.
     #[error("input {0} has a null outpoint outside a coinbase")]
@@ -115,7 +115,7 @@ pub enum TxError {
     #[error("unexpected coinbase transaction")]
     UnexpectedCoinbase,
     /// An input's output does not exist or is already spent.
-    #[error("input {input} spends {outpoint:?}, which is missing or spent")]
+    #[error("input {input} spends {outpoint}, which is missing or spent")]
     MissingInput {
         /// The input's index.
         input: usize,
@@ -193,13 +193,15 @@ pub enum BlockError {
         /// The parent's median time past.
         median_time_past: u32,
     },
-    /// The time is too far ahead of the node's clock.
-    #[error("time {time} is more than the allowed limit ahead of now ({max})")]
+    /// The time is too far ahead of the node's clock (not valid yet).
+    #[error("time {time} is more than {limit} s ahead of the clock (now {now})")]
     TimeTooNew {
         /// The block's time.
         time: u32,
-        /// The latest acceptable time.
-        max: u32,
+        /// The clock.
+        now: u32,
+        /// How far ahead a block's time may be, seconds.
+        limit: u32,
     },
     /// The block does not follow the expected parent.
     #[error("block builds on {got}, expected {expected}")]
@@ -250,7 +252,7 @@ pub enum BlockError {
     #[error("txid {0} appears twice")]
     DuplicateTxid(Txid),
     /// Two inputs in the block spend the same output.
-    #[error("transaction {tx} spends {outpoint:?}, already spent in this block")]
+    #[error("transaction {tx} spends {outpoint}, already spent in this block")]
     DoubleSpend {
         /// The index of the transaction spending it the second time.
         tx: usize,
@@ -258,7 +260,7 @@ pub enum BlockError {
         outpoint: OutPoint,
     },
     /// A transaction creates an output that already exists unspent (Bitcoin's BIP 30).
-    #[error("transaction {tx} overwrites the unspent output {outpoint:?}")]
+    #[error("transaction {tx} overwrites the unspent output {outpoint}")]
     OverwritesUnspentOutput {
         /// The transaction's index.
         tx: usize,
@@ -506,9 +508,9 @@ pub fn contextual_check_block_header(
             median_time_past: ctx.median_time_past,
         });
     }
-    let max = ctx.now.saturating_add(params.max_future_block_time);
-    if header.time > max {
-        return Err(BlockError::TimeTooNew { time: header.time, max });
+    let limit = params.max_future_block_time;
+    if header.time > ctx.now.saturating_add(limit) {
+        return Err(BlockError::TimeTooNew { time: header.time, now: ctx.now, limit });
     }
     Ok(())
 }

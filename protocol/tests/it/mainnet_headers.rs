@@ -1,6 +1,6 @@
 //! Real Bitcoin mainnet headers: every 2016th header from height 2016 to 822528,
-//! with Bitcoin Core's chainwork, from `shared/testdata/` (see its README for
-//! provenance). They pin header parsing and hashing, compact-target decoding,
+//! with Bitcoin Core's chainwork, from `protocol/tests/data/` (see its README
+//! for provenance). They pin header parsing and hashing, compact-target decoding,
 //! proof of work and chainwork arithmetic to Bitcoin's. The file must be present:
 //! a missing file fails the test rather than skipping it.
 
@@ -9,9 +9,9 @@ use std::str::FromStr;
 use tinychain_protocol::pow::{CompactTarget, HeaderHasher, Target, Work, check_proof_of_work};
 use tinychain_protocol::{BlockHash, BlockHeader};
 
-/// The fixture, at `shared/` next to the repository root.
+/// The fixture, kept in the repository.
 const CHECKPOINTS: &str =
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata/bitcoin-mainnet-checkpoints.tsv");
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/bitcoin-mainnet-checkpoints.tsv");
 
 /// Blocks between rows (and between Bitcoin's difficulty changes).
 const INTERVAL: u32 = 2016;

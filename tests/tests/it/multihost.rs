@@ -222,7 +222,15 @@ fn multihost_a_node_killed_while_blocks_arrive_catches_up_to_the_same_utxo_set()
         &lab,
         &dirs,
         0,
-        &["--mine", "--mine-address", REGTEST_ADDRESS, "--miner-threads", "1"],
+        &[
+            "--mine",
+            "--mine-address",
+            REGTEST_ADDRESS,
+            "--miner-threads",
+            "1",
+            "--mine-interval",
+            "0",
+        ],
     );
     let seed_addr = miner.listen_address();
     let _relay = start(&lab, &dirs, 1, &["--bootstrap", &seed_addr]);

@@ -31,8 +31,18 @@ fn blocks_mined_at_one_end_of_a_line_reach_the_other_and_a_late_node_catches_up(
     let (a_dir, b_dir, c_dir, d_dir) = (path(0), path(1), path(2), path(3));
 
     // A line: miner A — B — C. Each knows only its neighbour.
-    let (mut a, a_addr) =
-        start(&a_dir, &["--mine", "--mine-address", REGTEST_ADDRESS, "--miner-threads", "1"]);
+    let (mut a, a_addr) = start(
+        &a_dir,
+        &[
+            "--mine",
+            "--mine-address",
+            REGTEST_ADDRESS,
+            "--miner-threads",
+            "1",
+            "--mine-interval",
+            "0",
+        ],
+    );
     let (mut b, b_addr) = start(&b_dir, &["--bootstrap", &a_addr]);
     let (mut c, _) = start(&c_dir, &["--bootstrap", &b_addr]);
     b.wait_for_log("connection established", DEADLINE);
@@ -133,4 +143,48 @@ fn mdns_is_opt_in_and_a_build_without_it_says_so() {
     assert!(!out.status.success(), "a build without the mdns feature refuses --mdns");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--features mdns"), "{stderr}");
+}
+
+/// What an operator reads while a miner and a follower run: no warnings (a
+/// standalone start, blocks published once, nothing refused), and a peer's
+/// status logged once, not once a block.
+#[test]
+fn a_miner_and_a_follower_log_no_warnings_and_one_status_line_per_peer() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().expect("temp dir")).collect();
+    let path = |i: usize| dirs[i].path().to_str().expect("utf-8").to_string();
+    let (a_dir, b_dir) = (path(0), path(1));
+    let (mut a, a_addr) = start(
+        &a_dir,
+        &[
+            "--mine",
+            "--mine-address",
+            REGTEST_ADDRESS,
+            "--miner-threads",
+            "1",
+            "--mine-interval",
+            "100",
+        ],
+    );
+    let (mut b, _) = start(&b_dir, &["--bootstrap", &a_addr]);
+    b.wait_for_log("peer status", DEADLINE);
+    // Blocks mined while B is connected reach it by gossip.
+    let mut tip = String::new();
+    for _ in 0..10 {
+        let line = a.wait_for_new_log("new tip", DEADLINE);
+        tip = line.split_whitespace().find_map(|w| w.strip_prefix("hash=")).expect("a hash").into();
+    }
+    b.wait_for_log(&format!("hash={tip}"), DEADLINE);
+    // Let both run through a maintenance round (Status to every peer every 10 s).
+    a.wait_for_new_log("mining hash_rate", DEADLINE);
+    b.wait_for_log(&format!("hash={tip}"), DEADLINE);
+    for (name, node) in [("miner", &a), ("follower", &b)] {
+        let log = node.log_text();
+        let warnings: Vec<&str> =
+            log.lines().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")).collect();
+        assert!(warnings.is_empty(), "the {name} warned:\n{}", warnings.join("\n"));
+        let statuses = log.lines().filter(|l| l.contains("peer status")).count();
+        assert!(statuses <= 1, "the {name} logged {statuses} status lines:\n{log}");
+    }
+    assert!(a.terminate(Duration::from_secs(10)).success());
+    assert!(b.terminate(Duration::from_secs(10)).success());
 }

@@ -14,7 +14,15 @@ const START: Duration = Duration::from_secs(30);
 fn run_args(datadir: &str) -> Vec<&str> {
     regtest_run_args(
         datadir,
-        &["--mine", "--mine-address", REGTEST_ADDRESS, "--miner-threads", "1"],
+        &[
+            "--mine",
+            "--mine-address",
+            REGTEST_ADDRESS,
+            "--miner-threads",
+            "1",
+            "--mine-interval",
+            "0",
+        ],
     )
 }
 
@@ -180,6 +188,8 @@ fn json_logs_carry_fields_and_a_bad_config_key_is_refused_by_name() {
             REGTEST_ADDRESS,
             "--miner-threads",
             "1",
+            "--mine-interval",
+            "0",
         ],
     ));
     let line = node.wait_for_log("\"new tip\"", START);
@@ -203,7 +213,12 @@ fn a_resting_miner_waits_its_interval_between_blocks() {
     let dir = tempfile::tempdir().expect("temp dir");
     let datadir = dir.path().to_str().expect("utf-8 temp path");
     let mut command = std::process::Command::new(tinychain_tests::binary("tinychain-node"));
-    command.args(run_args(datadir)).env("TINYCHAIN_MINING_MIN_INTERVAL_MS", "700");
+    command
+        .args(regtest_run_args(
+            datadir,
+            &["--mine", "--mine-address", REGTEST_ADDRESS, "--miner-threads", "1"],
+        ))
+        .env("TINYCHAIN_MINING_MIN_INTERVAL_MS", "700");
     let mut node = NodeProcess::spawn(command);
     node.wait_for_log("new tip", START);
     let first = std::time::Instant::now();
@@ -244,4 +259,100 @@ fn the_metrics_flag_serves_prometheus_text_on_the_address_it_logs() {
     assert!(response.ends_with("# EOF\n"), "{response}");
     assert!(node.terminate(Duration::from_secs(10)).success());
     assert!(std::net::TcpStream::connect(addr).is_err(), "the endpoint outlived its node");
+}
+
+#[test]
+fn a_closed_log_pipe_never_stops_the_node() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let datadir = dir.path().to_str().expect("utf-8 temp path");
+    let mut child = std::process::Command::new(tinychain_tests::binary("tinychain-node"))
+        .args(regtest_run_args(datadir, &[]))
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tinychain-node starts");
+    let mut log = BufReader::new(child.stderr.take().expect("stderr is piped"));
+    let mut line = String::new();
+    while !line.contains("RPC listening") {
+        line.clear();
+        assert!(log.read_line(&mut line).expect("reads the log") > 0, "the log ended early");
+    }
+    // `| head` exits: the node's stderr is a pipe with no reader from now on.
+    drop(log);
+    // Every call and every new block logs lines into the closed pipe.
+    let hashes = tinychain_tests::call(datadir, "generatetoaddress", &["5", REGTEST_ADDRESS])
+        .expect("the node answers after its log closed");
+    assert_eq!(hashes.as_array().map(Vec::len), Some(5));
+    let info = tinychain_tests::call(datadir, "getblockchaininfo", &[]).expect("answers");
+    assert_eq!(info["blocks"], 5);
+    assert!(child.try_wait().expect("wait works").is_none(), "the node exited");
+    tinychain_tests::call(datadir, "stop", &[]).expect("stops");
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait works") {
+            break status;
+        }
+        assert!(std::time::Instant::now() < end, "the node did not stop");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status}");
+    // The store is consistent, at the height it reached.
+    assert_eq!(inspect(datadir).0, 5);
+}
+
+#[test]
+fn the_miner_waits_for_the_clock_instead_of_mining_blocks_too_far_ahead() {
+    use tinychain_protocol::block::{Block, BlockHeader};
+    use tinychain_protocol::merkle::block_merkle_root;
+    use tinychain_protocol::validation::block_subsidy;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let datadir = dir.path().to_str().expect("utf-8 temp path");
+    let mut node = NodeProcess::start(&regtest_run_args(datadir, &[]));
+    node.wait_for_log("RPC listening", START);
+    // A block at the future limit puts the median time past there (with genesis).
+    let params = Params::new(Network::Regtest);
+    let genesis = params.genesis_block();
+    let now = u32::try_from(tinychain_node::node::unix_now()).expect("fits");
+    let pay_to = "mrCDrCybB6J1vRfbwM5hemdJz73FwDBC8r"
+        .parse::<tinychain_protocol::keys::Address>()
+        .expect("an address")
+        .pubkey_hash();
+    let txdata = vec![tinychain_node::template::coinbase(1, 0, pay_to, block_subsidy(1, &params))];
+    let mut block = Block {
+        header: BlockHeader {
+            version: 1,
+            prev_blockhash: genesis.block_hash(),
+            merkle_root: block_merkle_root(&txdata).root,
+            time: now + params.max_future_block_time,
+            bits: genesis.header.bits,
+            nonce: 0,
+        },
+        txdata,
+    };
+    let target = block.header.bits.to_target().expect("valid bits");
+    while !target.is_met_by(block.header.block_hash()) {
+        block.header.nonce += 1;
+    }
+    let hex: String = block.encode().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(tinychain_tests::call(datadir, "submitblock", &[&hex]), Ok(serde_json::Value::Null));
+    tinychain_tests::call(datadir, "setmining", &["true", REGTEST_ADDRESS]).expect("mines");
+    let waits = node.wait_for_log("mining waits", START);
+    assert!(waits.contains("limit_s=7200"), "{waits}");
+    // The real clock, not the limit (nor a time ahead of it) is called now.
+    let logged_now: u64 = waits
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("now="))
+        .and_then(|n| n.parse().ok())
+        .expect("now is logged");
+    assert!(logged_now.abs_diff(u64::from(now)) < 60, "{waits}");
+    // It resumes once the clock allows, and its block is accepted.
+    node.wait_for_new_log("mining resumes", START);
+    node.wait_for_new_log("new tip", START);
+    assert!(!node.log_text().contains("own block not accepted"), "{}", node.log_text());
+    assert_eq!(node.log_text().matches("mining waits").count(), 1, "said once");
+    assert!(node.terminate(Duration::from_secs(10)).success());
 }

@@ -15,7 +15,10 @@ fn call(datadir: &str, method: &str, params: &[&str]) -> Result<Value, String> {
     args.extend_from_slice(params);
     let out = run_node(&args);
     if out.status.success() {
-        Ok(serde_json::from_slice(&out.stdout).expect("JSON output"))
+        // A string result is printed as plain text, like bitcoin-cli does.
+        Ok(serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            Value::String(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
+        }))
     } else {
         Err(String::from_utf8_lossy(&out.stderr).to_string())
     }
@@ -90,4 +93,86 @@ fn the_rpc_socket_answers_methods_and_survives_garbage() {
     let (status, _) = node.wait_exit(DEADLINE);
     assert!(status.success());
     assert!(!socket.exists(), "the socket file is removed");
+}
+
+/// Sends one request and returns the whole reply (`result` or `error`).
+fn rpc(socket: &std::path::Path, method: &str, params: Value) -> Value {
+    let request =
+        serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    raw_line(socket, format!("{request}\n").as_bytes())
+}
+
+#[test]
+fn errors_carry_bitcoinds_codes_and_plain_words_and_lists_come_in_pages() {
+    use serde_json::json;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let datadir = dir.path().to_str().expect("utf-8");
+    let mut node = NodeProcess::start(&regtest_run_args(datadir, &[]));
+    node.wait_for_log("RPC listening", DEADLINE);
+    let socket = dir.path().join("regtest").join("rpc.sock");
+    call(datadir, "generatetoaddress", &["12", REGTEST_ADDRESS]).expect("generates");
+
+    let code = |reply: &Value| reply["error"]["code"].as_i64();
+    let message = |reply: &Value| reply["error"]["message"].as_str().unwrap_or("").to_owned();
+    let reply = rpc(&socket, "getblockhash", json!([13]));
+    assert_eq!(code(&reply), Some(-8), "{reply}");
+    assert!(message(&reply).contains("out of range (the tip is at 12)"), "{reply}");
+    for (method, hex) in
+        [("sendrawtransaction", "zz"), ("submitblock", "zz"), ("sendrawtransaction", "0100")]
+    {
+        let reply = rpc(&socket, method, json!([hex]));
+        assert_eq!(code(&reply), Some(-22), "{method} {hex}: {reply}");
+    }
+    let reply = rpc(&socket, "submitblock", json!(["00000000"]));
+    assert!(!message(&reply).contains("Slice") && !message(&reply).contains("bincode"), "{reply}");
+    assert_eq!(code(&rpc(&socket, "gettransaction", json!(["00".repeat(32)]))), Some(-5));
+    assert_eq!(code(&rpc(&socket, "nosuchmethod", json!([]))), Some(-32601));
+
+    // A transaction spending an output nobody has: refused (-26), in words.
+    let spend = tinychain_protocol::Transaction::spending(
+        [tinychain_protocol::OutPoint { txid: "11".repeat(32).parse().expect("txid"), vout: 0 }],
+        vec![tinychain_protocol::TxOut {
+            value: tinychain_protocol::Amount::from_belushis(1),
+            pubkey_hash: tinychain_protocol::PubkeyHash::from_byte_array([1; 20]),
+        }],
+    );
+    let hex: String = spend.encode().iter().map(|b| format!("{b:02x}")).collect();
+    let reply = rpc(&socket, "sendrawtransaction", json!([hex]));
+    assert_eq!(code(&reply), Some(-26), "{reply}");
+    assert!(
+        !message(&reply).contains("Txid(") && !message(&reply).contains("OutPoint {"),
+        "{reply}"
+    );
+
+    // `help` lists every method, one a line.
+    let help = call(datadir, "help", &[]).expect("help");
+    let help = help.as_str().expect("text");
+    for method in ["getblockchaininfo", "getaddressutxos", "setmining", "stop", "help"] {
+        assert!(help.lines().any(|l| l.starts_with(method)), "{method} missing from {help}");
+    }
+
+    // Pages of 5 of 12 coins: 5, 5, 2, the last with no cursor; together the whole list.
+    let whole = rpc(&socket, "getaddressutxos", json!([REGTEST_ADDRESS]))["result"].clone();
+    assert_eq!(whole.as_array().map(Vec::len), Some(12));
+    for (method, rows) in [("getaddressutxos", "utxos"), ("getaddresshistory", "history")] {
+        let whole = rpc(&socket, method, json!([REGTEST_ADDRESS]))["result"].clone();
+        let (mut paged, mut after, mut sizes) = (Vec::new(), Value::Null, Vec::new());
+        loop {
+            let page =
+                rpc(&socket, method, json!([[REGTEST_ADDRESS], {"limit": 5, "after": after}]));
+            let page = &page["result"];
+            let found = page[rows].as_array().expect("rows").clone();
+            sizes.push(found.len());
+            paged.extend(found);
+            if page["next"].is_null() {
+                break;
+            }
+            after = page["next"].clone();
+        }
+        assert_eq!(sizes, [5, 5, 2], "{method}");
+        assert_eq!(Value::Array(paged), whole, "{method}");
+    }
+    let reply = rpc(&socket, "getaddressutxos", json!([REGTEST_ADDRESS, {"after": "nonsense"}]));
+    assert_eq!(code(&reply), Some(-32602), "{reply}");
+    assert!(node.terminate(DEADLINE).success());
 }
