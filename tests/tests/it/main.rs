@@ -2,6 +2,7 @@
 
 mod multihost;
 mod network;
+mod observe;
 mod process;
 mod rpc;
 mod topology;
