@@ -72,7 +72,7 @@ impl Builder {
     }
 
     fn take(&mut self, entry: &Entry) {
-        let (n, t) = (entry.node.as_str(), entry.time);
+        let (n, t) = (&*entry.node, entry.time);
         self.start.get_or_insert(t);
         self.end = Some(t);
         self.seen_peer(n, t);

@@ -10,10 +10,11 @@
 //! collector. What cannot be used is counted in [`InputStats`], never fatal,
 //! except a file with no JSON line at all (a text log, a wrong file).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -27,8 +28,8 @@ use super::time::Time;
 pub struct Entry {
     /// When.
     pub time: Time,
-    /// The writing node's peer id.
-    pub node: String,
+    /// The writing node's peer id (one shared copy per node).
+    pub node: Arc<str>,
     /// What happened.
     pub event: Event,
     /// Position in the input, for a stable order.
@@ -66,9 +67,16 @@ pub struct Collector {
     seen: HashSet<u64>,
     stats: InputStats,
     entries: Vec<Entry>,
-    names: Vec<(String, String)>,
+    names: BTreeMap<Arc<str>, String>,
     file: Option<FileState>,
     seq: u64,
+    /// One copy of each writer's peer id.
+    interned: HashMap<String, Arc<str>>,
+    /// Each node's last `peer status` kept per peer: repeats of it are dropped.
+    statuses: HashMap<(Arc<str>, String), (u64, Option<String>)>,
+    /// Per node, the last entry if it is a line of another message: a run of
+    /// such lines keeps its first and its last (what the model uses of them).
+    others: HashMap<Arc<str>, (usize, bool)>,
 }
 
 #[derive(Debug)]
@@ -162,37 +170,68 @@ impl Collector {
         // Lines before the file first names its node belong to that node.
         let first = file.pending.iter().find_map(|(_, known)| known.clone());
         for (record, known) in file.pending {
-            let Some(node) =
-                record.node.clone().or_else(|| known.clone()).or_else(|| first.clone())
+            let Some(id) = record.node.clone().or_else(|| known.clone()).or_else(|| first.clone())
             else {
                 self.stats.unattributed += 1;
                 continue;
             };
-            if let Some(name) = record.node_name {
-                self.names.push((node.clone(), name));
+            let node = self.intern(id);
+            if let Some(name) = record.node_name
+                && self.names.get(&node) != Some(&name)
+            {
+                self.names.insert(Arc::clone(&node), name);
             }
             match record.event {
                 Event::Other | Event::LocalPeerId { .. } => self.stats.other += 1,
                 _ => self.stats.used += 1,
             }
-            self.seq += 1;
-            self.entries.push(Entry {
-                time: record.time,
-                node,
-                event: record.event,
-                seq: self.seq,
-            });
+            self.keep(Entry { time: record.time, node, event: record.event, seq: 0 });
         }
+        self.others.clear();
         Ok(())
+    }
+
+    fn intern(&mut self, id: String) -> Arc<str> {
+        if let Some(node) = self.interned.get(&id) {
+            return Arc::clone(node);
+        }
+        let node: Arc<str> = Arc::from(id.as_str());
+        self.interned.insert(id, Arc::clone(&node));
+        node
+    }
+
+    /// Keeps an entry, unless it repeats what the model already has from this node.
+    fn keep(&mut self, mut entry: Entry) {
+        self.seq += 1;
+        entry.seq = self.seq;
+        if let Event::PeerStatus { peer, height, tip } = &entry.event {
+            let key = (Arc::clone(&entry.node), peer.clone());
+            if self.statuses.get(&key) == Some(&(*height, tip.clone())) {
+                return;
+            }
+            self.statuses.insert(key, (*height, tip.clone()));
+        }
+        if entry.event != Event::Other {
+            self.others.remove(&entry.node);
+        } else if let Some(&(i, first)) = self.others.get(&entry.node) {
+            if !first {
+                // The middle of a run: the newer line replaces the run's last.
+                self.entries[i] = entry;
+                return;
+            }
+            self.others.insert(Arc::clone(&entry.node), (self.entries.len(), false));
+        } else {
+            self.others.insert(Arc::clone(&entry.node), (self.entries.len(), true));
+        }
+        self.entries.push(entry);
     }
 
     /// Returns the records in time order (lines of one moment in input order), the
     /// names nodes gave themselves, and the counts.
     pub fn finish(mut self) -> (Vec<Entry>, Vec<(String, String)>, InputStats) {
         self.entries.sort_by_key(|e| (e.time, e.seq));
-        self.names.sort();
-        self.names.dedup();
-        (self.entries, self.names, self.stats)
+        let names = self.names.into_iter().map(|(id, name)| (id.to_string(), name)).collect();
+        (self.entries, names, self.stats)
     }
 }
 
@@ -302,7 +341,7 @@ mod tests {
         let b = vec![line("39", "listening", r#","address":"/ip4/1.2.3.4/tcp/1/p2p/B""#), tip];
         let (entries, stats) = collect(&[("a.log", a), ("a.1.log", a_again), ("b.log", b)]);
         let who: Vec<(&str, i64)> =
-            entries.iter().map(|e| (e.node.as_str(), e.time.micros() / 1_000_000 % 60)).collect();
+            entries.iter().map(|e| (&*e.node, e.time.micros() / 1_000_000 % 60)).collect();
         assert_eq!(who, [("B", 39), ("A", 40), ("A", 41), ("A", 42), ("A", 43)]);
         assert_eq!(stats.duplicates, 2, "the h2 line in the copy, and b's identical h1 line");
         assert_eq!((stats.lines, stats.used, stats.files), (7, 5, 3));
@@ -316,7 +355,7 @@ mod tests {
         ];
         let orphan = vec![line("42", "new tip", r#","hash":"h3","height":3"#)];
         let (entries, stats) = collect(&[("stdin", mixed), ("x.log", orphan)]);
-        assert_eq!(entries.iter().map(|e| e.node.as_str()).collect::<Vec<_>>(), ["C", "D"]);
+        assert_eq!(entries.iter().map(|e| &*e.node).collect::<Vec<_>>(), ["C", "D"]);
         assert_eq!(stats.unattributed, 1);
     }
 
@@ -332,6 +371,23 @@ mod tests {
         assert_eq!((stats.not_json, stats.malformed, stats.other), (1, 1, 1));
         assert_eq!(stats.first_not_json.as_deref(), Some("a.log:2"));
         assert_eq!(stats.first_malformed.as_deref(), Some("a.log:3 (\"new tip\")"));
+    }
+
+    #[test]
+    fn what_the_model_would_not_use_is_counted_but_not_kept() {
+        let mut lines = vec![line("10", "node started", r#","peer_id":"A""#)];
+        for t in 11..16 {
+            lines.push(line(&t.to_string(), "mining", r#","hash_rate":3"#));
+        }
+        for t in 16..19 {
+            lines.push(line(&t.to_string(), "peer status", r#","peer":"B","height":4,"tip":"t4""#));
+        }
+        lines.push(line("19", "peer status", r#","peer":"B","height":5,"tip":"t5""#));
+        let (entries, stats) = collect(&[("a.log", lines)]);
+        let kept: Vec<i64> = entries.iter().map(|e| e.time.micros() / 1_000_000 % 60).collect();
+        // The run of `mining` lines keeps its first and last; repeated statuses go.
+        assert_eq!(kept, [10, 11, 15, 16, 19]);
+        assert_eq!((stats.lines, stats.other, stats.used), (10, 5, 5));
     }
 
     #[test]

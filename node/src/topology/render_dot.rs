@@ -50,7 +50,7 @@ pub fn dot(graph: &Graph) -> String {
     let _ = writeln!(out, "digraph tinychain {{");
     let _ = writeln!(
         out,
-        "  graph [label=\"{title}\", labelloc=t, fontname=\"monospace\", overlap=false, splines=true, rankdir=LR];"
+        "  graph [label=\"{title}\", labelloc=t, fontname=\"monospace\", layout=neato, overlap=false, splines=true, sep=\"+12\"];"
     );
     let _ = writeln!(out, "  node [shape=box, style=\"rounded,filled\", fontname=\"monospace\"];");
     let _ = writeln!(out, "  edge [fontname=\"monospace\"];");
@@ -96,21 +96,15 @@ pub fn dot(graph: &Graph) -> String {
 
 fn legend(out: &mut String) {
     out.push_str(
-        "  subgraph cluster_legend {\n\
-         \x20   label=\"legend\"; fontname=\"monospace\"; style=rounded; color=\"#999999\";\n\
-         \x20   node [shape=plaintext, style=\"\", fontname=\"monospace\", fontsize=10];\n\
-         \x20   legend_a [label=\"dialer\"]; legend_b [label=\"dialed\"];\n\
-         \x20   legend_c [label=\"\"]; legend_d [label=\"in the blocks gossip mesh\"];\n\
-         \x20   legend_e [label=\"\"]; legend_f [label=\"connected, not in the mesh\"];\n\
-         \x20   legend_g [label=\"\"]; legend_h [label=\"bootstrap link\"];\n\
-         \x20   legend_i [label=\"\"]; legend_j [label=\"knows of (routing table)\"];\n\
-         \x20   legend_k [label=\"same fill colour: same tip; grey, dashed: stopped or unreachable\"];\n\
-         \x20   legend_a -> legend_b [style=dashed];\n\
-         \x20   legend_c -> legend_d [style=solid, penwidth=2.5];\n\
-         \x20   legend_e -> legend_f [style=dashed];\n",
+        "  legend [shape=note, fontsize=10, style=\"\", label=\"legend\\l\
+         bold: in the blocks gossip mesh\\l\
+         dashed: connected, not in the mesh\\l\
+         dotted: knows of (routing table)\\l\
+         blue: bootstrap link\\l\
+         arrow: from the dialer (both heads: both dialed)\\l\
+         same fill colour: same tip\\l\
+         grey, dashed: stopped or unreachable\\l\"];\n",
     );
-    let _ = writeln!(out, "    legend_g -> legend_h [style=dashed, color=\"{BOOTSTRAP}\"];");
-    out.push_str("    legend_i -> legend_j [style=dotted];\n  }\n");
 }
 
 /// Renders the graph as SVG with Graphviz's `dot` program.
@@ -201,7 +195,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("\"B\" -> \"C\" [style=dashed, dir=both];"), "{text}");
-        assert!(text.contains("cluster_legend"));
+        assert!(text.contains("legend [shape=note"));
         assert!(text.contains("3 nodes, 2 links"));
     }
 
