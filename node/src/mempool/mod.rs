@@ -21,6 +21,9 @@ use tinychain_protocol::{Amount, Block, OutPoint, Transaction, Txid};
 
 use orphans::OrphanPool;
 
+/// The default [`Config::max_tx_size`]: Bitcoin Core's standard size.
+pub const MAX_STANDARD_TX_SIZE: u64 = 100_000;
+
 /// Mempool limits and policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -33,6 +36,12 @@ pub struct Config {
     pub max_ancestors: usize,
     /// Seconds after which an unconfirmed transaction is dropped.
     pub expiry_secs: u64,
+    /// The largest transaction relayed and kept, in bytes (Bitcoin Core's
+    /// `MAX_STANDARD_TX_WEIGHT`, 400,000 weight units = 100 kB without witness
+    /// data): policy, not consensus. Larger ones are valid in a block, but one
+    /// could not share a block with much else, and a 1 MB one would never fit
+    /// beside the coinbase.
+    pub max_tx_size: u64,
     /// The orphan pool's limits.
     pub orphans: orphans::Config,
 }
@@ -44,6 +53,7 @@ impl Default for Config {
             min_relay_fee_rate: 1,
             max_ancestors: 25,
             expiry_secs: 14 * 24 * 3600,
+            max_tx_size: MAX_STANDARD_TX_SIZE,
             orphans: orphans::Config::default(),
         }
     }
@@ -78,6 +88,14 @@ pub enum PolicyError {
         count: usize,
         /// The limit.
         limit: usize,
+    },
+    /// Larger than a standard transaction.
+    #[error("{size} bytes exceed the standard transaction size of {limit} bytes")]
+    TooLarge {
+        /// The transaction's size.
+        size: u64,
+        /// The limit.
+        limit: u64,
     },
     /// The mempool is full of transactions paying a higher fee rate.
     #[error("mempool full: fee rate too low to enter")]
@@ -290,6 +308,13 @@ impl Mempool {
         now: u64,
     ) -> Result<Amount, RejectReason> {
         let txid = tx.txid();
+        let size = tx.size();
+        if size > self.config.max_tx_size {
+            return Err(RejectReason::Policy(PolicyError::TooLarge {
+                size,
+                limit: self.config.max_tx_size,
+            }));
+        }
         for input in &tx.inputs {
             if let Some(by) = self.spends.get(&input.prev_out) {
                 return Err(RejectReason::Policy(PolicyError::Conflict {

@@ -108,3 +108,36 @@ fn a_spend_of_a_coinbase_that_is_immature_again_after_a_reorg_is_dropped() {
     mine(&mut core, 1, pkh(3));
     assert!(accept(&mut core, &tx).is_ok());
 }
+
+/// Policy matches what can be mined: a transaction over Bitcoin Core's standard
+/// size (100 kB) is refused by the mempool with the limit named, though it is
+/// valid in a block.
+#[test]
+fn a_transaction_over_the_standard_size_is_refused_by_policy_but_valid_in_a_block() {
+    let mut core = new_core(regtest());
+    let alice = key(1);
+    let blocks = mine(&mut core, 12, pkh(1));
+    let limit = mempool::MAX_STANDARD_TX_SIZE;
+    let wide = |coin, n: u64| {
+        let each = tinychain_protocol::Amount::from_belushis(1_000);
+        spend(&[coin], (0..n).map(|_| pay(2, each)).collect(), &alice)
+    };
+    // Each output is 28 bytes: the most outputs that stay within the limit.
+    let base = wide(coinbase_out(&blocks[0]), 1).size() - 28;
+    let largest = wide(coinbase_out(&blocks[0]), (limit - base) / 28);
+    assert!(largest.size() <= limit && largest.size() > limit - 28, "{}", largest.size());
+    assert!(matches!(accept(&mut core, &largest), Ok(mempool::Accepted::New { .. })));
+
+    let over = wide(coinbase_out(&blocks[1]), (limit / 28) + 2);
+    assert!(over.size() > limit);
+    let err = accept(&mut core, &over).expect_err("over the standard size");
+    assert!(
+        matches!(err, RejectReason::Policy(PolicyError::TooLarge { size, limit: l }) if size == over.size() && l == limit),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("100000"), "{err}");
+    // A block may carry it all the same: size is policy, not consensus.
+    let block = block_on(&core, core.chain().tip(), vec![over.clone()], pkh(1), None, 1);
+    let (outcome, _) = core.handle_block(block, Some(1), NOW).expect("store works");
+    assert_eq!(outcome, tinychain_node::core::BlockOutcome::Accepted);
+}
