@@ -148,6 +148,17 @@ pub fn age(then: Option<u64>, now: u64) -> String {
     }
 }
 
+/// A byte count in a few characters: `812`, `12.3k`, `4.5M`, `1.2G`.
+fn bytes(n: u64) -> String {
+    let n = n as f64;
+    match n {
+        n if n < 1e3 => format!("{n}"),
+        n if n < 1e6 => format!("{:.1}k", n / 1e3),
+        n if n < 1e9 => format!("{:.1}M", n / 1e6),
+        n => format!("{:.1}G", n / 1e9),
+    }
+}
+
 /// The last `n` characters of a peer id, after `…`: enough to tell peers apart
 /// and to find them in a log (which has the whole id).
 fn short_id(id: &str, n: usize) -> String {
@@ -162,7 +173,14 @@ fn short_id(id: &str, n: usize) -> String {
 /// `bitcoin-cli -netinfo` (fields a node does not report show `-`; `--json` has
 /// everything, whole ids included). `now` is the unix time ages count from.
 pub fn render_peers(peers: &[Value], now: u64) -> String {
-    let titles = ["PEER", "DIR", "ADDRESS", "PING", "HEIGHT", "MESH", "AGE", "AGENT"];
+    let titles = [
+        "PEER", "DIR", "ADDRESS", "PING", "WAIT", "SEND", "RECV", "IN", "OUT", "CONN", "HEIGHT",
+        "MESH", "AGE", "AGENT",
+    ];
+    let time = |p: &Value, name: &str| age(p.get(name).and_then(Value::as_u64), now);
+    let count = |p: &Value, name: &str| {
+        p.get(name).and_then(Value::as_u64).map_or_else(|| "-".to_owned(), bytes)
+    };
     let rows: Vec<Vec<String>> = peers
         .iter()
         .map(|p| {
@@ -171,15 +189,22 @@ pub fn render_peers(peers: &[Value], now: u64) -> String {
                 Some("outbound") => "out".to_owned(),
                 _ => field(p, "direction"),
             };
-            let ping = p
-                .get("ping_ms")
-                .and_then(Value::as_f64)
-                .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.0}ms"));
+            let ms = |name: &str| {
+                p.get(name)
+                    .and_then(Value::as_f64)
+                    .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.0}ms"))
+            };
             vec![
                 short_id(&field(p, "id"), 10),
                 direction,
                 field(p, "address"),
-                ping,
+                ms("ping_ms"),
+                ms("ping_wait_ms"),
+                time(p, "last_send"),
+                time(p, "last_recv"),
+                count(p, "bytes_recv"),
+                count(p, "bytes_sent"),
+                field(p, "connections"),
                 field(p, "height"),
                 field(p, "mesh"),
                 age(p.get("connected_since").and_then(Value::as_u64), now),
@@ -401,6 +426,33 @@ mod tests {
         assert!(lines[2].contains(" out ") && lines[2].contains("/ip4/127.0.0.1/tcp/1"));
         assert!(lines[2].contains(" 3ms ") && lines[2].contains(" 2h "), "{table}");
         assert_eq!(render_peers(&[], now).lines().nth(1), Some("no peers connected"));
+    }
+
+    #[test]
+    fn the_peer_table_shows_last_send_and_recv_as_ages_and_bytes_short() {
+        let now = 1_796_000_000;
+        let peers = vec![json!({
+            "id": "12D3KooWA", "connections": 2, "last_recv": now - 3, "last_send": now - 150,
+            "bytes_recv": 12_345, "bytes_sent": 4_500_000, "ping_wait_ms": 2_500.0,
+        })];
+        let table = render_peers(&peers, now);
+        let header = table.lines().next().expect("a header");
+        let row = table.lines().nth(1).expect("a row");
+        for (title, shown) in [
+            ("WAIT", "2500ms"),
+            ("SEND", "2m"),
+            ("RECV", "3s"),
+            ("IN", "12.3k"),
+            ("OUT", "4.5M"),
+            ("CONN", "2"),
+        ] {
+            let at = header.find(&format!(" {title} ")).expect(title) + 1;
+            assert_eq!(row[at..].split_whitespace().next(), Some(shown), "{title}: {table}");
+        }
+        assert_eq!(
+            (bytes(999), bytes(1_000), bytes(2_000_000_000)),
+            ("999".into(), "1.0k".into(), "2.0G".into())
+        );
     }
 
     #[test]

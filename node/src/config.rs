@@ -78,6 +78,9 @@ pub struct P2p {
     pub target_peers: usize,
     /// Discover peers on the local network with mDNS (needs a build with the `mdns` feature).
     pub mdns: bool,
+    /// Seconds without a byte from a peer after which its connection is closed
+    /// (Bitcoin Core's `-peertimeout`); pings run at a quarter of it.
+    pub peer_timeout_secs: u64,
     /// The node's identity key (libp2p protobuf encoding), created if missing
     /// (default: `identity.key` in the network's data directory).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -92,10 +95,17 @@ impl Default for P2p {
             max_connections: 50,
             target_peers: 8,
             mdns: false,
+            peer_timeout_secs: DEFAULT_PEER_TIMEOUT_SECS,
             identity_file: None,
         }
     }
 }
+
+/// The default of `p2p.peer_timeout_secs`: a dead link is closed within 21 s
+/// of its last byte (the check runs every second).
+pub const DEFAULT_PEER_TIMEOUT_SECS: u64 = 20;
+/// The shortest `p2p.peer_timeout_secs` accepted (pings every half second).
+const MIN_PEER_TIMEOUT_SECS: u64 = 2;
 
 /// `[rpc]`: the JSON-RPC Unix socket.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -175,11 +185,17 @@ pub struct Log {
     pub filter: String,
     /// `text` (for people) or `json` (one object per line, for machines).
     pub format: LogFormat,
+    /// A name for people, written as `node_name` on every line of a running node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A file a running node appends every line to, besides stderr.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
 }
 
 impl Default for Log {
     fn default() -> Log {
-        Log { filter: "info".into(), format: LogFormat::Text }
+        Log { filter: "info".into(), format: LogFormat::Text, name: None, file: None }
     }
 }
 
@@ -295,6 +311,16 @@ pub struct RunFlags {
     /// with `--features mdns`).
     #[arg(long)]
     pub mdns: bool,
+    /// Close a connection that received nothing for SECS seconds
+    /// (p2p.peer_timeout_secs; env TINYCHAIN_P2P_PEER_TIMEOUT_SECS) [default: 20].
+    #[arg(long, value_name = "SECS")]
+    pub peer_timeout: Option<u64>,
+    /// A name written as `node_name` on every log line (log.name; env TINYCHAIN_LOG_NAME).
+    #[arg(long, value_name = "NAME")]
+    pub log_name: Option<String>,
+    /// Also append every log line to this file (log.file; env TINYCHAIN_LOG_FILE).
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
     /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9898
     /// (sets metrics.enabled and metrics.listen).
     #[arg(long, value_name = "ADDR")]
@@ -435,6 +461,7 @@ const ENV_KEYS: &[(&str, &str, &str, Kind)] = &[
     ("P2P_MAX_CONNECTIONS", "p2p", "max_connections", Kind::Int),
     ("P2P_TARGET_PEERS", "p2p", "target_peers", Kind::Int),
     ("P2P_MDNS", "p2p", "mdns", Kind::Bool),
+    ("P2P_PEER_TIMEOUT_SECS", "p2p", "peer_timeout_secs", Kind::Int),
     ("P2P_IDENTITY_FILE", "p2p", "identity_file", Kind::Str),
     ("RPC_SOCKET", "rpc", "socket", Kind::Str),
     ("STORE_CACHE_MB", "store", "cache_mb", Kind::Int),
@@ -447,6 +474,8 @@ const ENV_KEYS: &[(&str, &str, &str, Kind)] = &[
     ("METRICS_LISTEN", "metrics", "listen", Kind::Str),
     ("LOG_FILTER", "log", "filter", Kind::Str),
     ("LOG_FORMAT", "log", "format", Kind::Str),
+    ("LOG_NAME", "log", "name", Kind::Str),
+    ("LOG_FILE", "log", "file", Kind::Str),
 ];
 
 /// Variables read by clap as flags, not by the environment layer.
@@ -580,6 +609,15 @@ fn apply_flags(config: &mut Config, flags: &RunFlags) {
     if flags.mdns {
         config.p2p.mdns = true;
     }
+    if let Some(secs) = flags.peer_timeout {
+        config.p2p.peer_timeout_secs = secs;
+    }
+    if let Some(name) = &flags.log_name {
+        config.log.name = Some(name.clone());
+    }
+    if let Some(file) = &flags.log_file {
+        config.log.file = Some(file.clone());
+    }
     if let Some(listen) = flags.metrics {
         config.metrics.enabled = true;
         config.metrics.listen = listen;
@@ -625,6 +663,15 @@ fn resolve(
         return Err(ConfigError::Invalid {
             key: "mining.address",
             detail: "mining needs an address to pay (--mine-address)".into(),
+        });
+    }
+    if config.p2p.peer_timeout_secs < MIN_PEER_TIMEOUT_SECS {
+        return Err(ConfigError::Invalid {
+            key: "p2p.peer_timeout_secs",
+            detail: format!(
+                "{} s is too short: at least {MIN_PEER_TIMEOUT_SECS} s",
+                config.p2p.peer_timeout_secs
+            ),
         });
     }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.log.filter) {
@@ -698,6 +745,11 @@ target_peers = 8
 # Discover peers on the local network with mDNS (--mdns); needs a build with
 # `--features mdns`.
 mdns = false
+# Seconds without a byte from a peer after which its connection is closed,
+# logged as `connection closed … reason="inactivity"` (--peer-timeout). Pings
+# run every quarter of it and time out after half of it; a connection whose
+# pings keep failing is closed sooner (`reason="ping timeout"`).
+peer_timeout_secs = 20
 # The node's identity key (libp2p protobuf encoding), created if missing; its
 # peer id is what others put after /p2p/. `tinychain-node identity PATH`
 # creates one and prints the peer id. Default: identity.key in the network's
@@ -740,6 +792,12 @@ listen = "127.0.0.1:9898"
 filter = "info"
 # "text" for people, "json" for one object per line (--log-format).
 format = "text"
+# Every line of a running node names it: `node` is its peer id; a name set
+# here is written as `node_name` too (--log-name).
+# name = "seed1"
+# Append every line to this file as well as stderr, in the same format
+# (--log-file); for machines without a journal.
+# file = "/var/log/tinychain/node.log"
 "#;
 
 /// Serde for a list of multiaddrs written as strings.
@@ -951,6 +1009,39 @@ mod tests {
         let err = load_env(&[("TINYCHAIN_METRICS_LISTEN", "localhost")]).expect_err("no port");
         let err = err.to_string();
         assert!(err.contains("TINYCHAIN_METRICS_LISTEN") && err.contains("listen"), "{err}");
+    }
+
+    #[test]
+    fn the_peer_timeout_and_the_log_name_and_file_come_from_file_env_or_flag() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = write(dir.path(), "[p2p]\npeer_timeout_secs = 9\n[log]\nname = \"seed1\"\n");
+        let mut flags = RunFlags {
+            dir: DirFlags { config: Some(path), ..Default::default() },
+            ..Default::default()
+        };
+        let base = Some(dir.path().to_path_buf());
+        let c = load_env(&[]).expect("loads").config;
+        assert_eq!(c.p2p.peer_timeout_secs, DEFAULT_PEER_TIMEOUT_SECS);
+        assert_eq!((c.log.name, c.log.file), (None, None));
+        let c = load_from(&flags, &[], base.clone()).expect("loads").config;
+        assert_eq!((c.p2p.peer_timeout_secs, c.log.name.as_deref()), (9, Some("seed1")));
+        let vars = env(&[
+            ("TINYCHAIN_P2P_PEER_TIMEOUT_SECS", "7"),
+            ("TINYCHAIN_LOG_NAME", "miner"),
+            ("TINYCHAIN_LOG_FILE", "/var/log/tinychain.log"),
+        ]);
+        let c = load_from(&flags, &vars, base.clone()).expect("loads").config;
+        assert_eq!((c.p2p.peer_timeout_secs, c.log.name.as_deref()), (7, Some("miner")));
+        assert_eq!(c.log.file, Some(PathBuf::from("/var/log/tinychain.log")));
+        flags.peer_timeout = Some(5);
+        flags.log_name = Some("a".into());
+        flags.log_file = Some(PathBuf::from("/tmp/a.log"));
+        let c = load_from(&flags, &vars, base.clone()).expect("loads").config;
+        assert_eq!((c.p2p.peer_timeout_secs, c.log.name.as_deref()), (5, Some("a")));
+        assert_eq!(c.log.file, Some(PathBuf::from("/tmp/a.log")));
+        flags.peer_timeout = Some(1);
+        let err = load_from(&flags, &vars, base).expect_err("too short");
+        assert!(err.to_string().contains("p2p.peer_timeout_secs"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! `tinychain-node`: runs a tinychain full node, and inspects one's data directory.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -8,7 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tinychain_node::chain::{self, ChainState};
 use tinychain_node::client;
-use tinychain_node::config::{self, DirFlags, LogFormat, RunFlags};
+use tinychain_node::config::{self, DirFlags, RunFlags};
 use tinychain_node::datadir::DataDir;
 use tinychain_node::node::{self, MiningConfig};
 use tinychain_node::p2p;
@@ -136,34 +135,53 @@ fn main() -> ExitCode {
     }
 }
 
-/// Installs the log subscriber: `filter` (RUST_LOG style), text or JSON lines on stderr.
-fn init_logging(filter: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(config::quiet_libp2p(filter))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // A log pipe that closes (`| head`, a killed `tee`) loses the lines, never the node:
-    // write errors are ignored, and not reported on the same closed stderr (a panic).
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .log_internal_errors(false);
-    match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-        // One object per line with the event's fields (peer, height, ...) at the top level.
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
-    }
+/// Installs the log subscriber on stderr: `filter` (RUST_LOG style), text or JSON lines.
+fn init_logging(log: &config::Log) -> anyhow::Result<()> {
+    let settings =
+        tinychain_node::log::Settings { filter: &log.filter, format: log.format, file: None };
+    Ok(tinychain_node::log::init(&settings)?)
 }
 
 /// Loads the layered configuration and starts logging as it says.
 fn load(flags: &RunFlags) -> anyhow::Result<config::Loaded> {
     let loaded = config::load(flags)?;
-    init_logging(&loaded.config.log.filter, loaded.config.log.format);
+    init_logging(&loaded.config.log)?;
     Ok(loaded)
+}
+
+/// Loads the configuration and the node's identity key, then starts logging:
+/// every line names the node by its peer id (and `log.name`), and goes to
+/// `log.file` too if set. The key comes first so that no line goes unnamed.
+fn load_node(flags: &RunFlags) -> anyhow::Result<(config::Loaded, libp2p::identity::Keypair)> {
+    let loaded = config::load(flags)?;
+    let c = &loaded.config;
+    let identity_file = match &c.p2p.identity_file {
+        Some(path) => path.clone(),
+        None => {
+            let dir = loaded.datadir().join(c.network.name());
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot use data directory {}", dir.display()))?;
+            dir.join(p2p::IDENTITY_FILE)
+        }
+    };
+    let keypair = p2p::load_or_create_identity(&identity_file)?;
+    tinychain_node::log::set_identity(tinychain_node::log::Identity {
+        node: Some(keypair.public().to_peer_id().to_string()),
+        name: c.log.name.clone(),
+    });
+    let settings = tinychain_node::log::Settings {
+        filter: &c.log.filter,
+        format: c.log.format,
+        file: c.log.file.as_deref(),
+    };
+    tinychain_node::log::init(&settings)?;
+    Ok((loaded, keypair))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(flags) => {
-            let loaded = load(&flags)?;
+            let (loaded, keypair) = load_node(&flags)?;
             let c = &loaded.config;
             let config = node::Config {
                 datadir: loaded.datadir().to_path_buf(),
@@ -182,11 +200,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     max_connections: c.p2p.max_connections,
                     target_peers: c.p2p.target_peers,
                     mdns: c.p2p.mdns,
+                    peer_timeout: std::time::Duration::from_secs(c.p2p.peer_timeout_secs),
                     ban_file: None,
                 },
                 core: Default::default(),
                 rpc_socket: Some(loaded.rpc_socket().to_path_buf()),
                 identity_file: c.p2p.identity_file.clone(),
+                keypair: Some(keypair),
                 store_cache_bytes: c.store.cache_bytes(),
                 metrics: c.metrics.enabled.then_some(c.metrics.listen),
             };
@@ -245,8 +265,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(ConfigCommand::Show(flags)) => emit(&config::load(&flags)?.to_toml()),
         Command::Topology(args) => emit(&tinychain_node::topology::run(&args)?),
         Command::Crawl(args) => {
+            // The crawler's own warnings only (RUST_LOG for more), as text on stderr.
             let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
-            init_logging(&filter, LogFormat::Text);
+            init_logging(&config::Log { filter, ..config::Log::default() })?;
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
             let report = runtime.block_on(tinychain_node::crawl::crawl(&args))?;
             emit(&report.render(args.format)?)

@@ -22,7 +22,7 @@ use tinychain_protocol::rpc::{MiningInfo, SetMining};
 use tinychain_protocol::{Block, BlockHash, PubkeyHash};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument, debug, error, info, warn};
 
 use crate::chain;
 use crate::core::{self, BlockOutcome, CompactOutcome, Core, Output};
@@ -55,6 +55,8 @@ const RPC_QUEUE: usize = 64;
 const REFRESH_QUEUE: usize = 4;
 /// Longest a shutdown may take before the process exits anyway.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(30);
+/// Longest the node waits for its connections to close when it stops.
+const CLOSE_LIMIT: Duration = Duration::from_secs(3);
 
 /// Mining settings.
 #[derive(Debug, Clone)]
@@ -87,6 +89,9 @@ pub struct Config {
     pub rpc_socket: Option<PathBuf>,
     /// The identity key file (default: `identity.key` in the network's data directory).
     pub identity_file: Option<PathBuf>,
+    /// The identity, loaded already (`main` loads it first, to name its log
+    /// lines); none: loaded from `identity_file`.
+    pub keypair: Option<libp2p::identity::Keypair>,
     /// The store's page cache, in bytes.
     pub store_cache_bytes: usize,
     /// Where to serve Prometheus metrics over HTTP (none: no endpoint).
@@ -137,17 +142,36 @@ struct Node {
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let _signals = watch_signals(shutdown.clone())?;
+    let datadir = DataDir::open(&config.datadir, config.network)?;
+    let keypair = match &config.keypair {
+        Some(keypair) => keypair.clone(),
+        None => {
+            let identity = config
+                .identity_file
+                .clone()
+                .unwrap_or_else(|| datadir.path().join(p2p::IDENTITY_FILE));
+            p2p::load_or_create_identity(&identity)?
+        }
+    };
+    // Every line the node writes names it, even with other nodes in the process.
+    let span = tracing::info_span!("node", node = %keypair.public().to_peer_id());
+    run_node(config, shutdown, datadir, keypair).instrument(span).await
+}
+
+/// [`run`], once the data directory is held and the identity known.
+async fn run_node(
+    config: Config,
+    shutdown: CancellationToken,
+    datadir: DataDir,
+    keypair: libp2p::identity::Keypair,
+) -> anyhow::Result<()> {
     let params = Params::new(config.network);
     let genesis = params.genesis_hash();
-    let datadir = DataDir::open(&config.datadir, config.network)?;
     let store =
         RedbStore::open_with_cache(&datadir.store_path(), genesis, config.store_cache_bytes)
             .with_context(|| format!("opening {}", datadir.store_path().display()))?;
     let core: NodeCore =
         Core::open(store, params, config.core.clone(), unix_now()).context("opening the chain")?;
-    let identity =
-        config.identity_file.clone().unwrap_or_else(|| datadir.path().join("identity.key"));
-    let keypair = p2p::load_or_create_identity(&identity)?;
     let p2p_config =
         p2p::Config { ban_file: Some(datadir.path().join("banlist.json")), ..config.p2p.clone() };
     // Metrics are always recorded (atomic counters, cheap); only the endpoint is optional.
@@ -208,13 +232,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let bound = listener.local_addr().context("the metrics endpoint's address")?;
             info!(address = %bound, "metrics listening");
             node.metrics_addr = Some(bound);
-            Some(tokio::spawn(metrics::server::serve(
-                listener,
-                metrics::server::Config::default(),
-                Arc::new(registry),
-                refresh_tx,
-                shutdown.clone(),
-            )))
+            Some(tokio::spawn(
+                metrics::server::serve(
+                    listener,
+                    metrics::server::Config::default(),
+                    Arc::new(registry),
+                    refresh_tx,
+                    shutdown.clone(),
+                )
+                .in_current_span(),
+            ))
         }
         None => None,
     };
@@ -222,8 +249,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let socket = config.rpc_socket.clone().unwrap_or_else(|| datadir.path().join("rpc.sock"));
     let listener = rpc::server::bind(&socket).await?;
     let (rpc_tx, mut rpc_rx) = mpsc::channel::<RpcCall>(RPC_QUEUE);
-    let rpc_task =
-        tokio::spawn(rpc::server::serve(listener, rpc::Config::new(socket.clone()), rpc_tx));
+    let rpc_task = tokio::spawn(
+        rpc::server::serve(listener, rpc::Config::new(socket.clone()), rpc_tx).in_current_span(),
+    );
     sd_notify("READY=1");
 
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
@@ -251,7 +279,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 node.refresh_miner();
             }
             _ = maintenance.tick() => {
-                node.net.dial_bootstrap();
                 node.net.maintain();
                 // Refresh every peer's status: a peer that got ahead (after a
                 // partition, or while we were busy) is noticed and synced from.
@@ -281,6 +308,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     shutdown.cancel();
     sd_notify("STOPPING=1");
     info!("shutting down");
+    // Its own closes first, each logged; its peers read a goodbye, not an error.
+    node.net.close_all("shutting down", CLOSE_LIMIT).await;
     rpc_task.abort();
     let _ = std::fs::remove_file(&socket);
     if let Some(task) = metrics_task {
@@ -793,7 +822,7 @@ impl Node {
         info!(
             height,
             best_header = chain.index().best_header_height(),
-            blocks_per_s = format!("{:.1}", f64::from(height.saturating_sub(from)) / seconds),
+            blocks_per_s = (f64::from(height.saturating_sub(from)) / seconds * 10.0).round() / 10.0,
             in_flight = self.sync.blocks_in_flight(),
             peers = self.net.peer_count(),
             "sync progress"

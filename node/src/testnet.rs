@@ -52,6 +52,7 @@ pub fn local_config(datadir: &Path, network: Network, bootstrap: Vec<Multiaddr>)
         core,
         rpc_socket: Some(datadir.join("rpc.sock")),
         identity_file: None,
+        keypair: None,
         store_cache_bytes: crate::store::redb::DEFAULT_CACHE_BYTES,
         metrics: None,
     }

@@ -208,18 +208,63 @@ impl NodeProcess {
         }
     }
 
+    /// Waits for a JSON log line (a node run with `--log-format json`) whose
+    /// `message` is `message` and which `matches`; returns it. Lines read
+    /// before count too.
+    ///
+    /// # Panics
+    ///
+    /// If the deadline passes or the process's log ends first.
+    pub fn wait_for_event(
+        &mut self,
+        message: &str,
+        deadline: Duration,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let found = |line: &str| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .filter(|event| event["message"] == message && matches(event))
+        };
+        if let Some(event) = self.log.iter().find_map(|l| found(l)) {
+            return event;
+        }
+        let end = Instant::now() + deadline;
+        loop {
+            let line = self.wait_for_new_log(
+                &format!("\"message\":\"{message}\""),
+                end.saturating_duration_since(Instant::now()),
+            );
+            if let Some(event) = found(&line) {
+                return event;
+            }
+        }
+    }
+
+    /// Returns the JSON log lines read so far (lines that are not JSON are left out).
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.log.iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
     /// Returns the full listen multiaddr (with /p2p/) the node logged.
     ///
     /// # Panics
     ///
     /// If it has not logged one yet.
     pub fn listen_address(&self) -> String {
-        self.log
+        let text = self
+            .log
             .iter()
             .find(|l| l.contains("listening address="))
             .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("address=")))
-            .expect("the node logged its listen address")
-            .to_string()
+            .map(str::to_string);
+        let json = || {
+            self.events()
+                .into_iter()
+                .find(|e| e["message"] == "listening")
+                .and_then(|e| e["address"].as_str().map(str::to_string))
+        };
+        text.or_else(json).expect("the node logged its listen address")
     }
 
     /// Returns the log lines read so far.
@@ -258,6 +303,21 @@ impl NodeProcess {
             // Poll: the exit is the event, and there is no blocking wait with a timeout.
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Sends SIGTERM and waits for the process to exit, at most `deadline`;
+    /// returns its status and its whole log.
+    ///
+    /// # Panics
+    ///
+    /// If the signal cannot be sent or the process outlives the deadline.
+    pub fn terminate_with_log(self, deadline: Duration) -> (ExitStatus, String) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("the kill command runs");
+        assert!(sent.success(), "kill -TERM failed");
+        self.wait_exit(deadline)
     }
 
     /// Waits for the process to exit by itself, at most `deadline`.
@@ -388,4 +448,41 @@ pub fn regtest_run_args<'a>(datadir: &'a str, extra: &[&'a str]) -> Vec<&'a str>
     ];
     args.extend_from_slice(extra);
     args
+}
+
+/// Returns the unix time, in seconds, of a log line's `timestamp` (RFC 3339
+/// in UTC, as the node writes it: `2026-11-23T10:00:00.412345Z`).
+pub fn unix_seconds(timestamp: &str) -> Option<f64> {
+    let (date, time) = timestamp.strip_suffix('Z')?.split_once('T')?;
+    let mut ymd = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, d) = (ymd.next()??, ymd.next()??, ymd.next()??);
+    let mut hms = time.splitn(3, ':');
+    let (h, min) = (hms.next()?.parse::<i64>().ok()?, hms.next()?.parse::<i64>().ok()?);
+    let sec: f64 = hms.next()?.parse().ok()?;
+    // Days from 1970-01-01 to y-m-d (Howard Hinnant's days_from_civil).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + h * 3_600 + min * 60) as f64 + sec)
+}
+
+/// Returns the current unix time in seconds.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_timestamps_read_as_unix_time() {
+        assert_eq!(super::unix_seconds("1970-01-01T00:00:00Z"), Some(0.0));
+        assert_eq!(super::unix_seconds("2000-03-01T00:00:01.5Z"), Some(951_868_801.5));
+        assert_eq!(super::unix_seconds("2026-12-03T14:48:07Z"), Some(1_796_309_287.0));
+        assert_eq!(super::unix_seconds("yesterday"), None);
+    }
 }

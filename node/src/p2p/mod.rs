@@ -7,19 +7,23 @@
 //! sync protocol ([`protocol`]), per-peer scores and bans, and the metrics of
 //! all of it (libp2p's own and the gossip verdicts). It knows no consensus
 //! rule: it hands what peers send to the event loop as [`NetEvent`]s and carries
-//! out the event loop's decisions.
+//! out the event loop's decisions. Connections are watched for liveness
+//! ([`liveness`], carried out in `connections`) and metered ([`transport`]).
 
 pub mod bans;
+mod connections;
+pub mod liveness;
 mod peers;
 pub mod protocol;
 pub mod ratelimit;
+pub mod transport;
 
 pub use peers::BAN_DURATION;
 use peers::PeerMeta;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, PublishError};
@@ -28,7 +32,7 @@ use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, Respons
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, Swarm, allow_block_list, connection_limits, identify, identity, kad,
-    multiaddr::Protocol, noise, ping, tcp, yamux,
+    multiaddr::Protocol, ping,
 };
 use tinychain_protocol::{Block, BlockHash, CompactBlock, Transaction};
 use tracing::{debug, info, warn};
@@ -51,6 +55,9 @@ pub struct Config {
     pub target_peers: usize,
     /// Discover peers on the local network with mDNS (needs the `mdns` build feature).
     pub mdns: bool,
+    /// A connection that received nothing for this long is closed; pings run
+    /// every quarter of it (see [`liveness`]).
+    pub peer_timeout: Duration,
 }
 
 impl Default for Config {
@@ -62,6 +69,7 @@ impl Default for Config {
             ban_file: None,
             target_peers: 8,
             mdns: false,
+            peer_timeout: Duration::from_secs(crate::config::DEFAULT_PEER_TIMEOUT_SECS),
         }
     }
 }
@@ -150,7 +158,6 @@ pub struct Network {
     unpublished: Vec<(IdentTopic, Vec<u8>)>,
     scores: HashMap<PeerId, i32>,
     bootstrap_peers: HashSet<PeerId>,
-    bootstrap: Vec<Multiaddr>,
     statuses: HashMap<PeerId, Status>,
     /// Our requests in flight, kept to pair each answer with its question.
     pending: HashMap<OutboundRequestId, (PeerId, Request)>,
@@ -165,6 +172,16 @@ pub struct Network {
     metrics: libp2p::metrics::Metrics,
     /// Gossip messages by topic and verdict.
     gossip_verdicts: GossipCounter,
+    /// Every connection, watched for liveness.
+    links: liveness::Links,
+    /// New connections' meters, until their connection is named.
+    meters: transport::Pending,
+    /// When each bootstrap address may be dialed next.
+    redial: liveness::Redial,
+    /// Runs the liveness rules.
+    liveness_check: tokio::time::Interval,
+    /// The node is stopping: no dials, and new connections are closed.
+    stopping: bool,
 }
 
 impl std::fmt::Debug for Network {
@@ -204,6 +221,9 @@ fn setup(e: impl std::fmt::Display) -> NetError {
     NetError::Setup(e.to_string())
 }
 
+/// The identity key's file name in the network's data directory.
+pub const IDENTITY_FILE: &str = "identity.key";
+
 /// Loads the node's ed25519 identity from `path`, creating it (mode 0600) if missing,
 /// so the peer id survives restarts.
 ///
@@ -218,8 +238,14 @@ pub fn load_or_create_identity(path: &Path) -> Result<identity::Keypair, NetErro
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let keypair = identity::Keypair::generate_ed25519();
             let bytes = keypair.to_protobuf_encoding().map_err(|e| err(e.to_string()))?;
-            write_private(path, &bytes).map_err(|e| err(e.to_string()))?;
-            Ok(keypair)
+            match write_private(path, &bytes) {
+                Ok(()) => Ok(keypair),
+                // Another process made it meanwhile: that one is the identity.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    load_or_create_identity(path)
+                }
+                Err(e) => Err(err(e.to_string())),
+            }
         }
         Err(e) => Err(err(e.to_string())),
     }
@@ -267,24 +293,26 @@ impl Network {
             .build()
             .map_err(setup)?;
         let sync_protocol = protocol::sync_protocol(&id);
+        let liveness = liveness::Config { peer_timeout: config.peer_timeout };
         let kad_protocol = protocol::kad_protocol(&id);
         let limits = connection_limits::ConnectionLimits::default()
             .with_max_established(Some(config.max_connections))
             .with_max_established_per_peer(Some(2))
             .with_max_pending_incoming(Some(config.max_connections));
-        let builder = libp2p::SwarmBuilder::with_existing_identity(keypair)
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
-            .map_err(setup)?;
+        let meters = transport::Pending::default();
+        let builder = libp2p::SwarmBuilder::with_existing_identity(keypair).with_tokio();
         // QUIC (opt-in at build time) beside TCP: it serves the `/udp/…/quic-v1`
-        // addresses, listened on only when configured. DNS wraps both.
+        // addresses, listened on only when configured. DNS wraps both. TCP is
+        // built here, with a meter on each connection (see `transport`).
         #[cfg(feature = "quic")]
         let builder = builder.with_quic();
+        let tcp_meters = meters.clone();
         let mut swarm = builder
+            .with_other_transport(|key| {
+                transport::tcp(key, tcp_meters)
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+            })
+            .map_err(setup)?
             .with_dns()
             .map_err(setup)?
             .with_bandwidth_metrics(registry)
@@ -329,7 +357,11 @@ impl Network {
                     sync,
                     kad,
                     identify,
-                    ping: ping::Behaviour::default(),
+                    ping: ping::Behaviour::new(
+                        ping::Config::new()
+                            .with_interval(liveness.ping_interval())
+                            .with_timeout(liveness.ping_timeout()),
+                    ),
                 })
             })
             .map_err(setup)?
@@ -358,7 +390,6 @@ impl Network {
             unpublished: Vec::new(),
             scores: HashMap::new(),
             bootstrap_peers: HashSet::new(),
-            bootstrap: config.bootstrap.clone(),
             statuses: HashMap::new(),
             pending: HashMap::new(),
             network_id: id,
@@ -375,6 +406,15 @@ impl Network {
             },
             metrics: libp2p::metrics::Metrics::new(registry),
             gossip_verdicts: GossipCounter::register(registry),
+            links: connections::links(config.peer_timeout),
+            meters,
+            redial: liveness::Redial::new(&config.bootstrap, Instant::now()),
+            liveness_check: {
+                let mut check = tokio::time::interval(connections::LIVENESS_CHECK);
+                check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                check
+            },
+            stopping: false,
         };
         let banned: Vec<PeerId> = network.bans.iter().map(|(p, _)| *p).collect();
         for peer in banned {
@@ -386,7 +426,7 @@ impl Network {
                 network.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
             }
         }
-        network.dial_bootstrap();
+        network.redial(Instant::now());
         let _ = network.swarm.behaviour_mut().kad.bootstrap();
         Ok(network)
     }
@@ -409,22 +449,6 @@ impl Network {
     /// Returns the last status each peer sent.
     pub fn peer_status(&self, peer: &PeerId) -> Option<&Status> {
         self.statuses.get(peer)
-    }
-
-    /// Dials every bootstrap peer not connected (called at start and periodically).
-    /// Kademlia's own walk runs at start, when the node is short of peers (see
-    /// the top-up) and on Kademlia's periodic refresh: run every 10 s by every
-    /// node, it took a tenth of the CPU of a 10-node network doing nothing else.
-    pub fn dial_bootstrap(&mut self) {
-        for addr in self.bootstrap.clone() {
-            let connected = match addr.iter().last() {
-                Some(Protocol::P2p(peer)) => self.swarm.is_connected(&peer),
-                _ => false,
-            };
-            if !connected && let Err(e) = self.swarm.dial(addr.clone()) {
-                debug!(%addr, error = %e, "bootstrap dial failed");
-            }
-        }
     }
 
     /// Publishes a block to the blocks topic, in compact form.
@@ -495,12 +519,17 @@ impl Network {
         self.statuses.insert(peer, status);
     }
 
-    /// Drives the swarm until something for the event loop happens.
+    /// Drives the swarm, and the liveness checks, until something for the
+    /// event loop happens.
     pub async fn next_event(&mut self) -> NetEvent {
         loop {
-            let event = self.swarm.select_next_some().await;
-            if let Some(event) = self.handle_swarm_event(event) {
-                return event;
+            tokio::select! {
+                event = self.swarm.select_next_some() => {
+                    if let Some(event) = self.handle_swarm_event(event) {
+                        return event;
+                    }
+                }
+                _ = self.liveness_check.tick() => self.check_liveness(),
             }
         }
     }
@@ -513,33 +542,20 @@ impl Network {
                 info!(address = %full, "listening");
                 None
             }
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
-                let outbound = endpoint.is_dialer();
-                let direction = if outbound { "outbound" } else { "inbound" };
-                let address = endpoint.get_remote_address().clone();
-                info!(peer = %peer_id, %address, direction, "connection established");
-                if num_established.get() != 1 {
-                    return None;
-                }
-                let meta =
-                    PeerMeta { address, outbound, since: unix_now(), ping: None, agent: None };
-                self.peers.insert(peer_id, meta);
-                Some(NetEvent::PeerConnected(peer_id))
-            }
-            SwarmEvent::ConnectionClosed { peer_id, endpoint, num_established, cause, .. } => {
-                let direction = if endpoint.is_dialer() { "outbound" } else { "inbound" };
-                let address = endpoint.get_remote_address();
-                let reason = cause.map_or_else(|| "closed".to_owned(), |c| c.to_string());
-                info!(peer = %peer_id, %address, direction, reason, "connection closed");
-                if num_established == 0 {
-                    self.peers.remove(&peer_id);
-                    self.statuses.remove(&peer_id);
-                    self.limiter.remove(&peer_id);
-                    self.forget_score(peer_id);
-                    return Some(NetEvent::PeerDisconnected(peer_id));
-                }
-                None
-            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                num_established,
+                ..
+            } => self.on_established(peer_id, connection_id, &endpoint, num_established),
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                endpoint,
+                num_established,
+                cause,
+            } => self.on_closed(peer_id, connection_id, &endpoint, num_established, cause.as_ref()),
             SwarmEvent::Behaviour(event) => self.handle_behaviour_event(event),
             _ => None,
         }
@@ -643,7 +659,9 @@ impl Network {
                 None
             }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                info!(peer = %peer_id, agent = %info.agent_version, listen = ?info.listen_addrs, "identify received");
+                let listen: Vec<String> =
+                    info.listen_addrs.iter().map(ToString::to_string).collect();
+                info!(peer = %peer_id, agent = %info.agent_version, protocol = %info.protocol_version, listen = ?listen, "identify received");
                 if let Some(meta) = self.peers.get_mut(&peer_id) {
                     meta.agent = Some(info.agent_version.clone());
                 }
@@ -656,10 +674,8 @@ impl Network {
                 }
                 None
             }
-            BehaviourEvent::Ping(ping::Event { peer, result: Ok(rtt), .. }) => {
-                if let Some(meta) = self.peers.get_mut(&peer) {
-                    meta.ping = Some(rtt);
-                }
+            BehaviourEvent::Ping(event) => {
+                self.on_ping(event);
                 None
             }
             BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }) => {

@@ -49,7 +49,7 @@ impl Network {
             .map(|peer| {
                 let status = self.statuses.get(peer);
                 let meta = self.peers.get(peer);
-                let info = serde_json::json!({
+                let mut info = serde_json::json!({
                     "id": peer.to_string(),
                     "address": meta.map(|m| m.address.to_string()),
                     "direction": meta.map(|m| if m.outbound { "outbound" } else { "inbound" }),
@@ -66,6 +66,9 @@ impl Network {
                     },
                     "bootstrap": self.bootstrap_peers.contains(peer),
                 });
+                if let Some(fields) = info.as_object_mut() {
+                    fields.extend(self.link_info(peer));
+                }
                 (*peer, info)
             })
             .collect()
@@ -195,7 +198,7 @@ impl Network {
     /// Disconnects a peer (it may come back; nothing is held against it).
     pub fn disconnect(&mut self, peer: PeerId, reason: &str) {
         info!(%peer, reason, "disconnecting peer");
-        let _ = self.swarm.disconnect_peer_id(peer);
+        self.close_peer(&peer, reason);
     }
 
     /// Disconnects and bans a peer for [`BAN_DURATION`], across restarts.
@@ -203,11 +206,12 @@ impl Network {
     pub fn ban(&mut self, peer: PeerId, reason: &str) {
         if self.bootstrap_peers.contains(&peer) {
             warn!(%peer, reason, "bootstrap peer disconnected (never banned)");
-            let _ = self.swarm.disconnect_peer_id(peer);
+            self.close_peer(&peer, reason);
             return;
         }
         let until = unix_now() + BAN_DURATION.as_secs();
         warn!(%peer, reason, until, "peer banned");
+        self.closing_peer(&peer, &format!("banned: {reason}"));
         self.swarm.behaviour_mut().blocked.block_peer(peer);
         if let Err(e) = self.bans.ban(peer, until) {
             warn!(error = %e, "saving the ban list");

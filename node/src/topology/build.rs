@@ -52,6 +52,9 @@ struct Builder {
 struct State {
     last: Time,
     running: bool,
+    /// The running run was opened by a line of another message, not `node started`,
+    /// and nothing but such lines came since: a start line then is the same run's.
+    tentative: bool,
     sides: Vec<usize>,
     mesh: HashMap<(String, String), usize>,
     sync: Option<usize>,
@@ -82,6 +85,13 @@ impl Builder {
         if !pre_start && !self.states.get(n).is_some_and(|s| s.running) {
             // The log starts in the middle of a run (rotated, or cut).
             self.open_run(n, t, None, false);
+            self.states.entry(n.to_owned()).or_default().tentative = true;
+        }
+        if !matches!(
+            entry.event,
+            Event::Other | Event::LocalPeerId { .. } | Event::NodeStarted { .. }
+        ) {
+            self.states.entry(n.to_owned()).or_default().tentative = false;
         }
         self.event(n, t, &entry.event);
         // libp2p's identity line opens the next run: the last run ended before it.
@@ -93,6 +103,7 @@ impl Builder {
     fn event(&mut self, n: &str, t: Time, event: &Event) {
         match event {
             Event::NodeStarted { height, tip, .. } => {
+                self.forget_tentative_run(n, t);
                 self.end_run(n, None, "node restarted without logging this close");
                 let restart = !self.node(n).runs.is_empty();
                 self.open_run(n, t, *height, restart);
@@ -179,6 +190,26 @@ impl Builder {
         self.node(n).tips.push(TipAt { time: t, height, tip: hash.clone() });
         if let Some(hash) = hash {
             self.tips.push(TipEvent { node: n.to_owned(), time: t, hash, height, kind });
+        }
+    }
+
+    /// Drops a run opened only by lines of other messages in the seconds before a
+    /// start line at `t` (a process's first lines may come before `node started`).
+    fn forget_tentative_run(&mut self, n: &str, t: Time) {
+        let recent = self.node(n).runs.last().is_some_and(|r| t.seconds_since(r.start) < 10.0);
+        let Some(state) = self.states.get_mut(n).filter(|s| s.running && s.tentative && recent)
+        else {
+            return;
+        };
+        state.running = false;
+        state.tentative = false;
+        self.node(n).runs.pop();
+        if let Some(i) = self
+            .timeline
+            .iter()
+            .rposition(|c| matches!(c, Change::NodeStarted { node, .. } if node == n))
+        {
+            self.timeline.remove(i);
         }
     }
 

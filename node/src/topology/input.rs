@@ -59,6 +59,11 @@ pub struct InputStats {
     pub other: u64,
     /// Lines used.
     pub used: u64,
+    /// Files found in the directories named that are not JSON logs (a data file, a
+    /// compressed log), skipped.
+    pub skipped_files: u64,
+    /// The first of those.
+    pub first_skipped: Option<String>,
 }
 
 /// Takes log lines file by file and collects their records.
@@ -84,6 +89,8 @@ struct FileState {
     label: String,
     line: u64,
     json_lines: u64,
+    not_json: u64,
+    duplicates: u64,
     first_bad: Option<(u64, String)>,
     /// Records in order, with the identity known at that point of the file.
     pending: Vec<(Record, Option<String>)>,
@@ -109,6 +116,8 @@ impl Collector {
             label: label.to_owned(),
             line: 0,
             json_lines: 0,
+            not_json: 0,
+            duplicates: 0,
             first_bad: None,
             pending: Vec::new(),
             current: None,
@@ -125,8 +134,11 @@ impl Collector {
         text.hash(&mut hasher);
         // A 64-bit hash: for the ~2 million lines of a day of 20 nodes, the odds
         // of one false duplicate are about one in ten million (n² / 2^65).
-        if !text.trim().is_empty() && !self.seen.insert(hasher.finish()) {
+        // Only lines that may be JSON are deduplicated: a data file's garbage is
+        // "not JSON" each time, so such a file is still told to be no log.
+        if text.trim_start().starts_with('{') && !self.seen.insert(hasher.finish()) {
             self.stats.duplicates += 1;
+            file.duplicates += 1;
             return;
         }
         match parse_line(text) {
@@ -141,6 +153,7 @@ impl Collector {
             Err(Skip::Blank) => {}
             Err(Skip::NotJson) => {
                 self.stats.not_json += 1;
+                file.not_json += 1;
                 let at = format!("{}:{}", file.label, file.line);
                 self.stats.first_not_json.get_or_insert(at);
                 file.first_bad.get_or_insert((file.line, text.chars().take(60).collect()));
@@ -165,6 +178,14 @@ impl Collector {
         if file.json_lines == 0
             && let Some((line, text)) = file.first_bad
         {
+            // Not a log: what it added to the counts goes.
+            self.stats.files -= 1;
+            self.stats.lines -= file.line;
+            self.stats.not_json -= file.not_json;
+            self.stats.duplicates -= file.duplicates;
+            if self.stats.first_not_json.as_deref().is_some_and(|f| f.starts_with(&file.label)) {
+                self.stats.first_not_json = None;
+            }
             return Err(Error::NotJson { file: file.label, line, text });
         }
         // Lines before the file first names its node belong to that node.
@@ -236,11 +257,13 @@ impl Collector {
 }
 
 /// Reads every input — a file, a directory (its files, recursively, hidden ones
-/// skipped), or `-` for stdin — into the collector.
+/// skipped), or `-` for stdin — into the collector. A file found in a directory
+/// that is not a JSON log (compressed, or no JSON line) is skipped and counted;
+/// one named itself is an error.
 ///
 /// # Errors
 ///
-/// An input cannot be read, is compressed, or is not a JSON log.
+/// An input cannot be read; a file named is compressed or not a JSON log.
 pub fn read_inputs(inputs: &[PathBuf], collector: &mut Collector) -> Result<(), Error> {
     if inputs.is_empty() {
         return Err(Error::NoInput);
@@ -250,11 +273,18 @@ pub fn read_inputs(inputs: &[PathBuf], collector: &mut Collector) -> Result<(), 
             read_stream("stdin", std::io::stdin().lock(), collector)?;
             continue;
         }
+        let named = !input.is_dir();
         for file in expand(input)? {
             let label = file.display().to_string();
             let opened = std::fs::File::open(&file)
                 .map_err(|e| Error::Read { file: label.clone(), source: e })?;
-            read_stream(&label, opened, collector)?;
+            match read_stream(&label, opened, collector) {
+                Err(Error::NotJson { .. } | Error::Compressed { .. }) if !named => {
+                    collector.stats.skipped_files += 1;
+                    collector.stats.first_skipped.get_or_insert(label);
+                }
+                other => other?,
+            }
         }
     }
     Ok(())
@@ -409,9 +439,16 @@ mod tests {
         std::fs::write(sub.join("a.log"), line("40", "node started", r#","peer_id":"A""#))
             .expect("write");
         std::fs::write(dir.path().join(".hidden"), "not a log").expect("write");
+        // A data file beside the logs: skipped, counted, named.
+        std::fs::write(sub.join("chain.redb"), b"redb\x1a\x0a\x00\x00").expect("write");
         let mut c = Collector::default();
         read_inputs(&[dir.path().to_path_buf()], &mut c).expect("reads");
-        assert_eq!(c.finish().0.len(), 1);
+        let (entries, _, stats) = c.finish();
+        assert_eq!((entries.len(), stats.files, stats.lines, stats.not_json), (1, 1, 1, 0));
+        assert_eq!(stats.skipped_files, 1);
+        assert!(stats.first_skipped.is_some_and(|f| f.ends_with("chain.redb")));
+        let err = read_inputs(&[sub.join("chain.redb")], &mut Collector::default());
+        assert!(err.expect_err("named").to_string().contains("chain.redb:1 is not JSON"));
         std::fs::write(dir.path().join("b.log.gz"), [0x1f, 0x8b, 8, 0]).expect("write");
         let err = read_inputs(&[dir.path().join("b.log.gz")], &mut Collector::default());
         assert!(err.expect_err("compressed").to_string().contains("gunzip"));

@@ -245,8 +245,8 @@ fn conn(raw: &mut Raw<'_>) -> Option<Conn> {
 
 /// The event a line's message and fields describe; `None` if a needed field is missing.
 fn event(mut raw: Raw<'_>) -> Option<Event> {
-    let Some(message) = raw.message.take() else {
-        // libp2p's swarm logs the local peer id, without a message, at start.
+    let Some(message) = raw.message.take().filter(|m| !m.is_empty()) else {
+        // libp2p's swarm logs the local peer id, with no (or an empty) message, at start.
         return Some(match owned(raw.local_peer_id) {
             Some(peer_id) => Event::LocalPeerId { peer_id },
             None => Event::Other,
@@ -361,6 +361,11 @@ mod tests {
             panic!()
         };
         assert_eq!(listen, ["/ip4/1.2.3.4/tcp/1"]);
+        let swarm = r#"{"timestamp":"2026-12-03T14:02:45Z","target":"libp2p_swarm","message":"","node":"B","local_peer_id":"B"}"#;
+        assert_eq!(
+            parse_line(swarm).expect("parses").event,
+            Event::LocalPeerId { peer_id: "B".into() }
+        );
         let in_span = r#"{"timestamp":"2026-12-03T14:02:45Z","message":"x","span":{"node":"B"}}"#;
         assert_eq!(parse_line(in_span).expect("parses").node.as_deref(), Some("B"));
     }

@@ -51,6 +51,11 @@ fn header(out: &mut String, m: &Model) {
         let first = i.first_malformed.as_deref().unwrap_or("?");
         let _ = write!(out, ", {} malformed (first at {first})", i.malformed);
     }
+    if i.skipped_files > 0 {
+        let first = i.first_skipped.as_deref().unwrap_or("?");
+        let _ =
+            write!(out, ", {} file(s) skipped: not JSON logs (first: {first})", i.skipped_files);
+    }
     if i.unattributed > 0 {
         let _ = write!(
             out,

@@ -74,9 +74,22 @@ impl fmt::Display for Time {
     }
 }
 
+impl Time {
+    /// Prints RFC 3339 in UTC with microseconds, as log lines carry them.
+    pub fn to_rfc3339_micros(self) -> String {
+        let millis = self.to_string();
+        let micros = self.0.rem_euclid(1000);
+        match millis.strip_suffix('Z') {
+            Some(head) if !millis.starts_with('@') => format!("{head}{micros:03}Z"),
+            _ => millis,
+        }
+    }
+}
+
+/// JSON keeps every microsecond the logs had.
 impl Serialize for Time {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        s.serialize_str(&self.to_rfc3339_micros())
     }
 }
 
@@ -217,6 +230,8 @@ mod tests {
         let t = Time::parse("2026-12-03T14:02:38.252264Z").expect("parses");
         assert_eq!(t.micros() % 1_000_000, 252_264);
         assert_eq!(t.to_string(), "2026-12-03T14:02:38.252Z");
+        assert_eq!(t.to_rfc3339_micros(), "2026-12-03T14:02:38.252264Z");
+        assert_eq!(Time::parse(&t.to_rfc3339_micros()), Some(t));
         let offset = Time::parse("2026-12-03T15:02:38.252264+01:00").expect("parses");
         assert_eq!(offset, t);
         assert_eq!(Time::parse("yesterday"), None);

@@ -7,7 +7,7 @@ A=mrCDrCybB6J1vRfbwM5hemdJz73FwDBC8r
 start() { # name port bootstrap...
   local name=$1 port=$2; shift 2
   local boot=(); for b in "$@"; do boot+=(--bootstrap "$b"); done
-  RUST_LOG=info $B run --network regtest --datadir $D/$name --listen /ip4/127.0.0.1/tcp/$port --log-format json --rpc-socket $D/$name.sock "${boot[@]}" 2>>$D/$name.log &
+  RUST_LOG=info $B run --network regtest --datadir $D/$name --listen /ip4/127.0.0.1/tcp/$port --log-format json --log-name $name --rpc-socket $D/$name.sock "${boot[@]}" 2>>$D/$name.log &
   echo $! > $D/$name.pid
 }
 gen() { $B call --network regtest --rpc-socket $D/$1.sock --datadir $D/$1 generatetoaddress $2 $A >/dev/null; }

@@ -17,7 +17,9 @@ use tinychain_protocol::params::Network;
 use tinychain_protocol::sighash::sign_all;
 use tinychain_protocol::{Amount, OutPoint, Transaction, TxOut};
 use tinychain_tests::netns::Lab;
-use tinychain_tests::{NodeProcess, REGTEST_ADDRESS, binary, call, wait_until};
+use tinychain_tests::{
+    NodeProcess, REGTEST_ADDRESS, binary, call, unix_now, unix_seconds, wait_until,
+};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 const PORT: u16 = 19444;
@@ -45,6 +47,18 @@ fn start(lab: &Lab, dirs: &Dirs, i: usize, extra: &[&str]) -> NodeProcess {
     let mut node = NodeProcess::spawn(command);
     node.wait_for_log("listening address=", DEADLINE);
     node.wait_for_log("RPC listening", DEADLINE);
+    node
+}
+
+/// Starts a node like [`start`], logging JSON.
+fn start_json(lab: &Lab, dirs: &Dirs, i: usize, extra: &[&str]) -> NodeProcess {
+    let mut command = lab.command(i, &binary("tinychain-node"));
+    let listen = format!("/ip4/{}/tcp/{PORT}", lab.ip(i));
+    command.args(["run", "--datadir", &dirs.path(i), "--network", "regtest", "--listen", &listen]);
+    command.args(["--log-format", "json"]).args(extra);
+    let mut node = NodeProcess::spawn(command);
+    node.wait_for_event("listening", DEADLINE, |_| true);
+    node.wait_for_event("RPC listening", DEADLINE, |_| true);
     node
 }
 
@@ -284,6 +298,61 @@ fn multihost_a_late_joiner_syncs_a_long_chain() {
     wait_until("the late joiner to know several peers", DEADLINE, || {
         (peer_graph(&dirs, &ids)[3].len() >= 2).then_some(())
     });
+}
+
+#[test]
+fn multihost_a_cut_link_is_noticed_on_both_sides_and_heals_without_help() {
+    const BOUND: f64 = 5.0;
+    let Some(lab) = Lab::new(2) else { return };
+    let dirs = Dirs::new(2);
+    let mut a = start_json(&lab, &dirs, 0, &["--peer-timeout", "5"]);
+    let a_addr = a.listen_address();
+    let mut b = start_json(&lab, &dirs, 1, &["--peer-timeout", "5", "--bootstrap", &a_addr]);
+    let ids = [peer_id(&dirs, 0), peer_id(&dirs, 1)];
+    let on_a = a.wait_for_event("connection established", DEADLINE, |e| e["peer"] == ids[1]);
+    let on_b = b.wait_for_event("connection established", DEADLINE, |e| e["peer"] == ids[0]);
+    call(&dirs.path(0), "generatetoaddress", &["3", REGTEST_ADDRESS]).expect("mines");
+    assert_eq!(wait_converged(&dirs, &[0, 1], DEADLINE).0, 3);
+
+    // Cut B's cable; A goes on mining.
+    lab.unplug(1);
+    let cut = unix_now();
+    call(&dirs.path(0), "generatetoaddress", &["4", REGTEST_ADDRESS]).expect("mines");
+    let closed = [
+        a.wait_for_event("connection closed", DEADLINE, |e| {
+            e["connection_id"] == on_a["connection_id"]
+        }),
+        b.wait_for_event("connection closed", DEADLINE, |e| {
+            e["connection_id"] == on_b["connection_id"]
+        }),
+    ];
+    for (side, event) in ["A", "B"].iter().zip(&closed) {
+        let reason = event["reason"].as_str().expect("a reason");
+        assert!(reason == "inactivity" || reason == "ping timeout", "{side}: {event}");
+        let at = event["timestamp"].as_str().and_then(unix_seconds).expect("a timestamp");
+        let after = at - cut;
+        eprintln!("{side} closed the cut link {after:.1} s after the cut ({reason})");
+        // Not before the bound less a ping interval; well within a generous multiple of it.
+        assert!((BOUND * 0.6..BOUND * 3.0).contains(&after), "{side}: {after:.1} s: {event}");
+    }
+    // The stale peer left getpeerinfo on both sides, and the chains differ while cut.
+    let graph = peer_graph(&dirs, &ids);
+    assert!(graph[0].is_empty() && graph[1].is_empty(), "{graph:?}");
+    assert_eq!((height(&dirs, 0), height(&dirs, 1)), (7, 3));
+
+    // The cable back: they reconnect and converge, with no one's help.
+    lab.plug(1);
+    let (h, ..) = wait_converged(&dirs, &[0, 1], DEADLINE);
+    assert_eq!(h, 7);
+    b.wait_for_event("connection established", DEADLINE, |e| {
+        e["peer"] == ids[0] && e["connection_id"] != on_b["connection_id"]
+    });
+    for (node, id) in [&a, &b].into_iter().zip(&ids) {
+        assert!(
+            node.events().iter().all(|e| e["node"] == id.as_str()),
+            "every line names its node"
+        );
+    }
 }
 
 /// Signs a payment of `coin` (a `getaddressutxos` row owned by `owner`) to `to`, less a fee.

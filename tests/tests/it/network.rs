@@ -19,6 +19,21 @@ fn start(datadir: &str, extra: &[&str]) -> (NodeProcess, String) {
     (node, addr)
 }
 
+/// Starts a regtest node with JSON logs; returns it with its full listen multiaddr.
+fn start_json(datadir: &str, extra: &[&str]) -> (NodeProcess, String) {
+    let mut args = vec!["--log-format", "json"];
+    args.extend_from_slice(extra);
+    let mut node = NodeProcess::start(&regtest_run_args(datadir, &args));
+    let listening = node.wait_for_event("listening", DEADLINE, |_| true);
+    let addr = listening["address"].as_str().expect("an address").to_string();
+    (node, addr)
+}
+
+/// The peer id at the end of a `/p2p/` multiaddr.
+fn peer_of(addr: &str) -> String {
+    addr.rsplit('/').next().expect("a /p2p/ suffix").to_string()
+}
+
 fn inspect_tip(datadir: &str) -> (u32, String) {
     let inspected = inspect(datadir);
     (inspected.height, inspected.tip)
@@ -143,6 +158,51 @@ fn mdns_is_opt_in_and_a_build_without_it_says_so() {
     assert!(!out.status.success(), "a build without the mdns feature refuses --mdns");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--features mdns"), "{stderr}");
+}
+
+#[test]
+fn a_clean_stop_and_a_crash_read_differently_in_both_logs() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().expect("temp dir")).collect();
+    let path = |i: usize| dirs[i].path().to_str().expect("utf-8").to_string();
+    let (mut a, a_addr) = start_json(&path(0), &[]);
+    let (mut b, b_addr) = start_json(&path(1), &["--bootstrap", &a_addr]);
+    let (a_id, b_id) = (peer_of(&a_addr), peer_of(&b_addr));
+    let first = a.wait_for_event("connection established", DEADLINE, |e| e["peer"] == b_id);
+    b.wait_for_event("connection established", DEADLINE, |e| e["peer"] == a_id);
+
+    // B stops cleanly: it logs closing its connection before it stops, and A
+    // reads a goodbye.
+    let (status, log) = b.terminate_with_log(DEADLINE);
+    assert!(status.success(), "{status}");
+    let events: Vec<serde_json::Value> =
+        log.lines().map(|l| serde_json::from_str(l).expect("every line is JSON")).collect();
+    assert!(events.iter().all(|e| e["node"] == b_id), "every line of B names B:\n{log}");
+    let position = |what: &dyn Fn(&serde_json::Value) -> bool| {
+        events.iter().position(what).unwrap_or_else(|| panic!("not in B's log:\n{log}"))
+    };
+    let closed = position(&|e| {
+        e["message"] == "connection closed"
+            && e["peer"] == a_id
+            && e["reason"] == "we closed: shutting down"
+    });
+    assert!(closed < position(&|e| e["message"] == "stopped"), "{log}");
+    let read = a.wait_for_event("connection closed", DEADLINE, |e| {
+        e["connection_id"] == first["connection_id"]
+    });
+    assert_eq!((&read["reason"], &read["connections_left"]), (&"peer closed".into(), &0.into()));
+
+    // B again, killed this time: A reads an error, not a goodbye.
+    let (b, _) = start_json(&path(1), &["--bootstrap", &a_addr]);
+    let second = a.wait_for_event("connection established", DEADLINE, |e| {
+        e["peer"] == b_id && e["connection_id"] != first["connection_id"]
+    });
+    b.kill();
+    let crashed = a.wait_for_event("connection closed", DEADLINE, |e| {
+        e["connection_id"] == second["connection_id"]
+    });
+    let reason = crashed["reason"].as_str().expect("a reason");
+    assert!(reason.starts_with("io error: "), "{crashed}");
+    assert!(a.events().iter().all(|e| e["node"] == a_id), "every line of A names A");
 }
 
 /// What an operator reads while a miner and a follower run: no warnings (a

@@ -356,3 +356,44 @@ fn the_miner_waits_for_the_clock_instead_of_mining_blocks_too_far_ahead() {
     assert_eq!(node.log_text().matches("mining waits").count(), 1, "said once");
     assert!(node.terminate(Duration::from_secs(10)).success());
 }
+
+#[test]
+fn the_log_file_gets_every_line_and_each_line_names_its_node() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let datadir = dir.path().to_str().expect("utf-8 temp path");
+    let file = dir.path().join("node.log");
+    let file_arg = file.to_str().expect("utf-8");
+    let json = ["--log-format", "json", "--log-file", file_arg, "--log-name", "alpha"];
+    let mut node = NodeProcess::start(&regtest_run_args(datadir, &json));
+    let started = node.wait_for_event("node started", START, |_| true);
+    let id = started["peer_id"].as_str().expect("a peer id").to_string();
+    node.wait_for_event("listening", START, |_| true);
+    let (status, stderr) = node.terminate_with_log(Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+    let written = std::fs::read_to_string(&file).expect("the log file");
+    assert_eq!(written.lines().collect::<Vec<_>>(), stderr.lines().collect::<Vec<_>>());
+    for line in written.lines() {
+        let event: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        assert_eq!(
+            (event["node"].as_str(), event["node_name"].as_str()),
+            (Some(&*id), Some("alpha"))
+        );
+        let timestamp = event["timestamp"].as_str().expect("a timestamp");
+        assert!(timestamp.ends_with('Z'), "{line}");
+    }
+    let listening = written.lines().find(|l| l.contains("\"listening\"")).expect("listening");
+    let listening: serde_json::Value = serde_json::from_str(listening).expect("JSON");
+    assert!(listening["address"].as_str().is_some_and(|a| a.ends_with(&format!("/p2p/{id}"))));
+
+    // A second run, in text, appends to the file; its lines name the node too.
+    let mut node = NodeProcess::start(&regtest_run_args(datadir, &["--log-file", file_arg]));
+    node.wait_for_log("node started", START);
+    assert!(node.terminate(Duration::from_secs(10)).success());
+    let again = std::fs::read_to_string(&file).expect("the log file");
+    assert!(again.starts_with(&written), "appended, the first run's lines kept");
+    let text = &again[written.len()..];
+    assert!(
+        text.lines().count() > 2 && text.lines().all(|l| l.ends_with(&format!("node={id}"))),
+        "{text}"
+    );
+}

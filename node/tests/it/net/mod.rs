@@ -5,6 +5,7 @@
 //! its RPC socket and wait for conditions with deadlines.
 
 mod hostile;
+mod liveness;
 mod metrics;
 mod tests;
 
