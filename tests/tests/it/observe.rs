@@ -58,6 +58,17 @@ fn multihost_crawl_from_one_seed_finds_all_six_nodes_with_their_heights() {
         dirs.iter().all(|d| tip(d).is_some_and(|(_, t)| t == best)).then_some(())
     });
     let ids: Vec<String> = dirs.iter().map(peer_id).collect();
+    // Discovery done: the seed has identified all five (so they are in its routing
+    // table) and each of them has found another peer besides the seed.
+    wait_until("the nodes to find each other", DEADLINE, || {
+        let peers = |d: &TempDir| call(&path(d), "getpeerinfo", &[]).ok()?.as_array().cloned();
+        let seed_peers = peers(&dirs[0])?;
+        let identified = ids[1..]
+            .iter()
+            .all(|id| seed_peers.iter().any(|p| p["id"] == id.as_str() && p["agent"].is_string()));
+        let found = dirs[1..].iter().all(|d| peers(d).is_some_and(|p| p.len() >= 2));
+        (identified && found).then_some(())
+    });
 
     let out = lab
         .command(6, &binary("tinychain-node"))
