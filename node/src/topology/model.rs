@@ -324,6 +324,14 @@ impl Change {
     }
 }
 
+impl Node {
+    /// Returns the listen address to show people: the first not on loopback.
+    pub fn shown_listen(&self) -> Option<&str> {
+        let loopback = |a: &&String| a.starts_with("/ip4/127.") || a.starts_with("/ip6/::1/");
+        self.listen.iter().find(|a| !loopback(a)).or(self.listen.first()).map(String::as_str)
+    }
+}
+
 impl Model {
     /// Returns the node with this peer id.
     pub fn node(&self, id: &str) -> Option<&Node> {

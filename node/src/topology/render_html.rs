@@ -120,7 +120,7 @@ impl Page {
             .map(|n| PageNode {
                 id: n.id.clone(),
                 name: display_name(n),
-                detail: [n.agent.clone(), n.listen.first().cloned()]
+                detail: [n.agent.clone(), n.shown_listen().map(str::to_owned)]
                     .into_iter()
                     .flatten()
                     .collect::<Vec<_>>()

@@ -147,7 +147,7 @@ fn nodes(out: &mut String, m: &Model) {
             tip,
             if n.logged { n.restarts.to_string() } else { "(no log)".into() },
             n.agent.as_deref().unwrap_or("-"),
-            n.listen.first().map_or("-", String::as_str)
+            n.shown_listen().unwrap_or("-")
         );
     }
 }
