@@ -391,7 +391,10 @@ pub fn render_tx(tx: &TransactionInfo, mined: Option<u32>) -> String {
     text
 }
 
-/// `stop`: asks the node to shut down.
+/// `stop`: asks the node to shut down, and waits (at most [`STOP_WAIT`]) until it
+/// has: its data directory is free (so `inspect`, a restart or a backup can
+/// follow at once), or, for a node whose directory this client does not know,
+/// its socket no longer answers.
 ///
 /// # Errors
 ///
@@ -399,9 +402,32 @@ pub fn render_tx(tx: &TransactionInfo, mined: Option<u32>) -> String {
 pub fn stop(at: &Location) -> Result<View, Error> {
     let (mut client, _) = at.connect()?;
     let answer: Value = client.call("stop", Vec::new())?;
-    let text = format!("{}\n", answer.as_str().unwrap_or("stopping"));
-    Ok(View { text, json: answer })
+    drop(client);
+    let end = std::time::Instant::now() + STOP_WAIT;
+    let running = || {
+        if crate::datadir::DataDir::is_held(&at.datadir, at.network) {
+            return true;
+        }
+        std::os::unix::net::UnixStream::connect(&at.socket).is_ok()
+    };
+    while running() {
+        if std::time::Instant::now() >= end {
+            let text = format!(
+                "asked to stop; still running after {} s ({})\n",
+                STOP_WAIT.as_secs(),
+                at.socket.display()
+            );
+            return Ok(View { text, json: json!({ "answer": answer, "stopped": false }) });
+        }
+        // Polling: the node's exit sends this client no signal.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(View { text: "stopped\n".to_owned(), json: json!({ "answer": answer, "stopped": true }) })
 }
+
+/// How long `stop` waits for the node to exit: the node's own shutdown limit
+/// (30 s) and some.
+pub const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(45);
 
 #[cfg(test)]
 mod tests {

@@ -867,7 +867,9 @@ mod tests {
         assert_eq!(loaded.file.as_deref(), Some(path.as_path()));
         assert_eq!(loaded.config.network, Network::Test);
         assert!(!loaded.config.p2p.bootstrap.is_empty());
-        assert!(loaded.mining_address().expect("valid").is_some());
+        // A server does not mine unless its operator gives an address of their own.
+        assert!(!loaded.config.mining.enabled);
+        assert!(loaded.mining_address().expect("valid").is_none());
         assert!(loaded.config.metrics.enabled && loaded.config.metrics.listen.ip().is_loopback());
     }
 

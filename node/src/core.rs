@@ -1,6 +1,6 @@
 //! The node's core: the pure state machine every input goes through.
 //!
-//! Owns the chain state, the mempool and the orphan block pool, and decides what
+//! Owns the chain state, the mempool, the fee estimator and the orphan block pool, and decides what
 //! a block or transaction from a peer (or from this node's miner or RPC) leads
 //! to: store it, move the tip, update the mempool, relay it, ask a peer for a
 //! missing parent, or penalise the peer that sent invalid data. It returns those
@@ -20,6 +20,7 @@ use tinychain_protocol::{
 
 use crate::chain::orphans::{self, OrphanBlocks};
 use crate::chain::{self, AcceptError, Accepted, ChainState, HeadersOutcome, OpenError, TipChange};
+use crate::fees::{self, Estimator};
 use crate::mempool::{self, Mempool, RejectReason, TipContext};
 use crate::store::{Batch, Op, Store, StoreError};
 use crate::template::{BlockTemplate, TemplateContext, create_block_template};
@@ -164,6 +165,7 @@ impl<S: Store> UtxoView for ChainCoins<'_, S> {
 pub struct Core<S: Store, P> {
     chain: ChainState<S>,
     mempool: Mempool,
+    fees: Estimator,
     orphans: OrphanBlocks,
     _peer: std::marker::PhantomData<P>,
 }
@@ -182,9 +184,12 @@ impl<S: Store, P: Clone> Core<S, P> {
     ) -> Result<Core<S, P>, OpenError> {
         let chain = ChainState::open(store, params, config.chain)?;
         let saved = chain.store().mempool()?;
+        // Statistics that do not decode or fit (another layout) are dropped: it relearns.
+        let fees = chain.store().fee_estimates().ok().flatten().and_then(Estimator::from_saved);
         let mut core = Core {
             chain,
             mempool: Mempool::new(config.mempool),
+            fees: fees.unwrap_or_default(),
             orphans: OrphanBlocks::new(config.orphan_blocks),
             _peer: std::marker::PhantomData,
         };
@@ -206,6 +211,11 @@ impl<S: Store, P: Clone> Core<S, P> {
     /// Returns the mempool.
     pub fn mempool(&self) -> &Mempool {
         &self.mempool
+    }
+
+    /// Estimates the fee rate that confirms within `target` blocks (see [`fees`]).
+    pub fn estimate_fee(&self, target: u32) -> fees::Estimate {
+        self.fees.estimate(target)
     }
 
     /// Returns the number of orphan blocks held.
@@ -364,17 +374,23 @@ impl<S: Store, P: Clone> Core<S, P> {
         if !change.moved() {
             return Ok(());
         }
-        if change.disconnected.is_empty() {
-            for block in &change.connected {
-                self.with_tip(|mempool, tip| mempool.block_connected(block, tip, now))?;
-            }
-        } else {
+        if !change.disconnected.is_empty() {
             let disconnected = &change.disconnected;
             self.with_tip(|mempool, tip| mempool.reorganized(disconnected, tip, now))?;
-            // Transactions of the new branch are confirmed now.
-            for block in &change.connected {
-                self.with_tip(|mempool, tip| mempool.block_connected(block, tip, now))?;
-            }
+        }
+        // Transactions of the (new) branch are confirmed now.
+        for block in &change.connected {
+            self.with_tip(|mempool, tip| mempool.block_connected(block, tip, now))?;
+            // A connected block's coinbase commits to its height (BIP34).
+            let Some(height) = block.txdata.first().and_then(Transaction::coinbase_height) else {
+                continue;
+            };
+            // A block over an hour old is initial sync: how long its transactions
+            // waited says nothing about fees.
+            let old = u64::from(block.header.time) + 3600 < now;
+            let txids: Vec<Txid> = block.txdata.iter().map(Transaction::txid).collect();
+            let mempool = &self.mempool;
+            self.fees.block_connected(height, &txids, |t| mempool.get(t).is_some(), old);
         }
         out.push(Output::TipChanged {
             hash: self.chain.tip(),
@@ -402,8 +418,13 @@ impl<S: Store, P: Clone> Core<S, P> {
         let mut out = Vec::new();
         match &result {
             Ok(mempool::Accepted::New { unorphaned, .. }) => {
-                out.push(Output::RelayTx(txid));
-                out.extend(unorphaned.iter().map(|t| Output::RelayTx(*t)));
+                let height = self.chain.height();
+                for t in std::iter::once(&txid).chain(unorphaned) {
+                    if let Some(entry) = self.mempool.get(t) {
+                        self.fees.track(*t, entry.rate_key(), height);
+                    }
+                    out.push(Output::RelayTx(*t));
+                }
             }
             Err(RejectReason::Invalid(e)) => {
                 if let Some(peer) = from {
@@ -525,7 +546,7 @@ impl<S: Store, P: Clone> Core<S, P> {
         Ok((hashes, outputs))
     }
 
-    /// Saves the mempool so the next start restores it.
+    /// Saves the mempool and the fee estimator's statistics so the next start restores them.
     ///
     /// # Errors
     ///
@@ -533,6 +554,7 @@ impl<S: Store, P: Clone> Core<S, P> {
     pub fn save_mempool(&mut self) -> Result<(), StoreError> {
         let mut batch = Batch::default();
         batch.push(Op::SetMempool(self.mempool.transactions_in_order()));
+        batch.push(Op::SetFeeEstimates(self.fees.saved().clone()));
         self.chain.store_mut().write(batch)
     }
 }

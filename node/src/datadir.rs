@@ -48,7 +48,7 @@ impl DataDir {
             .create(true)
             .truncate(false)
             .write(true)
-            .open(path.join("node.lock"))
+            .open(path.join(LOCK_FILE))
             .map_err(io)?;
         match lock.try_lock() {
             Ok(()) => Ok(DataDir { path, _lock: lock }),
@@ -66,7 +66,16 @@ impl DataDir {
     pub fn store_path(&self) -> PathBuf {
         self.path.join("chain.redb")
     }
+
+    /// Tells whether a node holds `<base>/<network>` now, without creating anything.
+    pub fn is_held(base: &Path, network: Network) -> bool {
+        let Ok(file) = File::open(base.join(network.name()).join(LOCK_FILE)) else { return false };
+        matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))
+    }
 }
+
+/// The lock file's name in the network's directory.
+const LOCK_FILE: &str = "node.lock";
 
 #[cfg(test)]
 mod tests {
@@ -80,7 +89,10 @@ mod tests {
         assert!(matches!(second, Err(DataDirError::Locked(_))), "{second:?}");
         // Another network is another directory.
         assert!(DataDir::open(base.path(), Network::Test).is_ok());
+        assert!(DataDir::is_held(base.path(), Network::Regtest));
+        assert!(!DataDir::is_held(base.path(), Network::Main), "no directory, no holder");
         drop(first);
+        assert!(!DataDir::is_held(base.path(), Network::Regtest));
         assert!(DataDir::open(base.path(), Network::Regtest).is_ok());
     }
 }

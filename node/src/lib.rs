@@ -12,6 +12,7 @@ pub mod config;
 pub mod core;
 pub mod crawl;
 pub mod datadir;
+pub mod fees;
 pub mod log;
 pub mod mempool;
 pub mod metrics;

@@ -155,6 +155,22 @@ pub struct SetMining {
     pub address: Option<Address>,
 }
 
+/// `estimatefee`: a fee rate likely to confirm a transaction within a number of blocks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeeEstimate {
+    /// The target the estimate is for: the one asked, at most the longest the node tracks.
+    pub blocks: u32,
+    /// Belushis per byte, rounded up and at least the node's minimum relay fee rate;
+    /// `None` when the node cannot tell (see `errors`).
+    pub fee_rate: Option<u64>,
+    /// Transactions (after decay) behind the answer: those of the fee-rate range it comes from.
+    pub transactions: f64,
+    /// The share of them that confirmed within `blocks`.
+    pub success: f64,
+    /// Why there is no answer; empty when there is one.
+    pub errors: Vec<String>,
+}
+
 /// One unspent output of `getaddressutxos` (confirmed coins of the address index).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddressUtxo {

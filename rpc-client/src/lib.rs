@@ -319,6 +319,16 @@ mod tests {
         (dir, path, node)
     }
 
+    /// Answers one `getblockchaininfo` on `stream` as a node on `chain` would.
+    pub(crate) fn answer_chain_info(stream: std::os::unix::net::UnixStream, chain: Network) {
+        let mut writer = stream.try_clone().expect("clones");
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).expect("a request");
+        let request: Value = serde_json::from_str(&line).expect("a JSON request");
+        let reply = json!({ "jsonrpc": "2.0", "id": request["id"], "result": chain_info(chain) });
+        writer.write_all(format!("{reply}\n").as_bytes()).expect("answers");
+    }
+
     fn chain_info(chain: Network) -> Value {
         let info = BlockchainInfo {
             chain,

@@ -13,6 +13,7 @@
 //! of a node started with the same flags, file and environment.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use tinychain_protocol::params::Network;
@@ -23,7 +24,7 @@ use crate::{BlockchainInfo, Client, Error};
 pub const CONFIG_FILE: &str = "tinychain.toml";
 
 /// The flags (and their environment variables) that say where a node is.
-#[derive(clap::Args, Debug, Clone, Default, PartialEq, Eq)]
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
 pub struct NodeFlags {
     /// The node's configuration file, read for `network`, `datadir` and `rpc.socket`
     /// [default: tinychain.toml in the data directory, if present].
@@ -40,7 +41,30 @@ pub struct NodeFlags {
     /// <datadir>/<network>/rpc.sock].
     #[arg(long, global = true, env = "TINYCHAIN_RPC_SOCKET", value_name = "PATH")]
     pub rpc_socket: Option<PathBuf>,
+    /// Wait for a node that is starting to answer, like bitcoin-cli's -rpcwait.
+    #[arg(long, global = true)]
+    pub rpc_wait: bool,
+    /// How long --rpc-wait waits, in seconds.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = DEFAULT_RPC_WAIT.as_secs())]
+    pub rpc_wait_timeout: u64,
 }
+
+impl Default for NodeFlags {
+    /// Nothing given: every value from the file or the defaults.
+    fn default() -> NodeFlags {
+        NodeFlags {
+            config: None,
+            datadir: None,
+            network: None,
+            rpc_socket: None,
+            rpc_wait: false,
+            rpc_wait_timeout: DEFAULT_RPC_WAIT.as_secs(),
+        }
+    }
+}
+
+/// How long `--rpc-wait` waits unless told otherwise.
+pub const DEFAULT_RPC_WAIT: Duration = Duration::from_secs(60);
 
 /// Where a node is, and how that was decided (for error messages).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +79,8 @@ pub struct Location {
     pub config_file: Option<PathBuf>,
     /// Where the socket's path came from, in words.
     pub socket_from: String,
+    /// How long to wait for a node that does not answer yet (`--rpc-wait`).
+    pub wait: Option<Duration>,
 }
 
 /// A location that cannot be worked out.
@@ -139,23 +165,36 @@ impl NodeFlags {
             (None, None, None) => return Err(LocateError::NoDataDir),
         };
         let datadir = datadir.unwrap_or_else(|| socket.parent().unwrap_or(&socket).to_owned());
-        Ok(Location { network, datadir, socket, config_file: file, socket_from })
+        let wait = self.rpc_wait.then(|| Duration::from_secs(self.rpc_wait_timeout));
+        Ok(Location { network, datadir, socket, config_file: file, socket_from, wait })
     }
 }
 
 impl Location {
-    /// Connects to the node and checks it follows [`Location::network`].
+    /// Connects to the node and checks it follows [`Location::network`]; with
+    /// [`Location::wait`], a node that does not answer yet is tried again until then.
     ///
     /// # Errors
     ///
     /// As [`Client::connect_to`]; an unreachable node's error says where the path came from.
     pub fn connect(&self) -> Result<(Client, BlockchainInfo), Error> {
-        Client::connect_to(&self.socket, self.network).map_err(|e| match e {
-            Error::Unreachable { path, cause, .. } => {
-                Error::Unreachable { path, cause, via: Some(self.socket_from.clone()) }
+        let deadline = self.wait.map(|wait| Instant::now() + wait);
+        loop {
+            match Client::connect_to(&self.socket, self.network) {
+                Err(Error::Unreachable { .. }) if deadline.is_some_and(|d| Instant::now() < d) => {
+                    // Polling: a starting node sends no signal when its socket opens.
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(Error::Unreachable { path, cause, .. }) => {
+                    let via = match self.wait {
+                        Some(wait) => format!("{}; waited {} s", self.socket_from, wait.as_secs()),
+                        None => self.socket_from.clone(),
+                    };
+                    return Err(Error::Unreachable { path, cause, via: Some(via) });
+                }
+                other => return other,
             }
-            other => other,
-        })
+        }
     }
 
     /// The network's subdirectory of the data directory (`<datadir>/<network>`).
@@ -275,6 +314,35 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("--datadir"), "{text}");
+    }
+
+    #[test]
+    fn rpc_wait_tries_again_until_the_node_answers_or_the_time_is_up() {
+        use std::os::unix::net::UnixListener;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let at = NodeFlags {
+            rpc_wait: true,
+            rpc_wait_timeout: 1,
+            ..flags(Some(dir.path()), Some(Network::Regtest))
+        }
+        .locate_with(None)
+        .expect("locates");
+        let started = Instant::now();
+        let err = at.connect().expect_err("nobody answers");
+        assert!(started.elapsed() >= Duration::from_secs(1), "it waited");
+        assert!(err.to_string().contains("waited 1 s"), "{err}");
+        // A node that opens its socket a little later is reached.
+        let socket = at.socket.clone();
+        let node = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            std::fs::create_dir_all(socket.parent().expect("a parent")).expect("mkdir");
+            let listener = UnixListener::bind(&socket).expect("binds");
+            let (stream, _) = listener.accept().expect("a client");
+            crate::tests::answer_chain_info(stream, Network::Regtest);
+        });
+        let (_, info) = at.connect().expect("reached once it listens");
+        assert_eq!(info.chain, Network::Regtest);
+        node.join().expect("the fake node ends");
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! [`Transaction::size`] of the transaction being built: every input and output
 //! has a fixed width in the canonical encoding, so the unsigned transaction is
 //! exactly as large as the signed one. No I/O.
+//!
+//! Selection first looks for coins that pay the amount and fee with no change,
+//! wasting least (branch and bound over confirmed coins, as Bitcoin Core's and BDK's
+//! `SelectCoinsBnB`: an excess below the cost of a change output goes to the fee);
+//! failing that, it takes the largest coins first and makes change.
 
 use tinychain_protocol::amount::{Amount, ParseAmountError};
 use tinychain_protocol::validation::MAX_TX_SIZE;
@@ -15,6 +20,32 @@ pub(crate) const MAX_FEE: Amount = Amount::ONE_COIN;
 
 /// The default fee rate in belushis per byte: the node's minimum relay fee rate.
 pub(crate) const DEFAULT_FEE_RATE: u64 = 1;
+
+/// The fee rate the wallet expects to pay in the long run, belushis per byte: what
+/// spending an input later would cost (Core's `-consolidatefeerate`, here the minimum).
+const LONG_TERM_FEE_RATE: u64 = DEFAULT_FEE_RATE;
+
+/// Branch and bound gives up after this many steps (Core's `TOTAL_TRIES`).
+const BNB_TRIES: usize = 100_000;
+
+/// How the coins were chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    /// An exact match (within the cost of a change output) with least waste: no change.
+    BranchAndBound,
+    /// Largest coins first, with change if worth it.
+    LargestFirst,
+}
+
+impl Method {
+    /// Returns its name as `send` reports it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Method::BranchAndBound => "branch and bound (no change needed)",
+            Method::LargestFirst => "largest first",
+        }
+    }
+}
 
 /// An amount the user typed that cannot be sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,6 +119,8 @@ pub(crate) struct Plan {
     pub(crate) dust_to_fee: Amount,
     /// The transaction's size in bytes.
     pub(crate) size: u64,
+    /// How the coins were chosen.
+    pub(crate) method: Method,
 }
 
 /// Why no plan exists.
@@ -124,6 +157,19 @@ pub(crate) fn dust_limit(fee_rate: u64) -> Amount {
     Amount::from_belushis(input_size.saturating_mul(fee_rate.max(DEFAULT_FEE_RATE)))
 }
 
+/// Bytes of one input in the canonical encoding.
+fn input_size() -> u64 {
+    tx_size(1, 0) - tx_size(0, 0)
+}
+
+/// What a change output costs: its bytes now at `fee_rate`, and spending it later.
+pub(crate) fn cost_of_change(fee_rate: u64) -> Amount {
+    let output = tx_size(0, 1) - tx_size(0, 0);
+    Amount::from_belushis(
+        output.saturating_mul(fee_rate).saturating_add(dust_limit(fee_rate).to_belushis()),
+    )
+}
+
 fn fee_for(size: u64, fee_rate: u64) -> Result<Amount, SelectError> {
     size.checked_mul(fee_rate)
         .map(Amount::from_belushis)
@@ -131,7 +177,117 @@ fn fee_for(size: u64, fee_rate: u64) -> Result<Amount, SelectError> {
         .ok_or(SelectError::FeeOverflow(fee_rate))
 }
 
-/// Chooses coins to pay `amount` at `fee_rate` belushis per byte, with change if worth it.
+/// Chooses coins to pay `amount` at `fee_rate` belushis per byte.
+///
+/// First [`branch_and_bound`] over the confirmed coins; failing that,
+/// [`largest_first`] over all of them.
+///
+/// # Errors
+///
+/// See [`SelectError`].
+pub(crate) fn select(
+    candidates: &[Candidate],
+    amount: Amount,
+    fee_rate: u64,
+) -> Result<Plan, SelectError> {
+    let confirmed: Vec<Candidate> = candidates.iter().filter(|c| c.confirmed).copied().collect();
+    match branch_and_bound(&confirmed, amount, fee_rate) {
+        Some(plan) => Ok(plan),
+        None => largest_first(candidates, amount, fee_rate),
+    }
+}
+
+/// A coin's value less what its input costs at `fee_rate`; `None` if it costs more.
+fn effective_value(coin: &Candidate, fee_rate: u64) -> Option<u64> {
+    coin.output
+        .value
+        .to_belushis()
+        .checked_sub(input_size().saturating_mul(fee_rate))
+        .filter(|v| *v > 0)
+}
+
+/// Finds coins whose effective values cover the amount and the fee of a transaction
+/// with no change output, with an excess of at most [`cost_of_change`], and among
+/// those the one wasting least (the excess, plus what the inputs cost above the
+/// long-term fee rate). A depth-first search over the coins, largest first, that
+/// gives up after [`BNB_TRIES`] steps; `None` if it finds nothing.
+pub(crate) fn branch_and_bound(
+    candidates: &[Candidate],
+    amount: Amount,
+    fee_rate: u64,
+) -> Option<Plan> {
+    let mut coins: Vec<(u64, Candidate)> =
+        candidates.iter().filter_map(|c| effective_value(c, fee_rate).map(|v| (v, *c))).collect();
+    coins.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.outpoint.cmp(&b.1.outpoint)));
+    coins.dedup_by_key(|c| c.1.outpoint);
+    let target = amount.to_belushis().checked_add(tx_size(0, 1).checked_mul(fee_rate)?)?;
+    let upper = target.checked_add(cost_of_change(fee_rate).to_belushis())?;
+    let max_inputs = (MAX_TX_SIZE - tx_size(0, 1)) / input_size();
+    // Spending an input now costs this much more (or less) than it would in the long run.
+    let input_waste =
+        i128::from(input_size()) * (i128::from(fee_rate) - i128::from(LONG_TERM_FEE_RATE));
+    let mut available: u64 = coins.iter().map(|c| c.0).sum();
+    let mut chosen: Vec<bool> = Vec::with_capacity(coins.len());
+    let (mut value, mut count) = (0u64, 0usize);
+    let mut best: Option<(i128, Vec<bool>)> = None;
+    for _ in 0..BNB_TRIES {
+        let waste_so_far = count as i128 * input_waste;
+        let backtrack = if value.saturating_add(available) < target
+            || value > upper
+            || count as u64 > max_inputs
+            || best.as_ref().is_some_and(|(w, _)| waste_so_far > *w && input_waste > 0)
+        {
+            true
+        } else if value >= target {
+            let waste = waste_so_far + i128::from(value - target);
+            if best.as_ref().is_none_or(|(w, _)| waste <= *w) {
+                best = Some((waste, chosen.clone()));
+            }
+            true
+        } else {
+            chosen.len() == coins.len()
+        };
+        if backtrack {
+            // Undecide the trailing left-out coins, then leave out the last chosen one.
+            while chosen.last() == Some(&false) {
+                chosen.pop();
+                available += coins[chosen.len()].0;
+            }
+            let Some(last) = chosen.last_mut() else { break };
+            *last = false;
+            value -= coins[chosen.len() - 1].0;
+            count -= 1;
+        } else {
+            let (v, _) = coins[chosen.len()];
+            available -= v;
+            // A coin worth the same as one just left out would only repeat that branch.
+            let same_as_left_out = chosen.last() == Some(&false) && coins[chosen.len() - 1].0 == v;
+            chosen.push(!same_as_left_out);
+            if !same_as_left_out {
+                value += v;
+                count += 1;
+            }
+        }
+    }
+    let (_, picked) = best?;
+    let inputs: Vec<Candidate> =
+        coins.iter().zip(&picked).filter(|(_, chosen)| **chosen).map(|(c, _)| c.1).collect();
+    let total: u64 = inputs.iter().map(|c| c.output.value.to_belushis()).sum();
+    let size = tx_size(inputs.len(), 1);
+    let fee = total.checked_sub(amount.to_belushis())?;
+    let excess = fee.checked_sub(size.checked_mul(fee_rate)?)?;
+    Some(Plan {
+        inputs,
+        fee: Amount::from_belushis(fee),
+        change: Amount::ZERO,
+        dust_to_fee: Amount::from_belushis(excess),
+        size,
+        method: Method::BranchAndBound,
+    })
+}
+
+/// Chooses coins largest first to pay `amount` at `fee_rate` belushis per byte,
+/// with change if worth it.
 ///
 /// Confirmed coins come first, then the wallet's own unconfirmed change; within each,
 /// larger coins first (fewer inputs, smaller fee), ties broken by outpoint so the
@@ -140,7 +296,7 @@ fn fee_for(size: u64, fee_rate: u64) -> Result<Amount, SelectError> {
 /// # Errors
 ///
 /// See [`SelectError`].
-pub(crate) fn select(
+pub(crate) fn largest_first(
     candidates: &[Candidate],
     amount: Amount,
     fee_rate: u64,
@@ -183,6 +339,7 @@ pub(crate) fn select(
                 change,
                 dust_to_fee: Amount::ZERO,
                 size: two_out,
+                method: Method::LargestFirst,
             },
             None => Plan {
                 inputs,
@@ -190,6 +347,7 @@ pub(crate) fn select(
                 change: Amount::ZERO,
                 dust_to_fee: surplus,
                 size: one_out,
+                method: Method::LargestFirst,
             },
         });
     }
@@ -197,6 +355,66 @@ pub(crate) fn select(
         .checked_add(fee_for(tx_size(ordered.len().max(1), 1), fee_rate)?)
         .unwrap_or(Amount::MAX_MONEY);
     Err(SelectError::InsufficientFunds { available: total, needed })
+}
+
+/// What a BIP125 replacement must add per byte of itself (the node's incremental relay fee rate).
+pub(crate) const INCREMENTAL_FEE_RATE: u64 = 1;
+
+/// The least whole fee rate at which a transaction of `size` bytes replaces one paying
+/// `old_fee` with the same size: the old fee plus the incremental relay fee for its
+/// bytes (BIP125 rule 4), per byte, rounded up.
+pub(crate) fn min_replacement_rate(old_fee: Amount, size: u64) -> u64 {
+    old_fee
+        .to_belushis()
+        .saturating_add(INCREMENTAL_FEE_RATE.saturating_mul(size))
+        .div_ceil(size.max(1))
+}
+
+/// A replacement's outputs and fee (see [`replace_fee`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Replacement {
+    /// The transaction, unsigned: the original's inputs, its outputs with less change.
+    pub(crate) tx: Transaction,
+    /// Its fee.
+    pub(crate) fee: Amount,
+    /// Its change (zero: the change output was dropped).
+    pub(crate) change: Amount,
+}
+
+/// Builds the replacement of `tx` (which spends `inputs_total` and paid `old_fee`) at
+/// `fee_rate`: the change output `change_vout` pays the higher fee; when what is left
+/// would be dust, it is dropped and all the rest is the fee. `None` if even that does
+/// not pay the rate and BIP125's minimum.
+pub(crate) fn replace_fee(
+    tx: &Transaction,
+    inputs_total: Amount,
+    old_fee: Amount,
+    change_vout: usize,
+    fee_rate: u64,
+) -> Option<Replacement> {
+    let mut tx = tx.clone();
+    let others = Amount::checked_sum(
+        tx.outputs.iter().enumerate().filter(|(v, _)| *v != change_vout).map(|(_, o)| o.value),
+    )?;
+    let available = inputs_total.checked_sub(others)?;
+    let fee = Amount::from_belushis(tx.size().checked_mul(fee_rate)?);
+    if let Some(change) = available.checked_sub(fee).filter(|c| *c >= dust_limit(fee_rate)) {
+        tx.outputs.get_mut(change_vout)?.value = change;
+        return Some(Replacement { tx, fee, change });
+    }
+    if change_vout >= tx.outputs.len() {
+        return None;
+    }
+    tx.outputs.remove(change_vout);
+    let size = tx.size();
+    let needed = size
+        .saturating_mul(fee_rate)
+        .max(old_fee.to_belushis().saturating_add(INCREMENTAL_FEE_RATE.saturating_mul(size)));
+    (available.to_belushis() >= needed).then_some(Replacement {
+        tx,
+        fee: available,
+        change: Amount::ZERO,
+    })
 }
 
 /// Tells why a fee is refused, or `None` if it is acceptable: above [`MAX_FEE`] or above the amount.
@@ -291,6 +509,37 @@ mod tests {
         assert_eq!(plan.dust_to_fee, Amount::from_belushis(100));
         assert_eq!(plan.fee, Amount::from_belushis(tx_size(1, 1) + 100));
         assert_eq!(plan.size, tx_size(1, 1));
+        assert_eq!(plan.method, Method::BranchAndBound);
+        // Largest first, on an unconfirmed coin, drops such a change too.
+        let plan =
+            select(&[coin(1, exact, false)], Amount::from_belushis(amount), 1).expect("enough");
+        assert_eq!(
+            (plan.method, plan.dust_to_fee),
+            (Method::LargestFirst, Amount::from_belushis(100))
+        );
+    }
+
+    #[test]
+    fn branch_and_bound_finds_the_exact_match_largest_first_would_miss() {
+        // 7 coins: paying 6 + fee exactly takes the 4 and the 2, no change; largest
+        // first would take the 7 and make change.
+        let fee = tx_size(2, 1);
+        let coins = [coin(1, 7 * COIN, true), coin(2, 4 * COIN, true), coin(3, 2 * COIN, true)];
+        let amount = Amount::from_belushis(6 * COIN - fee);
+        let plan = select(&coins, amount, 1).expect("enough");
+        assert_eq!(plan.method, Method::BranchAndBound);
+        let chosen: Vec<u8> =
+            plan.inputs.iter().map(|c| c.outpoint.txid.to_byte_array()[0]).collect();
+        assert_eq!(chosen, vec![2, 3]);
+        assert_eq!(
+            (plan.change, plan.dust_to_fee, plan.fee),
+            (Amount::ZERO, Amount::ZERO, Amount::from_belushis(fee))
+        );
+        // Nothing within the cost of a change output: largest first with change.
+        let plan = select(&coins, Amount::from_belushis(5 * COIN), 1).expect("enough");
+        assert_eq!(plan.method, Method::LargestFirst);
+        assert!(plan.change > Amount::ZERO);
+        assert_eq!(cost_of_change(2), Amount::from_belushis(28 * 2 + 137 * 2));
     }
 
     #[test]
@@ -318,6 +567,43 @@ mod tests {
         assert!(
             fee_cap_violation(Amount::from_belushis(200), Amount::from_belushis(199)).is_some()
         );
+    }
+
+    #[test]
+    fn a_replacement_takes_its_fee_from_the_change() {
+        let spent = coin(1, 10 * COIN, true);
+        let pay = TxOut {
+            value: Amount::from_belushis(4 * COIN),
+            pubkey_hash: PubkeyHash::from_byte_array([9; 20]),
+        };
+        let size = tx_size(1, 2);
+        let old_fee = size;
+        let change = TxOut {
+            value: Amount::from_belushis(6 * COIN - old_fee),
+            pubkey_hash: PubkeyHash::from_byte_array([1; 20]),
+        };
+        let tx = Transaction::spending([spent.outpoint], vec![pay, change]);
+        // 217 bytes that paid 217: at least (217 + 217) / 217 = 2 per byte replaces it.
+        assert_eq!(min_replacement_rate(Amount::from_belushis(old_fee), size), 2);
+        assert_eq!(min_replacement_rate(Amount::from_belushis(old_fee + 1), size), 3);
+        let total = Amount::from_belushis(10 * COIN);
+        let bumped =
+            replace_fee(&tx, total, Amount::from_belushis(old_fee), 1, 5).expect("enough change");
+        assert_eq!(bumped.fee, Amount::from_belushis(5 * size));
+        assert_eq!(bumped.change, Amount::from_belushis(6 * COIN - 5 * size));
+        assert_eq!(bumped.tx.outputs[0], pay, "the payment is unchanged");
+        assert_eq!(bumped.tx.inputs, tx.inputs);
+        // A change that would be dust is dropped: the rest is the fee.
+        let small = TxOut { value: Amount::from_belushis(300 + old_fee), ..change };
+        let tight = Transaction::spending([spent.outpoint], vec![pay, small]);
+        let total = Amount::from_belushis(4 * COIN + 300 + 2 * old_fee);
+        // At 3 per byte, 300 + 434 - 651 = 83 would be left: dust at that rate.
+        let bumped =
+            replace_fee(&tight, total, Amount::from_belushis(old_fee), 1, 3).expect("enough");
+        assert_eq!((bumped.change, bumped.tx.outputs.len()), (Amount::ZERO, 1));
+        assert_eq!(bumped.fee, Amount::from_belushis(300 + 2 * old_fee));
+        // Not even all of it pays 100 per byte.
+        assert_eq!(replace_fee(&tight, total, Amount::from_belushis(old_fee), 1, 100), None);
     }
 
     proptest! {
@@ -348,6 +634,12 @@ mod tests {
                         plan.size * fee_rate + plan.dust_to_fee.to_belushis()
                     );
                     prop_assert!(plan.change == Amount::ZERO || plan.change >= dust_limit(fee_rate));
+                    // No change worth an output is lost to the fee.
+                    prop_assert!(plan.change > Amount::ZERO || plan.dust_to_fee <= cost_of_change(fee_rate));
+                    if plan.method == Method::BranchAndBound {
+                        prop_assert!(plan.inputs.iter().all(|c| c.confirmed));
+                        prop_assert_eq!(plan.change, Amount::ZERO);
+                    }
                     let mut outpoints: Vec<_> = plan.inputs.iter().map(|c| c.outpoint).collect();
                     outpoints.sort();
                     outpoints.dedup();
@@ -365,6 +657,27 @@ mod tests {
                 }
                 Err(e) => prop_assert!(false, "unexpected {e}"),
             }
+        }
+
+        #[test]
+        fn an_exact_match_is_found_with_nothing_wasted(
+            values in proptest::collection::vec(10_000u64..=10 * COIN, 1..12),
+            pick in proptest::collection::vec(any::<bool>(), 12),
+        ) {
+            let coins: Vec<Candidate> =
+                (0u8..).zip(&values).map(|(i, v)| coin(i, *v, true)).collect();
+            let subset: Vec<&Candidate> =
+                coins.iter().zip(&pick).filter(|(_, p)| **p).map(|(c, _)| c).collect();
+            prop_assume!(!subset.is_empty());
+            // Pay exactly what the subset holds less the fee of spending it with no change.
+            let total: u64 = subset.iter().map(|c| c.output.value.to_belushis()).sum();
+            let amount = total - tx_size(subset.len(), 1);
+            let plan = branch_and_bound(&coins, Amount::from_belushis(amount), 1);
+            let plan = plan.expect("the subset is an exact match");
+            prop_assert_eq!(plan.dust_to_fee, Amount::ZERO);
+            let spent: u64 = plan.inputs.iter().map(|c| c.output.value.to_belushis()).sum();
+            prop_assert_eq!(spent, amount + plan.fee.to_belushis());
+            prop_assert_eq!(plan.fee.to_belushis(), plan.size);
         }
     }
 }

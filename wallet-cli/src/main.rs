@@ -4,11 +4,16 @@
 //! commands), where the wallet file and the node's socket are, printing each
 //! command's report (readable, or JSON with `--json`) and turning errors into one
 //! line on stderr and a non-zero exit code. The work is in the modules: [`wallet`]
-//! (the file), [`coins`] (selection and fees) and [`commands`]; the node's socket
-//! is `tinychain_rpc_client`'s.
+//! (the file), [`hd`] (seed phrases and derivation), [`vault`] (encryption at
+//! rest), [`prompt`] (where passphrases and seed phrases come from), [`coins`]
+//! (selection and fees) and [`commands`]; the node's socket is
+//! `tinychain_rpc_client`'s.
 
 mod coins;
 mod commands;
+mod hd;
+mod prompt;
+mod vault;
 mod wallet;
 
 use std::path::PathBuf;
@@ -20,7 +25,7 @@ use tinychain_protocol::keys::Address;
 use tinychain_protocol::params::Network;
 use tinychain_rpc_client::NodeFlags;
 
-use commands::{Context, Report, SendArgs};
+use commands::{BumpArgs, Context, CreateArgs, Report, SendArgs};
 
 /// The tinychain wallet: keys, balances and payments, talking to a node's RPC socket.
 #[derive(Parser, Debug)]
@@ -45,17 +50,72 @@ struct Global {
     /// Prints JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Reads the wallet passphrase from this file (else TINYCHAIN_WALLET_PASSPHRASE, else a prompt).
+    #[arg(long, global = true, value_name = "PATH")]
+    passphrase_file: Option<PathBuf>,
+    /// Reads change-passphrase's new passphrase from this file (else
+    /// TINYCHAIN_WALLET_NEW_PASSPHRASE, else a prompt).
+    #[arg(long, global = true, value_name = "PATH")]
+    new_passphrase_file: Option<PathBuf>,
+}
+
+/// How a new seed is made.
+#[derive(clap::Args, Debug)]
+struct SeedFlags {
+    /// Words of the seed phrase: 12 or 24.
+    #[arg(long, default_value_t = 12, value_parser = parse_words)]
+    words: usize,
+    /// Asks for a BIP39 passphrase too (or reads TINYCHAIN_BIP39_PASSPHRASE).
+    #[arg(long)]
+    bip39_passphrase: bool,
+}
+
+fn parse_words(text: &str) -> Result<usize, String> {
+    match text {
+        "12" => Ok(12),
+        "24" => Ok(24),
+        _ => Err("a seed phrase has 12 or 24 words".to_owned()),
+    }
+}
+
+impl SeedFlags {
+    fn words(&self) -> hd::Words {
+        if self.words == 24 { hd::Words::TwentyFour } else { hd::Words::Twelve }
+    }
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Creates a wallet file with a first address (never overwrites one).
+    /// Creates a wallet with a new seed phrase, encrypted under a passphrase, and a
+    /// first address (never overwrites a file).
     Create {
         /// A label for the first address.
         #[arg(long, default_value = "")]
         label: String,
+        #[command(flatten)]
+        seed: SeedFlags,
     },
-    /// Adds a fresh address.
+    /// Rebuilds a wallet from its seed phrase (read from standard input, or asked
+    /// for), finding its addresses through the node's address index.
+    Restore {
+        /// Unused addresses in a row that end the scan of each chain.
+        #[arg(long, default_value_t = wallet::DEFAULT_GAP_LIMIT)]
+        gap_limit: u32,
+        /// The seed has a BIP39 passphrase (read TINYCHAIN_BIP39_PASSPHRASE, or asked for).
+        #[arg(long)]
+        bip39_passphrase: bool,
+    },
+    /// Rewrites a format version 1 wallet file in place as version 2: encrypted, with a
+    /// seed phrase for new addresses and its keys kept as imported keys.
+    Upgrade {
+        #[command(flatten)]
+        seed: SeedFlags,
+    },
+    /// Shows the seed phrase (after the passphrase).
+    ShowMnemonic,
+    /// Seals the wallet's secrets under a new passphrase.
+    ChangePassphrase,
+    /// Adds the next receive address.
     NewAddress {
         /// A label for it.
         #[arg(long, default_value = "")]
@@ -63,7 +123,7 @@ enum Command {
     },
     /// Lists the wallet's addresses.
     Addresses,
-    /// Adds a private key given in Wallet Import Format.
+    /// Adds a private key given in Wallet Import Format (kept encrypted with the seed).
     ImportKey {
         /// The key (WIF).
         wif: String,
@@ -71,7 +131,7 @@ enum Command {
         #[arg(long, default_value = "")]
         label: String,
     },
-    /// Prints the private key (WIF) of one of the wallet's addresses.
+    /// Prints the private key (WIF) of one of the wallet's addresses (after the passphrase).
     ExportKey {
         /// The address.
         address: String,
@@ -87,12 +147,31 @@ enum Command {
         /// The amount in coins (up to 8 decimals), or in belushis with --belushis.
         #[arg(allow_hyphen_values = true)]
         amount: String,
-        /// Fee rate in belushis per byte (the node's minimum relay rate is 1).
-        #[arg(long, default_value_t = coins::DEFAULT_FEE_RATE)]
-        fee_rate: u64,
+        /// Fee rate in belushis per byte (default: the node's estimate for --conf-target).
+        #[arg(long)]
+        fee_rate: Option<u64>,
+        /// Blocks to confirm within, for the node's fee estimate.
+        #[arg(long, default_value_t = DEFAULT_CONF_TARGET)]
+        conf_target: u32,
         /// The amount is a whole number of belushis.
         #[arg(long)]
         belushis: bool,
+        /// Does not signal replaceability (BIP125): the fee can then never be raised.
+        #[arg(long)]
+        no_rbf: bool,
+    },
+    /// Replaces a waiting transaction of the wallet with one paying a higher fee
+    /// (BIP125): the same inputs and payments, less change.
+    Bumpfee {
+        /// The txid of the transaction to replace.
+        txid: String,
+        /// The new fee rate in belushis per byte (default: the node's estimate, and at
+        /// least what replaces the transaction).
+        #[arg(long)]
+        fee_rate: Option<u64>,
+        /// Blocks to confirm within, for the node's fee estimate.
+        #[arg(long, default_value_t = DEFAULT_CONF_TARGET)]
+        conf_target: u32,
     },
     /// Tells where a transaction is: mempool, mined (block, height, confirmations), or not found.
     Status {
@@ -115,6 +194,9 @@ enum Command {
     },
 }
 
+/// The confirmation target of the fee estimate, in blocks (Core's default, 6).
+const DEFAULT_CONF_TARGET: u32 = 6;
+
 fn main() -> ExitCode {
     use std::io::Write as _;
     match run(Cli::parse()) {
@@ -134,7 +216,11 @@ fn context(global: &Global) -> Context {
         .wallet
         .clone()
         .or_else(|| node.as_ref().ok().map(|n| n.network_dir().join("wallet.json")));
-    Context { network, wallet, node }
+    let secrets = prompt::Sources {
+        passphrase_file: global.passphrase_file.clone(),
+        new_passphrase_file: global.new_passphrase_file.clone(),
+    };
+    Context { network, wallet, node, secrets }
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -167,16 +253,48 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             clap_complete::generate(shell, &mut Cli::command(), "tinychain-wallet", &mut script);
             return emit(&String::from_utf8_lossy(&script));
         }
-        Command::Create { label } => commands::create(&ctx, &label)?,
+        Command::Create { label, seed } => {
+            let args = CreateArgs {
+                label,
+                words: seed.words(),
+                bip39_passphrase: seed.bip39_passphrase,
+                ..CreateArgs::default()
+            };
+            commands::create(&ctx, &args)?
+        }
+        Command::Restore { gap_limit, bip39_passphrase } => {
+            let args = CreateArgs { gap_limit, bip39_passphrase, ..CreateArgs::default() };
+            commands::restore(&ctx, &args)?
+        }
+        Command::Upgrade { seed } => {
+            let args = CreateArgs {
+                words: seed.words(),
+                bip39_passphrase: seed.bip39_passphrase,
+                ..CreateArgs::default()
+            };
+            commands::upgrade(&ctx, &args)?
+        }
+        Command::ShowMnemonic => commands::show_mnemonic(&ctx)?,
+        Command::ChangePassphrase => commands::change_passphrase(&ctx)?,
         Command::NewAddress { label } => commands::new_address(&ctx, &label)?,
         Command::Addresses => commands::addresses(&ctx)?,
         Command::ImportKey { wif, label } => commands::import_key(&ctx, &wif, &label)?,
         Command::ExportKey { address } => commands::export_key(&ctx, &address)?,
         Command::Balance => commands::balance(&ctx)?,
         Command::Utxos => commands::utxos(&ctx)?,
-        Command::Send { address, amount, fee_rate, belushis } => {
-            let args = SendArgs { to: address, amount, belushis, fee_rate };
+        Command::Send { address, amount, fee_rate, conf_target, belushis, no_rbf } => {
+            let args = SendArgs {
+                to: address,
+                amount,
+                belushis,
+                fee_rate,
+                conf_target,
+                replaceable: !no_rbf,
+            };
             commands::send(&ctx, &args)?
+        }
+        Command::Bumpfee { txid, fee_rate, conf_target } => {
+            commands::bumpfee(&ctx, &BumpArgs { txid, fee_rate, conf_target })?
         }
         Command::Status { txid } => commands::status(&ctx, &txid)?,
         Command::History => commands::history(&ctx)?,

@@ -14,6 +14,7 @@ fn wallet(args: &[&str]) -> Output {
         .env_remove("TINYCHAIN_RPC_SOCKET")
         .env_remove("TINYCHAIN_WALLET")
         .env_remove("TINYCHAIN_CONFIG")
+        .env("TINYCHAIN_WALLET_PASSPHRASE", "a test passphrase")
         .output()
         .expect("tinychain-wallet runs")
 }

@@ -2,9 +2,9 @@
 //!
 //! Owns the pool of transactions valid on top of the active tip (chains of
 //! unconfirmed transactions included, up to an ancestor limit), the index of
-//! which outpoint each one spends (so a conflicting spend is refused: there is no
-//! replacement), the byte cap with eviction of the lowest fee rate together with
-//! its descendants, expiry, and the orphan pool. What it accepts is checked with
+//! which outpoint each one spends (a conflicting spend is refused unless it is a
+//! BIP125 replacement, see [`rbf`]), the byte cap with eviction of the lowest fee
+//! rate together with its descendants, expiry, and the orphan pool. What it accepts is checked with
 //! the same consensus code as blocks, against the chain's UTXO set plus the
 //! mempool's own outputs.
 //!
@@ -12,6 +12,7 @@
 //! the time.
 
 pub mod orphans;
+pub mod rbf;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -32,6 +33,9 @@ pub struct Config {
     pub max_bytes: u64,
     /// Minimum fee rate to relay and keep a transaction, belushis per byte.
     pub min_relay_fee_rate: u64,
+    /// What a replacement must pay for its own bytes above the fees of what it
+    /// replaces, belushis per byte (Core's `-incrementalrelayfee`; BIP125 rule 4).
+    pub incremental_relay_fee_rate: u64,
     /// Most unconfirmed ancestors (including itself) a transaction may have.
     pub max_ancestors: usize,
     /// Seconds after which an unconfirmed transaction is dropped.
@@ -51,6 +55,7 @@ impl Default for Config {
         Config {
             max_bytes: 64 * 1024 * 1024,
             min_relay_fee_rate: 1,
+            incremental_relay_fee_rate: 1,
             max_ancestors: 25,
             expiry_secs: 14 * 24 * 3600,
             max_tx_size: MAX_STANDARD_TX_SIZE,
@@ -63,8 +68,10 @@ impl Default for Config {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PolicyError {
-    /// An input is already spent by another mempool transaction.
-    #[error("input spends {outpoint}, already spent by mempool transaction {by}")]
+    /// An input is already spent by a mempool transaction that may not be replaced.
+    #[error(
+        "input spends {outpoint}, already spent by mempool transaction {by}, which does not signal replaceability (BIP125)"
+    )]
     Conflict {
         /// The outpoint.
         outpoint: OutPoint,
@@ -103,6 +110,9 @@ pub enum PolicyError {
     /// Not valid yet (locktime or immature coinbase).
     #[error("not valid yet: {0}")]
     Premature(TxError),
+    /// A replacement of signalling transactions that breaks a BIP125 rule.
+    #[error("replacement refused: {0}")]
+    Replacement(rbf::ReplacementError),
 }
 
 /// Txids as a readable list: `a, b, c`.
@@ -134,6 +144,8 @@ pub enum Accepted {
         fee: Amount,
         /// Orphans that this transaction's arrival let in.
         unorphaned: Vec<Txid>,
+        /// The transactions it replaced (BIP125), evicted with their descendants.
+        replaced: Vec<Txid>,
     },
     /// Already in the mempool.
     AlreadyKnown,
@@ -155,8 +167,8 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Fee rate in milli-belushis per byte, for ordering.
-    fn rate_key(&self) -> u64 {
+    /// Returns the fee rate in milli-belushis per byte.
+    pub fn rate_key(&self) -> u64 {
         fee_rate_milli(self.fee, self.size)
     }
 }
@@ -212,6 +224,11 @@ impl Mempool {
     /// Makes an empty mempool.
     pub fn new(config: Config) -> Mempool {
         Mempool { config, orphans: OrphanPool::new(config.orphans), ..Mempool::default() }
+    }
+
+    /// Returns the limits and policy it runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// Returns the number of transactions.
@@ -276,9 +293,9 @@ impl Mempool {
         if self.entries.contains_key(&txid) {
             return Ok(Accepted::AlreadyKnown);
         }
-        let fee = self.accept_one(tx, tip, now)?;
+        let (fee, replaced) = self.accept_one(tx, tip, now)?;
         let unorphaned = self.retry_orphans(vec![txid], tip, now);
-        Ok(Accepted::New { fee, unorphaned })
+        Ok(Accepted::New { fee, unorphaned, replaced })
     }
 
     /// Retries orphans whose parents are now among `parents`; returns those added.
@@ -301,12 +318,13 @@ impl Mempool {
         added
     }
 
+    /// Adds one transaction; returns its fee and the transactions it replaced.
     fn accept_one<V: UtxoView>(
         &mut self,
         tx: Transaction,
         tip: &TipContext<'_, V>,
         now: u64,
-    ) -> Result<Amount, RejectReason> {
+    ) -> Result<(Amount, Vec<Txid>), RejectReason> {
         let txid = tx.txid();
         let size = tx.size();
         if size > self.config.max_tx_size {
@@ -315,14 +333,7 @@ impl Mempool {
                 limit: self.config.max_tx_size,
             }));
         }
-        for input in &tx.inputs {
-            if let Some(by) = self.spends.get(&input.prev_out) {
-                return Err(RejectReason::Policy(PolicyError::Conflict {
-                    outpoint: input.prev_out,
-                    by: *by,
-                }));
-            }
-        }
+        let replaced = self.replacement_candidates(&tx).map_err(RejectReason::Policy)?;
         let view = PoolView { chain: tip.coins, pool: self, height: tip.height };
         let checked = validation::check_loose_transaction(
             &tx,
@@ -345,7 +356,6 @@ impl Mempool {
                 });
             }
         };
-        let size = tx.size();
         let min_fee = size.saturating_mul(self.config.min_relay_fee_rate);
         if fee.to_belushis() < min_fee {
             return Err(RejectReason::Policy(PolicyError::FeeTooLow {
@@ -354,12 +364,20 @@ impl Mempool {
                 min_rate: self.config.min_relay_fee_rate,
             }));
         }
+        if !replaced.is_empty() {
+            self.check_replacement(&tx, fee, size, &replaced)
+                .map_err(|e| RejectReason::Policy(PolicyError::Replacement(e)))?;
+        }
         let ancestors = self.ancestors(&tx);
         if ancestors.len() + 1 > self.config.max_ancestors {
             return Err(RejectReason::Policy(PolicyError::TooManyAncestors {
                 count: ancestors.len() + 1,
                 limit: self.config.max_ancestors,
             }));
+        }
+        let replaced: Vec<Txid> = replaced.into_iter().map(|o| o.txid).collect();
+        for t in &replaced {
+            self.remove_entry(t);
         }
         self.next_sequence += 1;
         let entry = Entry { tx, fee, size, time: now, sequence: self.next_sequence };
@@ -368,7 +386,86 @@ impl Mempool {
         if !self.entries.contains_key(&txid) {
             return Err(RejectReason::Policy(PolicyError::MempoolFull));
         }
-        Ok(fee)
+        Ok((fee, replaced))
+    }
+
+    /// Returns what `tx` would evict: the mempool transactions spending its inputs
+    /// (each replaceable) and their descendants.
+    ///
+    /// # Errors
+    ///
+    /// A conflict does not signal replaceability, there are too many, or `tx`
+    /// spends one of their outputs.
+    fn replacement_candidates(&self, tx: &Transaction) -> Result<Vec<rbf::Original>, PolicyError> {
+        let mut direct: Vec<Txid> = Vec::new();
+        for input in &tx.inputs {
+            let Some(by) = self.spends.get(&input.prev_out) else { continue };
+            if !direct.contains(by) {
+                if !self.replaceable(by) {
+                    return Err(PolicyError::Conflict { outpoint: input.prev_out, by: *by });
+                }
+                direct.push(*by);
+            }
+        }
+        if direct.is_empty() {
+            return Ok(Vec::new());
+        }
+        let all =
+            self.descendants_of(&direct, rbf::MAX_REPLACED).ok_or(PolicyError::Replacement(
+                rbf::ReplacementError::TooManyReplaced { count: rbf::MAX_REPLACED + 1 },
+            ))?;
+        if let Some(input) = tx.inputs.iter().find(|i| all.contains(&i.prev_out.txid)) {
+            return Err(PolicyError::Replacement(rbf::ReplacementError::SpendsConflicting(
+                input.prev_out.txid,
+            )));
+        }
+        Ok(all
+            .iter()
+            .filter_map(|t| self.entries.get(t).map(|e| (t, e)))
+            .map(|(t, e)| rbf::Original {
+                txid: *t,
+                fee: e.fee,
+                rate: e.rate_key(),
+                direct: direct.contains(t),
+            })
+            .collect())
+    }
+
+    /// Tells whether a mempool transaction may be replaced: it or an unconfirmed
+    /// ancestor signals (BIP125's inherited signalling).
+    fn replaceable(&self, txid: &Txid) -> bool {
+        let Some(entry) = self.entries.get(txid) else { return false };
+        rbf::signals(&entry.tx)
+            || self
+                .ancestors(&entry.tx)
+                .iter()
+                .filter_map(|a| self.entries.get(a))
+                .any(|a| rbf::signals(&a.tx))
+    }
+
+    /// Checks BIP125 rules 2 to 4 for `tx` replacing `originals`.
+    fn check_replacement(
+        &self,
+        tx: &Transaction,
+        fee: Amount,
+        size: u64,
+        originals: &[rbf::Original],
+    ) -> Result<(), rbf::ReplacementError> {
+        // Rule 2, as Core applies it: unconfirmed parents must be parents of a direct conflict.
+        let parents_of_conflicts: HashSet<Txid> = originals
+            .iter()
+            .filter(|o| o.direct)
+            .filter_map(|o| self.entries.get(&o.txid))
+            .flat_map(|e| e.tx.inputs.iter().map(|i| i.prev_out.txid))
+            .collect();
+        if let Some(input) = tx.inputs.iter().find(|i| {
+            self.entries.contains_key(&i.prev_out.txid)
+                && !parents_of_conflicts.contains(&i.prev_out.txid)
+        }) {
+            return Err(rbf::ReplacementError::NewUnconfirmedInput(input.prev_out.txid));
+        }
+        let rate = fee_rate_milli(fee, size);
+        rbf::check_fees(fee, size, rate, originals, self.config.incremental_relay_fee_rate)
     }
 
     fn insert_entry(&mut self, txid: Txid, entry: Entry) {
@@ -396,13 +493,21 @@ impl Mempool {
 
     /// Returns `txid` and its in-mempool descendants.
     pub fn descendants(&self, txid: &Txid) -> Vec<Txid> {
+        self.descendants_of(&[*txid], usize::MAX).unwrap_or_default()
+    }
+
+    /// Returns `roots` and their in-mempool descendants, or `None` if they are more than `cap`.
+    fn descendants_of(&self, roots: &[Txid], cap: usize) -> Option<Vec<Txid>> {
         let mut found = Vec::new();
         let mut seen = HashSet::new();
-        let mut stack = vec![*txid];
+        let mut stack = roots.to_vec();
         while let Some(t) = stack.pop() {
             let Some(entry) = self.entries.get(&t) else { continue };
             if !seen.insert(t) {
                 continue;
+            }
+            if found.len() == cap {
+                return None;
             }
             found.push(t);
             for vout in 0..entry.tx.outputs.len() as u32 {
@@ -411,7 +516,7 @@ impl Mempool {
                 }
             }
         }
-        found
+        Some(found)
     }
 
     /// Removes one transaction (not its descendants).

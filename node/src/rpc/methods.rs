@@ -9,14 +9,15 @@ use tinychain_protocol::keys::Address;
 use tinychain_protocol::params::Params;
 use tinychain_protocol::pow::Target;
 use tinychain_protocol::rpc::{
-    BlockHeaderInfo, BlockInfo, BlockchainInfo, MempoolInfo, TransactionInfo, TxInputInfo,
-    TxLocation, TxOutputInfo,
+    BlockHeaderInfo, BlockInfo, BlockchainInfo, FeeEstimate, MempoolInfo, TransactionInfo,
+    TxInputInfo, TxLocation, TxOutputInfo,
 };
 use tinychain_protocol::{Block, BlockHash, BlockHeader, Transaction, Txid};
 
 use super::server::RpcError;
 use super::table::ChainMethod;
 use crate::core::{BlockOutcome, Core, Output};
+use crate::fees;
 use crate::store::{Store, StoreError};
 
 /// Largest `generatetoaddress` count in one call.
@@ -190,6 +191,7 @@ pub fn chain_method<S: Store, P: Clone>(
         }
         ChainMethod::GetAddressUtxos => super::address::getaddressutxos(core, params),
         ChainMethod::GetAddressHistory => super::address::getaddresshistory(core, params),
+        ChainMethod::EstimateFee => estimatefee(core, params),
     }
 }
 
@@ -287,6 +289,29 @@ fn gettransaction<S: Store, P: Clone>(
         confirmations: chain.height() - height + 1,
     });
     to_json(&info)
+}
+
+fn estimatefee<S: Store, P: Clone>(core: &Core<S, P>, params: &[Value]) -> Result<Value, RpcError> {
+    let target = param_u64(params, 0, "conf_target")?;
+    if target == 0 {
+        return Err(RpcError::invalid_params("parameter 1 (conf_target) must be at least 1"));
+    }
+    let blocks = u32::try_from(target).unwrap_or(u32::MAX).min(fees::MAX_TARGET);
+    let answer = match core.estimate_fee(blocks) {
+        fees::Estimate::Rate { milli_rate, transactions, success } => {
+            let min = core.mempool().config().min_relay_fee_rate;
+            let rate = milli_rate.div_ceil(1000).max(min);
+            FeeEstimate { blocks, fee_rate: Some(rate), transactions, success, errors: Vec::new() }
+        }
+        fees::Estimate::NoAnswer(why) => FeeEstimate {
+            blocks,
+            fee_rate: None,
+            transactions: 0.0,
+            success: 0.0,
+            errors: vec![why],
+        },
+    };
+    to_json(&answer)
 }
 
 /// Accepts a raw transaction into the mempool; returns its txid and the core's

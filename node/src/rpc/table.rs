@@ -29,6 +29,8 @@ pub enum ChainMethod {
     GetAddressUtxos,
     /// `getaddresshistory`.
     GetAddressHistory,
+    /// `estimatefee`.
+    EstimateFee,
 }
 
 /// A method that needs the event loop: the network, the miner, relaying what it accepts.
@@ -97,6 +99,7 @@ pub const METHODS: &[MethodInfo] = &[
     row("submitblock", Node(N::SubmitBlock), "hex", "submits a block; null if accepted, else why not"),
     row("getmempoolinfo", Chain(C::GetMempoolInfo), "", "the mempool's size, bytes and orphans"),
     row("getrawmempool", Chain(C::GetRawMempool), "", "the txids in the mempool"),
+    row("estimatefee", Chain(C::EstimateFee), "conf_target", "a fee rate likely to confirm within that many blocks"),
     row("getaddressutxos", Chain(C::GetAddressUtxos), "addresses [page]", "unspent outputs paying the addresses (paged)"),
     row("getaddresshistory", Chain(C::GetAddressHistory), "addresses [page]", "transactions paying or spending the addresses (paged)"),
     row("getpeerinfo", Node(N::GetPeerInfo), "", "the connected peers"),

@@ -25,6 +25,7 @@ pub struct MemoryStore {
     tx_locations: BTreeMap<Txid, TxLocation>,
     tip: Option<StoredTip>,
     mempool: Vec<(Transaction, u64)>,
+    fee_estimates: Option<crate::fees::Saved>,
     /// Batches written so far (tests use it to count writes).
     pub writes: u64,
 }
@@ -126,6 +127,10 @@ impl Store for MemoryStore {
         Ok(self.mempool.clone())
     }
 
+    fn fee_estimates(&self) -> Result<Option<crate::fees::Saved>, StoreError> {
+        Ok(self.fee_estimates.clone())
+    }
+
     fn for_each_coin(&self, f: &mut dyn FnMut(&OutPoint, &Coin)) -> Result<(), StoreError> {
         for (op, coin) in &self.coins {
             f(op, coin);
@@ -175,6 +180,7 @@ impl Store for MemoryStore {
                 }
                 Op::SetTip(tip) => self.tip = Some(tip),
                 Op::SetMempool(txs) => self.mempool = txs,
+                Op::SetFeeEstimates(saved) => self.fee_estimates = Some(saved),
             }
         }
         self.writes += 1;

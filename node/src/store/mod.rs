@@ -3,7 +3,7 @@
 //! Owns the [`Store`] trait and the vocabulary of what is stored: the block index
 //! (entries, each block's children, the active chain by height), block data, undo
 //! data, the UTXO set with its address index, the transaction locations, the
-//! active tip with a digest of the UTXO set, and the mempool snapshot. Every change is a [`Batch`] applied atomically, so after a
+//! active tip with a digest of the UTXO set, the mempool snapshot and the fee estimator's statistics. Every change is a [`Batch`] applied atomically, so after a
 //! crash the store holds exactly the state after some whole batch: the tip, the
 //! UTXO set and the indexes always agree.
 //!
@@ -132,6 +132,8 @@ pub enum Op {
     /// Replace the mempool snapshot kept across restarts: each transaction with
     /// the time it entered, parents first.
     SetMempool(Vec<(Transaction, u64)>),
+    /// Replace the fee estimator's statistics kept across restarts.
+    SetFeeEstimates(crate::fees::Saved),
 }
 
 /// Changes applied in one atomic write.
@@ -335,6 +337,13 @@ pub trait Store {
     ///
     /// Backend or decoding failures.
     fn mempool(&self) -> Result<Vec<(Transaction, u64)>, StoreError>;
+
+    /// Returns the fee estimator's saved statistics, if any.
+    ///
+    /// # Errors
+    ///
+    /// Backend or decoding failures.
+    fn fee_estimates(&self) -> Result<Option<crate::fees::Saved>, StoreError>;
 
     /// Returns every unspent output (for checking the UTXO digest at start-up).
     ///

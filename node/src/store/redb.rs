@@ -54,6 +54,7 @@ const META_SCHEMA: &[u8] = b"schema_version";
 const META_GENESIS: &[u8] = b"genesis";
 const META_TIP: &[u8] = b"tip";
 const META_MEMPOOL: &[u8] = b"mempool";
+const META_FEE_ESTIMATES: &[u8] = b"fee_estimates";
 
 /// redb's page cache, in bytes, unless configured ([`RedbStore::open_with_cache`]).
 ///
@@ -426,6 +427,10 @@ impl Store for RedbStore {
         Ok(self.get_value(META, "mempool", META_MEMPOOL)?.unwrap_or_default())
     }
 
+    fn fee_estimates(&self) -> Result<Option<crate::fees::Saved>, StoreError> {
+        self.get_value(META, "fee estimates", META_FEE_ESTIMATES)
+    }
+
     fn for_each_coin(&self, f: &mut dyn FnMut(&OutPoint, &Coin)) -> Result<(), StoreError> {
         let txn = self.db.begin_read().map_err(backend)?;
         let table = txn.open_table(COINS).map_err(backend)?;
@@ -524,6 +529,9 @@ impl Store for RedbStore {
                     Op::SetTip(tip) => meta.insert(META_TIP, value(&tip).as_slice()).map(drop),
                     Op::SetMempool(txs) => {
                         meta.insert(META_MEMPOOL, value(&txs).as_slice()).map(drop)
+                    }
+                    Op::SetFeeEstimates(saved) => {
+                        meta.insert(META_FEE_ESTIMATES, value(&saved).as_slice()).map(drop)
                     }
                 }
                 .map_err(backend)?;

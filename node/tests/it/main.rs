@@ -6,6 +6,7 @@ mod harness;
 mod mempool;
 mod net;
 mod policy;
+mod rbf;
 mod rpc;
 mod sim;
 mod store;

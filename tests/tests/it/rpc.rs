@@ -176,3 +176,68 @@ fn errors_carry_bitcoinds_codes_and_plain_words_and_lists_come_in_pages() {
     assert_eq!(code(&reply), Some(-32602), "{reply}");
     assert!(node.terminate(DEADLINE).success());
 }
+
+/// Every client command finds the node the same way: here only `--datadir`
+/// is given, and the data directory's `tinychain.toml` names the network and a
+/// socket elsewhere. Without a node, each says which socket it tried.
+#[test]
+fn every_client_command_finds_the_node_from_the_data_directorys_config() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let datadir = dir.path().to_str().expect("utf-8");
+    let socket = dir.path().join("elsewhere.sock");
+    std::fs::write(
+        dir.path().join("tinychain.toml"),
+        format!(
+            "network = \"regtest\"\n[p2p]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\n[rpc]\nsocket = \"{}\"\n",
+            socket.display()
+        ),
+    )
+    .expect("writes");
+    let client = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--datadir", datadir]);
+        let out = std::process::Command::new(tinychain_tests::binary("tinychain-node"))
+            .args(&all)
+            .env_remove("TINYCHAIN_NETWORK")
+            .env_remove("TINYCHAIN_RPC_SOCKET")
+            .output()
+            .expect("runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let txid = "00".repeat(32);
+    let commands: [&[&str]; 7] = [
+        &["call", "getblockcount"],
+        &["status"],
+        &["peers"],
+        &["mempool"],
+        &["block", "0"],
+        &["tx", &txid],
+        &["stop"],
+    ];
+    for command in commands {
+        let (ok, _, stderr) = client(command);
+        assert!(!ok, "{command:?} succeeded without a node");
+        assert!(stderr.contains(&socket.display().to_string()), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains("tinychain.toml"),
+            "{command:?} says where the path came from: {stderr}"
+        );
+    }
+    let mut node = NodeProcess::start(&["run", "--datadir", datadir]);
+    node.wait_for_log("RPC listening", DEADLINE);
+    for command in commands {
+        let (ok, stdout, stderr) = client(command);
+        if command[0] == "tx" {
+            assert!(stderr.contains("code -5"), "{command:?} reached the node: {stderr}");
+            continue;
+        }
+        assert!(ok, "{command:?}: {stderr}");
+        assert!(!stdout.is_empty(), "{command:?} printed nothing");
+    }
+    let (status, _) = node.wait_exit(DEADLINE);
+    assert!(status.success(), "stopped by the `stop` command");
+}

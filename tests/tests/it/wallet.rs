@@ -1,17 +1,19 @@
 //! The wallet against real nodes: tinychain's walkthrough, double spends, refused sends,
 //! `setmining` and the node's client views.
 
-use std::process::Output;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tinychain_tests::{NodeProcess, REGTEST_ADDRESS, binary, regtest_run_args, run_node};
 
-const DEADLINE: Duration = Duration::from_secs(60);
-const COIN: u64 = 100_000_000;
+pub(crate) const DEADLINE: Duration = Duration::from_secs(60);
+pub(crate) const COIN: u64 = 100_000_000;
+/// The wallet passphrase every test wallet is made with (through its variable).
+pub(crate) const PASSPHRASE: &str = "correct horse battery staple";
 
 /// Starts a regtest node and returns it with its full listen multiaddr.
-fn start(datadir: &str, extra: &[&str]) -> (NodeProcess, String) {
+pub(crate) fn start(datadir: &str, extra: &[&str]) -> (NodeProcess, String) {
     let mut node = NodeProcess::start(&regtest_run_args(datadir, extra));
     node.wait_for_log("listening address=", DEADLINE);
     node.wait_for_log("RPC listening", DEADLINE);
@@ -19,20 +21,30 @@ fn start(datadir: &str, extra: &[&str]) -> (NodeProcess, String) {
     (node, addr)
 }
 
-/// Runs `tinychain-wallet` with `datadir`, then `args` (on regtest unless they say otherwise).
-fn wallet(datadir: &str, args: &[&str]) -> Output {
+/// `tinychain-wallet` with `datadir`, then `args` (on regtest unless they say
+/// otherwise), the passphrase in its variable and no other secret variable.
+pub(crate) fn wallet_command(datadir: &str, args: &[&str]) -> Command {
     let network: &[&str] =
         if args.contains(&"--network") { &[] } else { &["--network", "regtest"] };
-    std::process::Command::new(binary("tinychain-wallet"))
+    let mut command = Command::new(binary("tinychain-wallet"));
+    command
         .args(network)
         .args(["--datadir", datadir])
         .args(args)
-        .output()
-        .expect("tinychain-wallet runs")
+        .env("TINYCHAIN_WALLET_PASSPHRASE", PASSPHRASE)
+        .env_remove("TINYCHAIN_WALLET_NEW_PASSPHRASE")
+        .env_remove("TINYCHAIN_BIP39_PASSPHRASE")
+        .env_remove("TINYCHAIN_WALLET");
+    command
+}
+
+/// Runs `tinychain-wallet` with `datadir`, then `args` (see [`wallet_command`]).
+pub(crate) fn wallet(datadir: &str, args: &[&str]) -> Output {
+    wallet_command(datadir, args).output().expect("tinychain-wallet runs")
 }
 
 /// Runs a wallet command that must succeed with `--json`, and returns its JSON.
-fn wallet_json(datadir: &str, args: &[&str]) -> Value {
+pub(crate) fn wallet_json(datadir: &str, args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.push("--json");
     let out = wallet(datadir, &all);
@@ -45,8 +57,12 @@ fn wallet_json(datadir: &str, args: &[&str]) -> Value {
 }
 
 /// Runs a wallet command that must fail; returns its stderr.
-fn wallet_refused(datadir: &str, args: &[&str]) -> String {
-    let out = wallet(datadir, args);
+pub(crate) fn wallet_refused(datadir: &str, args: &[&str]) -> String {
+    refused(wallet(datadir, args), args)
+}
+
+/// Checks that a wallet run failed with one clear line and nothing on stdout; returns stderr.
+pub(crate) fn refused(out: Output, args: &[&str]) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(!out.status.success(), "wallet {args:?} should fail");
     assert!(out.stdout.is_empty(), "nothing on stdout: {}", String::from_utf8_lossy(&out.stdout));
@@ -54,7 +70,7 @@ fn wallet_refused(datadir: &str, args: &[&str]) -> String {
     stderr
 }
 
-fn call(datadir: &str, method: &str, params: &[&str]) -> Value {
+pub(crate) fn call(datadir: &str, method: &str, params: &[&str]) -> Value {
     let mut args = vec!["call", "--datadir", datadir, "--network", "regtest", method];
     args.extend_from_slice(params);
     let out = run_node(&args);
@@ -70,8 +86,15 @@ fn node_view(datadir: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
+/// Stops `node` (whose data directory is `datadir`) through its RPC and waits for it to exit.
+pub(crate) fn stop(datadir: &str, node: NodeProcess) {
+    node_view(datadir, &["stop"]);
+    let (exit, _) = node.wait_exit(DEADLINE);
+    assert!(exit.success(), "the node stopped cleanly");
+}
+
 /// Polls `condition` until it holds, or panics after the deadline.
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let end = Instant::now() + DEADLINE;
     while !condition() {
         assert!(Instant::now() < end, "{what} did not happen within {DEADLINE:?}");
@@ -80,7 +103,7 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
-fn mempool(datadir: &str) -> Vec<String> {
+pub(crate) fn mempool(datadir: &str) -> Vec<String> {
     let txids = call(datadir, "getrawmempool", &[]);
     txids
         .as_array()
@@ -90,7 +113,7 @@ fn mempool(datadir: &str) -> Vec<String> {
         .collect()
 }
 
-fn belushis(v: &Value) -> u64 {
+pub(crate) fn belushis(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not an amount: {v}"))
 }
 
@@ -279,7 +302,7 @@ fn setmining_and_the_client_views_work_on_a_running_node() {
     let coinbase = block.lines().last().expect("a txid").trim().to_string();
     let tx = node_view(&d, &["tx", &coinbase]);
     assert!(tx.contains("coinbase yes") && tx.contains(REGTEST_ADDRESS), "{tx}");
-    assert!(node_view(&d, &["peers"]).starts_with("PEER ID"));
+    assert!(node_view(&d, &["peers"]).starts_with("PEER "));
     assert!(node_view(&d, &["peers", "--dot"]).starts_with("graph tinychain {"));
     assert!(node_view(&d, &["mempool"]).starts_with("0 transactions"));
     let socket = format!("{d}/regtest/rpc.sock");
