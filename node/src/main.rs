@@ -77,6 +77,12 @@ enum Command {
     /// Prints the default configuration file, or the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Rebuilds the network's history (nodes, links, mesh, syncs, block propagation)
+    /// from the JSON logs of its nodes, as text, JSON, DOT, SVG or one HTML page.
+    Topology(tinychain_node::topology::Args),
+    /// Maps a live network from bootstrap addresses, like Nebula: visits every peer
+    /// Kademlia names (identify, Status, its routing table) without joining the network.
+    Crawl(tinychain_node::crawl::Args),
     /// Prints the peer id of an identity key file, creating the key if the file is missing.
     Identity {
         /// The key file (libp2p protobuf encoding), e.g. <datadir>/<network>/identity.key.
@@ -258,6 +264,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Config(ConfigCommand::Default) => emit(config::DEFAULT_FILE),
         Command::Config(ConfigCommand::Show(flags)) => emit(&config::load(&flags)?.to_toml()),
+        Command::Topology(args) => emit(&tinychain_node::topology::run(&args)?),
+        Command::Crawl(args) => {
+            // The crawler's own warnings only (RUST_LOG for more), as text on stderr.
+            let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+            init_logging(&config::Log { filter, ..config::Log::default() })?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            let report = runtime.block_on(tinychain_node::crawl::crawl(&args))?;
+            emit(&report.render(args.format)?)
+        }
         Command::Identity { path } => {
             let keypair = p2p::load_or_create_identity(&path)?;
             emit(&format!("{}\n", keypair.public().to_peer_id()))

@@ -854,6 +854,10 @@ impl Node {
             if let Output::RelayBlock(hash) = output
                 && let Ok(Some(block)) = self.core.chain().block(&hash)
             {
+                // The origin of the block's propagation, for `tinychain-node topology`.
+                if let Ok(Some(entry)) = self.core.chain().index_entry(&hash) {
+                    info!(%hash, height = entry.height, "block mined");
+                }
                 self.net.publish_block(&block);
             }
         }

@@ -3,8 +3,9 @@
 //! Owns building a small LAN on one machine: a "switch" namespace holding one
 //! or two bridges, and one namespace per host with its own `eth0` and address
 //! (10.99.0.1, 10.99.0.2, ...) cabled to the switch by a veth pair. It can cut a
-//! host off (its cable goes down), split the hosts into two groups (the second
-//! group's cables move to another bridge) and heal. Everything is removed when
+//! host off (its cable goes down), cut the link between two hosts (each drops
+//! what it sends the other), split the hosts into two groups (the second group's
+//! cables move to another bridge) and heal. Everything is removed when
 //! the [`Lab`] drops. Each lab lives in its own namespaces, so labs of tests
 //! running in parallel never see each other.
 //!
@@ -120,6 +121,23 @@ impl Lab {
     /// Plugs host `i`'s cable back in.
     pub fn plug(&self, i: usize) {
         ip_ok(&["-n", &self.switch(), "link", "set", &format!("v{i}"), "up"]);
+    }
+
+    /// Cuts the one link between hosts `i` and `j`: each drops what it sends the
+    /// other (a blackhole route), with no reset or error, until [`Lab::restore`].
+    pub fn cut(&self, i: usize, j: usize) {
+        for (from, to) in [(i, j), (j, i)] {
+            let target = format!("{}/32", self.ip(to));
+            ip_ok(&["-n", &self.netns(from), "route", "add", "blackhole", &target]);
+        }
+    }
+
+    /// Restores the link [`Lab::cut`] cut.
+    pub fn restore(&self, i: usize, j: usize) {
+        for (from, to) in [(i, j), (j, i)] {
+            let target = format!("{}/32", self.ip(to));
+            ip_ok(&["-n", &self.netns(from), "route", "del", "blackhole", &target]);
+        }
     }
 
     /// Splits the LAN: `group` moves to a second bridge and sees only itself.

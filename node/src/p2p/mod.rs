@@ -300,8 +300,7 @@ impl Network {
             .map_err(setup)?;
         let sync_protocol = protocol::sync_protocol(&id);
         let liveness = liveness::Config { peer_timeout: config.peer_timeout };
-        let kad_protocol = libp2p::StreamProtocol::try_from_owned(format!("/tinychain/{id}/kad/1"))
-            .map_err(setup)?;
+        let kad_protocol = protocol::kad_protocol(&id);
         let limits = connection_limits::ConnectionLimits::default()
             .with_max_established(Some(config.max_connections))
             .with_max_established_per_peer(Some(2))
@@ -349,7 +348,7 @@ impl Network {
                 );
                 kad.set_mode(Some(kad::Mode::Server));
                 let identify = identify::Behaviour::new(
-                    identify::Config::new(format!("tinychain/{id}"), key.public())
+                    identify::Config::new(protocol::identify_protocol(&id), key.public())
                         .with_agent_version(format!(
                             "tinychain-node/{}",
                             env!("CARGO_PKG_VERSION")
@@ -656,7 +655,7 @@ impl Network {
                 if let Some(meta) = self.peers.get_mut(&peer_id) {
                     meta.agent = Some(info.agent_version.clone());
                 }
-                if info.protocol_version != format!("tinychain/{}", self.network_id) {
+                if info.protocol_version != protocol::identify_protocol(&self.network_id) {
                     let reason = format!(
                         "another network (identify protocol version {:?})",
                         info.protocol_version

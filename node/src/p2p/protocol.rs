@@ -193,6 +193,21 @@ pub fn sync_protocol(network_id: &str) -> StreamProtocol {
         .expect("protocol names start with '/'")
 }
 
+/// The Kademlia protocol's name (nodes of other networks never share a routing table).
+///
+/// # Errors
+///
+/// Never in practice: the name always starts with '/'.
+pub fn kad_protocol(network_id: &str) -> StreamProtocol {
+    StreamProtocol::try_from_owned(format!("/tinychain/{network_id}/kad/1"))
+        .expect("protocol names start with '/'")
+}
+
+/// The protocol version a node announces by identify; a peer announcing another is banned.
+pub fn identify_protocol(network_id: &str) -> String {
+    format!("tinychain/{network_id}")
+}
+
 /// The request-response codec: canonical encoding, sizes checked while reading.
 #[derive(Clone, Debug, Default)]
 pub struct Codec;

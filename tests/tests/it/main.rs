@@ -3,9 +3,11 @@
 mod hostile;
 mod multihost;
 mod network;
+mod observe;
 mod process;
 mod readme;
 mod replace;
 mod rpc;
 mod seed;
+mod topology;
 mod wallet;
