@@ -28,7 +28,7 @@ const ACCOUNT_DEPTH: u8 = 3;
 
 /// An error in a seed phrase or a derivation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum Error {
+pub enum Error {
     /// The seed phrase is not a valid BIP39 English phrase.
     #[error("the seed phrase is not valid: {0}")]
     Mnemonic(String),
@@ -49,7 +49,7 @@ pub(crate) enum Error {
 }
 
 /// The BIP44 coin type of a network: 0 on main, 1 ("testnet, all coins") elsewhere.
-pub(crate) fn coin_type(network: Network) -> u32 {
+pub fn coin_type(network: Network) -> u32 {
     match network {
         Network::Main => 0,
         Network::Test | Network::Regtest => 1,
@@ -58,7 +58,7 @@ pub(crate) fn coin_type(network: Network) -> u32 {
 
 /// Which of an account's two chains a key is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) enum Chain {
+pub enum Chain {
     /// `…/0/i`: addresses given out to be paid.
     Receive,
     /// `…/1/i`: the wallet's own change.
@@ -76,16 +76,16 @@ impl Chain {
 
 /// A key's place under the account: its chain and index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct KeyPath {
+pub struct KeyPath {
     /// Receive or change.
-    pub(crate) chain: Chain,
+    pub chain: Chain,
     /// The index on that chain.
-    pub(crate) index: u32,
+    pub index: u32,
 }
 
 impl KeyPath {
     /// Returns the full BIP44 path on `network`, e.g. `m/44'/1'/0'/0/5`.
-    pub(crate) fn display(&self, network: Network) -> String {
+    pub fn display(&self, network: Network) -> String {
         format!(
             "m/{PURPOSE}'/{}'/{ACCOUNT}'/{}/{}",
             coin_type(network),
@@ -99,7 +99,7 @@ impl KeyPath {
     /// # Errors
     ///
     /// [`Error::Path`] for any other path.
-    pub(crate) fn parse(path: &str, network: Network) -> Result<KeyPath, Error> {
+    pub fn parse(path: &str, network: Network) -> Result<KeyPath, Error> {
         let bad = || Error::Path(path.to_owned());
         let prefix = format!("m/{PURPOSE}'/{}'/{ACCOUNT}'/", coin_type(network));
         let rest = path.strip_prefix(&prefix).ok_or_else(bad)?;
@@ -120,7 +120,7 @@ impl KeyPath {
 
 /// How many words a new seed phrase has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Words {
+pub enum Words {
     /// 12 words: 128 bits of entropy.
     Twelve,
     /// 24 words: 256 bits.
@@ -129,7 +129,7 @@ pub(crate) enum Words {
 
 impl Words {
     /// Returns the number of words, 12 or 24.
-    pub(crate) fn count(self) -> usize {
+    pub fn count(self) -> usize {
         match self {
             Words::Twelve => 12,
             Words::TwentyFour => 24,
@@ -142,7 +142,7 @@ impl Words {
 /// # Errors
 ///
 /// The OS has no randomness to give.
-pub(crate) fn generate_mnemonic(words: Words) -> Result<Mnemonic, getrandom::Error> {
+pub fn generate_mnemonic(words: Words) -> Result<Mnemonic, getrandom::Error> {
     let mut entropy = Zeroizing::new([0u8; 32]);
     let len = words.count() * 4 / 3;
     getrandom::fill(&mut entropy[..len])?;
@@ -155,7 +155,7 @@ pub(crate) fn generate_mnemonic(words: Words) -> Result<Mnemonic, getrandom::Err
 ///
 /// [`Error::Mnemonic`]: an unknown word (named by position), a wrong number of
 /// words, or a bad checksum (a word mistyped or out of order).
-pub(crate) fn parse_mnemonic(text: &str) -> Result<Mnemonic, Error> {
+pub fn parse_mnemonic(text: &str) -> Result<Mnemonic, Error> {
     let words = Zeroizing::new(text.split_whitespace().collect::<Vec<_>>().join(" "));
     let lower = Zeroizing::new(words.to_lowercase());
     Mnemonic::parse_in_normalized(bip39::Language::English, &lower).map_err(|e| {
@@ -173,7 +173,7 @@ pub(crate) fn parse_mnemonic(text: &str) -> Result<Mnemonic, Error> {
 }
 
 /// Returns the 64-byte BIP39 seed of `mnemonic` with `passphrase` ("" for none).
-pub(crate) fn seed(mnemonic: &Mnemonic, passphrase: &str) -> Zeroizing<[u8; 64]> {
+pub fn seed(mnemonic: &Mnemonic, passphrase: &str) -> Zeroizing<[u8; 64]> {
     Zeroizing::new(mnemonic.to_seed(passphrase))
 }
 
@@ -196,7 +196,7 @@ fn public_prefix(network: Network) -> Prefix {
 }
 
 /// The account's extended private key (`m/44'/coin'/0'`): every key of the wallet.
-pub(crate) struct AccountKey {
+pub struct AccountKey {
     xprv: XPrv,
     network: Network,
 }
@@ -213,14 +213,14 @@ impl AccountKey {
     /// # Errors
     ///
     /// [`Error::Index`] for one of the seeds BIP32 cannot use (probability 2^-127).
-    pub(crate) fn from_seed(seed: &[u8; 64], network: Network) -> Result<AccountKey, Error> {
+    pub fn from_seed(seed: &[u8; 64], network: Network) -> Result<AccountKey, Error> {
         let xprv = XPrv::derive_from_path(seed, &account_path(network))
             .map_err(|_| Error::Index(ACCOUNT))?;
         Ok(AccountKey { xprv, network })
     }
 
     /// Returns the account's extended public key.
-    pub(crate) fn xpub(&self) -> AccountXpub {
+    pub fn xpub(&self) -> AccountXpub {
         AccountXpub { xpub: self.xprv.public_key(), network: self.network }
     }
 
@@ -229,7 +229,7 @@ impl AccountKey {
     /// # Errors
     ///
     /// [`Error::Index`] if BIP32 skips that index.
-    pub(crate) fn private_key(&self, path: KeyPath) -> Result<PrivateKey, Error> {
+    pub fn private_key(&self, path: KeyPath) -> Result<PrivateKey, Error> {
         let key = self
             .xprv
             .derive_child(child(path.chain.number(), false)?)
@@ -244,7 +244,7 @@ impl AccountKey {
 
 /// The account's extended public key: every address of the wallet, no secret.
 #[derive(Clone, PartialEq, Eq)]
-pub(crate) struct AccountXpub {
+pub struct AccountXpub {
     xpub: XPub,
     network: Network,
 }
@@ -268,7 +268,7 @@ impl AccountXpub {
     ///
     /// [`Error::AccountKey`]: not Base58Check, a private key, another network's
     /// prefix, or not at the account's depth.
-    pub(crate) fn parse(text: &str, network: Network) -> Result<AccountXpub, Error> {
+    pub fn parse(text: &str, network: Network) -> Result<AccountXpub, Error> {
         let bad = |reason: &str| Error::AccountKey {
             // A private key is not echoed back.
             key: if text.starts_with("xpub") || text.starts_with("tpub") {
@@ -298,7 +298,7 @@ impl AccountXpub {
     /// # Errors
     ///
     /// [`Error::Index`] if BIP32 skips that index.
-    pub(crate) fn public_key(&self, path: KeyPath) -> Result<PublicKey, Error> {
+    pub fn public_key(&self, path: KeyPath) -> Result<PublicKey, Error> {
         let key = self
             .xpub
             .derive_child(child(path.chain.number(), false)?)
@@ -312,7 +312,7 @@ impl AccountXpub {
     /// # Errors
     ///
     /// [`Error::Index`] if BIP32 skips that index.
-    pub(crate) fn address(&self, path: KeyPath) -> Result<Address, Error> {
+    pub fn address(&self, path: KeyPath) -> Result<Address, Error> {
         Ok(self.public_key(path)?.address(self.network))
     }
 }

@@ -1,13 +1,12 @@
-//! The wallet file's reader as a library, for the fuzz targets in `fuzz/`: the
-//! binary's own `wallet` module compiled once more, and one function that
-//! loads a file as the wallet commands do. Everything else is the binary's.
+//! The wallet's keys and file, as a library: HD derivation ([`hd`]), the
+//! sealed secrets ([`vault`]) and the wallet file ([`wallet`]). The
+//! `tinychain-wallet` binary is built on them (its commands, coin selection and
+//! prompts are its own), and the fuzz targets in `fuzz/` load files through
+//! [`load_wallet_file`] exactly as every command does.
 
-// The binary uses the rest of the module; this library only loads files.
-#![allow(dead_code)]
-
-mod hd;
-mod vault;
-mod wallet;
+pub mod hd;
+pub mod vault;
+pub mod wallet;
 
 use std::path::Path;
 

@@ -11,10 +11,9 @@
 
 mod coins;
 mod commands;
-mod hd;
 mod prompt;
-mod vault;
-mod wallet;
+
+use tinychain_wallet::{hd, wallet};
 
 use std::path::PathBuf;
 use std::process::ExitCode;

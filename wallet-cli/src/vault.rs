@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 /// The key derivation this program writes (RFC 9106's argon2id).
-pub(crate) const KDF: &str = "argon2id";
+pub const KDF: &str = "argon2id";
 /// The cipher this program writes.
-pub(crate) const CIPHER: &str = "chacha20poly1305";
+pub const CIPHER: &str = "chacha20poly1305";
 /// argon2id memory for new files, KiB: 64 MiB (RFC 9106's second recommended option).
 const MEMORY_KIB: u32 = 64 * 1024;
 /// argon2id passes for new files.
@@ -36,7 +36,7 @@ const MAX_CIPHERTEXT: usize = 4 * 1024 * 1024;
 
 /// Why sealing or opening failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum Error {
+pub enum Error {
     /// Authentication failed: the passphrase is wrong (or the sealed part was altered).
     #[error("wrong passphrase (or the wallet file's encrypted part was altered)")]
     WrongPassphrase,
@@ -51,35 +51,35 @@ pub(crate) enum Error {
 /// How the key is derived from the passphrase.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct Kdf {
+pub struct Kdf {
     /// Always [`KDF`].
-    pub(crate) algorithm: String,
+    pub algorithm: String,
     /// Memory in KiB.
-    pub(crate) memory_kib: u32,
+    pub memory_kib: u32,
     /// Passes over the memory.
-    pub(crate) iterations: u32,
+    pub iterations: u32,
     /// Lanes.
-    pub(crate) parallelism: u32,
+    pub parallelism: u32,
     /// The salt, in hex.
-    pub(crate) salt: String,
+    pub salt: String,
 }
 
 /// Secrets sealed under a passphrase.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct Sealed {
+pub struct Sealed {
     /// The key derivation.
-    pub(crate) kdf: Kdf,
+    pub kdf: Kdf,
     /// Always [`CIPHER`].
-    pub(crate) cipher: String,
+    pub cipher: String,
     /// The 12-byte nonce, in hex.
-    pub(crate) nonce: String,
+    pub nonce: String,
     /// The ciphertext with its 16-byte tag, in hex.
-    pub(crate) ciphertext: String,
+    pub ciphertext: String,
 }
 
 /// A key derived from a passphrase, with the parameters that derive it again.
-pub(crate) struct Key {
+pub struct Key {
     key: Zeroizing<[u8; 32]>,
     kdf: Kdf,
 }
@@ -102,7 +102,7 @@ impl Kdf {
     /// # Errors
     ///
     /// The OS has no randomness.
-    pub(crate) fn fresh() -> Result<Kdf, Error> {
+    pub fn fresh() -> Result<Kdf, Error> {
         Ok(Kdf {
             algorithm: KDF.to_owned(),
             memory_kib: MEMORY_KIB,
@@ -117,7 +117,7 @@ impl Kdf {
     /// # Errors
     ///
     /// [`Error::Malformed`] for parameters outside the limits or of another algorithm.
-    pub(crate) fn derive(&self, passphrase: &[u8]) -> Result<Key, Error> {
+    pub fn derive(&self, passphrase: &[u8]) -> Result<Key, Error> {
         let bad = |what: String| Error::Malformed(what);
         if self.algorithm != KDF {
             return Err(bad(format!(
@@ -157,7 +157,7 @@ impl Key {
     /// # Errors
     ///
     /// The OS has no randomness.
-    pub(crate) fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Sealed, Error> {
+    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Sealed, Error> {
         let nonce = random::<12>()?;
         let cipher = ChaCha20Poly1305::new_from_slice(self.key.as_slice())
             .map_err(|_| Error::Malformed("a key of the wrong length".to_owned()))?;
@@ -179,7 +179,7 @@ impl Sealed {
     /// # Errors
     ///
     /// [`Error::Malformed`].
-    pub(crate) fn check(&self) -> Result<(), Error> {
+    pub fn check(&self) -> Result<(), Error> {
         if self.cipher != CIPHER {
             return Err(Error::Malformed(format!(
                 "cipher {:?} (this program knows {CIPHER})",
@@ -200,11 +200,7 @@ impl Sealed {
     /// # Errors
     ///
     /// [`Error::WrongPassphrase`], or [`Error::Malformed`].
-    pub(crate) fn open(
-        &self,
-        passphrase: &[u8],
-        aad: &[u8],
-    ) -> Result<(Key, Zeroizing<Vec<u8>>), Error> {
+    pub fn open(&self, passphrase: &[u8], aad: &[u8]) -> Result<(Key, Zeroizing<Vec<u8>>), Error> {
         self.check()?;
         let key = self.kdf.derive(passphrase)?;
         let plaintext = self.open_with(&key, aad)?;

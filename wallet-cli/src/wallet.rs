@@ -29,21 +29,21 @@ use tinychain_protocol::rpc::{as_string, as_string_vec};
 use tinychain_protocol::{Amount, PubkeyHash, Transaction, Txid};
 use zeroize::{Zeroize, Zeroizing};
 
-pub(crate) use disk::Lock;
+pub use disk::Lock;
 
 use crate::hd::{self, AccountKey, AccountXpub, Chain, KeyPath};
 use crate::vault::{self, Kdf, Sealed};
 
 /// The value of the `format` field: what kind of file this is.
-pub(crate) const FORMAT: &str = "tinychain-wallet";
+pub const FORMAT: &str = "tinychain-wallet";
 /// The format version this program writes.
-pub(crate) const VERSION: u32 = 2;
+pub const VERSION: u32 = 2;
 /// How many unused addresses in a row end a restore's scan, unless told otherwise.
-pub(crate) const DEFAULT_GAP_LIMIT: u32 = 20;
+pub const DEFAULT_GAP_LIMIT: u32 = 20;
 
 /// An error loading, unlocking or saving the wallet file.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum Error {
+pub enum Error {
     /// There is no file.
     #[error("no wallet file at {0} (make one with `tinychain-wallet create` or `restore`)")]
     NotFound(PathBuf),
@@ -127,43 +127,43 @@ pub(crate) enum Error {
 /// One address of the wallet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct KeyRecord {
+pub struct KeyRecord {
     /// The address (checked against its path or imported key).
-    pub(crate) address: Address,
+    pub address: Address,
     /// The user's label ("" for none).
-    pub(crate) label: String,
+    pub label: String,
     /// Whether the wallet made it for change.
-    pub(crate) change: bool,
+    pub change: bool,
     /// Its BIP44 path (`m/44'/1'/0'/0/3`); `None` for an imported key.
     #[serde(default)]
-    pub(crate) path: Option<String>,
+    pub path: Option<String>,
 }
 
 /// A transaction the wallet made and broadcast.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct SentRecord {
+pub struct SentRecord {
     /// Its txid.
     #[serde(with = "as_string")]
-    pub(crate) txid: Txid,
+    pub txid: Txid,
     /// Who it pays.
-    pub(crate) to: Address,
+    pub to: Address,
     /// How much it pays them, in belushis.
-    pub(crate) amount: Amount,
+    pub amount: Amount,
     /// Its fee, in belushis.
-    pub(crate) fee: Amount,
+    pub fee: Amount,
     /// The index of its change output, if it has one.
-    pub(crate) change_vout: Option<u32>,
+    pub change_vout: Option<u32>,
     /// The signed transaction, in hex (so its inputs and change are known while unconfirmed).
-    pub(crate) hex: String,
+    pub hex: String,
     /// The transactions this one replaced (`bumpfee`), latest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty", with = "as_string_vec")]
-    pub(crate) replaces: Vec<Txid>,
+    pub replaces: Vec<Txid>,
 }
 
 impl SentRecord {
     /// Decodes the stored transaction.
-    pub(crate) fn transaction(&self) -> Option<Transaction> {
+    pub fn transaction(&self) -> Option<Transaction> {
         hex::decode(&self.hex).ok().and_then(|b| Transaction::decode(&b).ok())
     }
 }
@@ -216,15 +216,15 @@ impl Drop for Secrets {
 
 /// The HD account of a version 2 wallet.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Account {
+pub struct Account {
     /// Its extended public key.
-    pub(crate) xpub: AccountXpub,
+    pub xpub: AccountXpub,
     /// The next receive index to give out.
-    pub(crate) next_receive: u32,
+    pub next_receive: u32,
     /// The next change index to use.
-    pub(crate) next_change: u32,
+    pub next_change: u32,
     /// Unused addresses in a row that end a restore's scan.
-    pub(crate) gap_limit: u32,
+    pub gap_limit: u32,
 }
 
 /// Where the keys are.
@@ -238,20 +238,20 @@ enum Keys {
 
 /// The wallet: its network, account, addresses, secrets and sent transactions.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Wallet {
+pub struct Wallet {
     path: PathBuf,
     /// The network its keys and addresses are for.
-    pub(crate) network: Network,
+    pub network: Network,
     account: Option<Account>,
     keys_at: Keys,
     /// The addresses, oldest first.
-    pub(crate) keys: Vec<KeyRecord>,
+    pub keys: Vec<KeyRecord>,
     /// Transactions it sent, oldest first.
-    pub(crate) sent: Vec<SentRecord>,
+    pub sent: Vec<SentRecord>,
 }
 
 /// A wallet's secrets, opened with its passphrase; wiped from memory when dropped.
-pub(crate) struct Unlocked {
+pub struct Unlocked {
     key: vault::Key,
     mnemonic: Mnemonic,
     bip39_passphrase: Zeroizing<String>,
@@ -267,12 +267,12 @@ impl std::fmt::Debug for Unlocked {
 
 impl Unlocked {
     /// Returns the seed phrase.
-    pub(crate) fn mnemonic(&self) -> &Mnemonic {
+    pub fn mnemonic(&self) -> &Mnemonic {
         &self.mnemonic
     }
 
     /// Tells whether the seed uses a BIP39 passphrase.
-    pub(crate) fn has_bip39_passphrase(&self) -> bool {
+    pub fn has_bip39_passphrase(&self) -> bool {
         !self.bip39_passphrase.is_empty()
     }
 }
@@ -293,7 +293,7 @@ impl Wallet {
     /// # Errors
     ///
     /// The OS has no randomness; a derivation fails (2^-127).
-    pub(crate) fn from_seed(
+    pub fn from_seed(
         path: &Path,
         network: Network,
         mnemonic: &Mnemonic,
@@ -358,7 +358,7 @@ impl Wallet {
     /// # Errors
     ///
     /// [`Error::NotFound`]; the directory or lock file cannot be made or locked.
-    pub(crate) fn lock(path: &Path, new: bool) -> Result<Lock, Error> {
+    pub fn lock(path: &Path, new: bool) -> Result<Lock, Error> {
         disk::lock(path, new)
     }
 
@@ -367,7 +367,7 @@ impl Wallet {
     /// # Errors
     ///
     /// See [`Error`]: missing, unreadable, corrupt, foreign, newer or of another network.
-    pub(crate) fn load(path: &Path, network: Network) -> Result<(Wallet, Vec<u8>), Error> {
+    pub fn load(path: &Path, network: Network) -> Result<(Wallet, Vec<u8>), Error> {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -470,12 +470,12 @@ impl Wallet {
     }
 
     /// Returns the path the wallet was loaded from (or will be written to).
-    pub(crate) fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// Tells whether this is a version 1 file, read as it is.
-    pub(crate) fn is_legacy(&self) -> bool {
+    pub fn is_legacy(&self) -> bool {
         matches!(self.keys_at, Keys::Legacy)
     }
 
@@ -486,7 +486,7 @@ impl Wallet {
     /// [`Error::NeedsUpgrade`] for a version 1 file; [`Error::Locked`] for a wrong
     /// passphrase; [`Error::Mismatch`] if the seed or imported keys are not those
     /// the file lists.
-    pub(crate) fn unlock(&self, passphrase: &str) -> Result<Unlocked, Error> {
+    pub fn unlock(&self, passphrase: &str) -> Result<Unlocked, Error> {
         let (Keys::Sealed(sealed), Some(account)) = (&self.keys_at, &self.account) else {
             return Err(Error::NeedsUpgrade(self.path.clone()));
         };
@@ -527,7 +527,7 @@ impl Wallet {
     /// # Errors
     ///
     /// As [`Wallet::from_seed`].
-    pub(crate) fn upgrade(
+    pub fn upgrade(
         &self,
         mnemonic: &Mnemonic,
         bip39_passphrase: &str,
@@ -554,7 +554,7 @@ impl Wallet {
     /// # Errors
     ///
     /// [`Error::Corrupt`] if the bytes are not the version 1 file this wallet was read from.
-    pub(crate) fn legacy_wifs(&self, bytes: &[u8]) -> Result<Vec<Zeroizing<String>>, Error> {
+    pub fn legacy_wifs(&self, bytes: &[u8]) -> Result<Vec<Zeroizing<String>>, Error> {
         let corrupt = |reason: String| Error::Corrupt { path: self.path.clone(), reason };
         let value = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
         Ok(v1::read(value, self.network).map_err(corrupt)?.wifs)
@@ -565,7 +565,7 @@ impl Wallet {
     /// # Errors
     ///
     /// The OS has no randomness.
-    pub(crate) fn change_passphrase(
+    pub fn change_passphrase(
         &mut self,
         unlocked: &Unlocked,
         new_passphrase: &str,
@@ -596,7 +596,7 @@ impl Wallet {
     /// # Errors
     ///
     /// [`Error::DuplicateKey`] if the wallet has its address.
-    pub(crate) fn import_key(
+    pub fn import_key(
         &mut self,
         unlocked: &mut Unlocked,
         key: PrivateKey,
@@ -618,7 +618,7 @@ impl Wallet {
     /// # Errors
     ///
     /// [`Error::NeedsUpgrade`] for a version 1 file; a derivation fails.
-    pub(crate) fn next_address(&mut self, chain: Chain, label: &str) -> Result<Address, Error> {
+    pub fn next_address(&mut self, chain: Chain, label: &str) -> Result<Address, Error> {
         let account =
             self.account.as_mut().ok_or_else(|| Error::NeedsUpgrade(self.path.clone()))?;
         let next = match chain {
@@ -642,18 +642,14 @@ impl Wallet {
     /// # Errors
     ///
     /// [`Error::NeedsUpgrade`] for a version 1 file; a derivation fails.
-    pub(crate) fn address_at(&self, path: KeyPath) -> Result<Address, Error> {
+    pub fn address_at(&self, path: KeyPath) -> Result<Address, Error> {
         let account =
             self.account.as_ref().ok_or_else(|| Error::NeedsUpgrade(self.path.clone()))?;
         Ok(account.xpub.address(path)?)
     }
 
     /// Returns the private key of `pubkey_hash`, if the wallet has it.
-    pub(crate) fn private_key(
-        &self,
-        unlocked: &Unlocked,
-        pubkey_hash: &PubkeyHash,
-    ) -> Option<PrivateKey> {
+    pub fn private_key(&self, unlocked: &Unlocked, pubkey_hash: &PubkeyHash) -> Option<PrivateKey> {
         let record = self.keys.iter().find(|k| k.address.pubkey_hash() == *pubkey_hash)?;
         match hd_path(record, self.network) {
             Some(path) => unlocked.account.private_key(path.ok()?).ok(),
@@ -666,7 +662,7 @@ impl Wallet {
     /// # Errors
     ///
     /// [`Error::Exists`] if there is a file; I/O errors.
-    pub(crate) fn create(&self) -> Result<(), Error> {
+    pub fn create(&self) -> Result<(), Error> {
         if self.path.symlink_metadata().is_ok() {
             return Err(Error::Exists(self.path.clone()));
         }
@@ -680,7 +676,7 @@ impl Wallet {
     ///
     /// [`Error::NeedsUpgrade`] for a version 1 file (never written back); I/O errors,
     /// and then the old file is unchanged.
-    pub(crate) fn save(&self) -> Result<(), Error> {
+    pub fn save(&self) -> Result<(), Error> {
         let (Keys::Sealed(secrets), Some(account)) = (&self.keys_at, &self.account) else {
             return Err(Error::NeedsUpgrade(self.path.clone()));
         };
@@ -710,22 +706,22 @@ impl Wallet {
     /// # Errors
     ///
     /// I/O errors.
-    pub(crate) fn put_back(&self, bytes: &[u8]) -> Result<(), Error> {
+    pub fn put_back(&self, bytes: &[u8]) -> Result<(), Error> {
         disk::write_atomic(&self.path, bytes)
     }
 
     /// Returns every address of the wallet.
-    pub(crate) fn addresses(&self) -> Vec<Address> {
+    pub fn addresses(&self) -> Vec<Address> {
         self.keys.iter().map(|k| k.address).collect()
     }
 
     /// Tells whether `pubkey_hash` is one of the wallet's.
-    pub(crate) fn owns(&self, pubkey_hash: &PubkeyHash) -> bool {
+    pub fn owns(&self, pubkey_hash: &PubkeyHash) -> bool {
         self.keys.iter().any(|k| k.address.pubkey_hash() == *pubkey_hash)
     }
 
     /// Returns the record of `address`.
-    pub(crate) fn key_record(&self, address: &Address) -> Option<&KeyRecord> {
+    pub fn key_record(&self, address: &Address) -> Option<&KeyRecord> {
         self.keys.iter().find(|k| k.address == *address)
     }
 }
@@ -735,7 +731,7 @@ impl Wallet {
 /// # Errors
 ///
 /// The OS has no randomness to give.
-pub(crate) fn generate_key() -> Result<PrivateKey, getrandom::Error> {
+pub fn generate_key() -> Result<PrivateKey, getrandom::Error> {
     loop {
         let mut secret = Zeroizing::new([0u8; 32]);
         getrandom::fill(secret.as_mut_slice())?;

@@ -223,7 +223,9 @@ impl Crawler {
                 }
                 Action::Query(peer) => {
                     let b = self.swarm.behaviour_mut();
-                    let id = b.sync.send_request(&peer, WireRequest::Request(Request::Status(self.status)));
+                    let id = b
+                        .sync
+                        .send_request(&peer, WireRequest::Request(Request::Status(self.status)));
                     self.statuses.insert(id, peer);
                     let mut keys = self.keys.keys_for(&peer, self.buckets);
                     keys.reverse();

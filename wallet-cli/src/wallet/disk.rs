@@ -14,7 +14,7 @@ use super::Error;
 
 /// An exclusive lock on a wallet file, held until dropped.
 #[derive(Debug)]
-pub(crate) struct Lock {
+pub struct Lock {
     _file: File,
 }
 
