@@ -18,6 +18,7 @@ pub mod mempool;
 pub mod metrics;
 pub mod miner;
 pub mod node;
+pub mod orphans;
 pub mod p2p;
 pub mod rpc;
 pub mod sd_notify;

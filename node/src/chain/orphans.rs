@@ -1,13 +1,15 @@
 //! Orphan blocks: blocks whose parent is not known yet.
 //!
-//! Owns a bounded pool (count, total bytes, expiry) indexed by the missing
-//! parent's hash. When a block is accepted, its waiting children are taken out
-//! and accepted in turn. Eviction is oldest first.
-
-use std::collections::{BTreeMap, HashMap};
+//! Owns the orphan block pool: a [`Pool`] bounded by count, total bytes and
+//! expiry, indexed by the missing parent's hash. When a block is accepted, its
+//! waiting children are taken out and accepted in turn. Eviction is oldest
+//! first. It also answers what the chain asks of orphans: the ancestor to
+//! request, and the work a chain of them would add.
 
 use tinychain_protocol::pow::Work;
 use tinychain_protocol::{Block, BlockHash};
+
+use crate::orphans::{Limits, Orphan, Pool};
 
 /// Limits of the orphan block pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -27,44 +29,54 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug)]
-struct Orphan {
-    block: Block,
-    size: u64,
-    expires: u64,
-    sequence: u64,
+impl Orphan for Block {
+    type Id = BlockHash;
+    type Parent = BlockHash;
+    fn id(&self) -> BlockHash {
+        self.block_hash()
+    }
+    fn size(&self) -> u64 {
+        Block::size(self)
+    }
 }
 
 /// The orphan block pool.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OrphanBlocks {
-    config: Config,
-    blocks: HashMap<BlockHash, Orphan>,
-    by_parent: HashMap<BlockHash, Vec<BlockHash>>,
-    by_age: BTreeMap<u64, BlockHash>,
-    bytes: u64,
-    next_sequence: u64,
+    pool: Pool<Block>,
+}
+
+impl Default for OrphanBlocks {
+    fn default() -> OrphanBlocks {
+        OrphanBlocks::new(Config::default())
+    }
 }
 
 impl OrphanBlocks {
     /// Makes an empty pool.
     pub fn new(config: Config) -> OrphanBlocks {
-        OrphanBlocks { config, ..OrphanBlocks::default() }
+        let limits = Limits {
+            max_count: config.max_count,
+            max_item_bytes: config.max_bytes,
+            max_total_bytes: config.max_bytes,
+            ttl_secs: config.ttl_secs,
+        };
+        OrphanBlocks { pool: Pool::new(limits) }
     }
 
     /// Returns the number of orphan blocks held.
     pub fn len(&self) -> usize {
-        self.blocks.len()
+        self.pool.len()
     }
 
     /// Tells whether the pool is empty.
     pub fn is_empty(&self) -> bool {
-        self.blocks.is_empty()
+        self.pool.is_empty()
     }
 
     /// Tells whether `hash` is held.
     pub fn contains(&self, hash: &BlockHash) -> bool {
-        self.blocks.contains_key(hash)
+        self.pool.contains(hash)
     }
 
     /// Returns the oldest ancestor in the pool of `hash`'s chain: the block whose
@@ -72,9 +84,8 @@ impl OrphanBlocks {
     pub fn root_of(&self, hash: &BlockHash) -> BlockHash {
         let mut current = *hash;
         let mut steps = 0;
-        while let Some(o) = self.blocks.get(&current) {
-            let parent = o.block.header.prev_blockhash;
-            if !self.blocks.contains_key(&parent) || steps > self.blocks.len() {
+        while let Some(parent) = self.parent_of(&current) {
+            if !self.pool.contains(&parent) || steps > self.pool.len() {
                 break;
             }
             current = parent;
@@ -85,48 +96,13 @@ impl OrphanBlocks {
 
     /// Returns the parent hash of the orphan `hash`.
     pub fn parent_of(&self, hash: &BlockHash) -> Option<BlockHash> {
-        self.blocks.get(hash).map(|o| o.block.header.prev_blockhash)
+        self.pool.get(hash).map(|b| b.header.prev_blockhash)
     }
 
     /// Adds an orphan block; returns whether it was kept.
     pub fn insert(&mut self, block: Block, now: u64) -> bool {
-        let hash = block.block_hash();
-        let size = block.size();
-        if self.blocks.contains_key(&hash) || size > self.config.max_bytes {
-            return false;
-        }
-        while !self.blocks.is_empty()
-            && (self.blocks.len() >= self.config.max_count
-                || self.bytes + size > self.config.max_bytes)
-        {
-            let Some((_, oldest)) = self.by_age.pop_first() else { break };
-            self.remove(&oldest);
-        }
-        if self.config.max_count == 0 {
-            return false;
-        }
-        self.next_sequence += 1;
         let parent = block.header.prev_blockhash;
-        self.by_parent.entry(parent).or_default().push(hash);
-        self.by_age.insert(self.next_sequence, hash);
-        self.bytes += size;
-        let expires = now.saturating_add(self.config.ttl_secs);
-        self.blocks.insert(hash, Orphan { block, size, expires, sequence: self.next_sequence });
-        true
-    }
-
-    fn remove(&mut self, hash: &BlockHash) -> Option<Block> {
-        let orphan = self.blocks.remove(hash)?;
-        self.by_age.remove(&orphan.sequence);
-        self.bytes -= orphan.size;
-        let parent = orphan.block.header.prev_blockhash;
-        if let Some(children) = self.by_parent.get_mut(&parent) {
-            children.retain(|c| c != hash);
-            if children.is_empty() {
-                self.by_parent.remove(&parent);
-            }
-        }
-        Some(orphan.block)
+        self.pool.insert(block, vec![parent], now)
     }
 
     /// Returns the most chainwork reached by a chain of orphans descending from
@@ -139,9 +115,9 @@ impl OrphanBlocks {
         // Each orphan is visited once: a hash chain has no cycles, and the
         // pool is bounded.
         while let Some((parent, work)) = stack.pop() {
-            for child in self.by_parent.get(&parent).into_iter().flatten() {
-                let Some(orphan) = self.blocks.get(child) else { continue };
-                let Ok(target) = orphan.block.header.bits.to_target() else { continue };
+            for child in self.pool.children(&parent) {
+                let Some(block) = self.pool.get(child) else { continue };
+                let Ok(target) = block.header.bits.to_target() else { continue };
                 let Some(child_work) = work.checked_add(target.to_work()) else { continue };
                 best = best.max(child_work);
                 stack.push((*child, child_work));
@@ -150,19 +126,14 @@ impl OrphanBlocks {
         best
     }
 
-    /// Takes out the orphans whose parent is `parent`.
+    /// Takes out the orphans whose parent is `parent`, oldest first.
     pub fn take_children(&mut self, parent: &BlockHash) -> Vec<Block> {
-        let children = self.by_parent.get(parent).cloned().unwrap_or_default();
-        children.iter().filter_map(|c| self.remove(c)).collect()
+        self.pool.take_children(parent)
     }
 
     /// Drops orphans whose time is up.
     pub fn expire(&mut self, now: u64) {
-        let expired: Vec<BlockHash> =
-            self.blocks.iter().filter(|(_, o)| o.expires <= now).map(|(h, _)| *h).collect();
-        for hash in expired {
-            self.remove(&hash);
-        }
+        self.pool.expire(now);
     }
 }
 
@@ -213,7 +184,7 @@ mod tests {
         assert!(pool.contains(&c.block_hash()));
         // Its parent index went with it.
         assert!(pool.take_children(&unknown(1)).is_empty());
-        assert_eq!(pool.bytes, b.size() + c.size());
+        assert_eq!(pool.pool.bytes(), b.size() + c.size());
     }
 
     #[test]
@@ -224,12 +195,12 @@ mod tests {
         let mut pool = pool(100, 2 * size + size / 2, 600);
         assert!(pool.insert(a.clone(), 0));
         assert!(pool.insert(b.clone(), 0));
-        assert_eq!(pool.bytes, 2 * size);
+        assert_eq!(pool.pool.bytes(), 2 * size);
         assert!(pool.insert(c.clone(), 0));
         assert_eq!(pool.len(), 2, "a third block does not fit beside two");
         assert!(!pool.contains(&a.block_hash()), "the oldest went");
         assert!(pool.contains(&b.block_hash()) && pool.contains(&c.block_hash()));
-        assert_eq!(pool.bytes, 2 * size);
+        assert_eq!(pool.pool.bytes(), 2 * size);
 
         // A block bigger than the whole pool is refused and evicts nothing.
         let big = block(unknown(4), 4, 3);
@@ -244,7 +215,7 @@ mod tests {
         assert!(pool.insert(double.clone(), 0));
         assert_eq!(pool.len(), 1);
         assert!(pool.contains(&double.block_hash()));
-        assert_eq!(pool.bytes, double.size());
+        assert_eq!(pool.pool.bytes(), double.size());
     }
 
     #[test]
@@ -258,11 +229,11 @@ mod tests {
         pool.expire(110);
         assert!(!pool.contains(&a.block_hash()), "a's time is up");
         assert!(pool.contains(&b.block_hash()));
-        assert_eq!(pool.bytes, b.size());
+        assert_eq!(pool.pool.bytes(), b.size());
         pool.expire(115);
         assert!(pool.is_empty());
-        assert_eq!(pool.bytes, 0);
-        assert!(pool.by_parent.is_empty() && pool.by_age.is_empty(), "indexes emptied too");
+        assert_eq!(pool.pool.bytes(), 0);
+        pool.pool.assert_consistent();
     }
 
     #[test]
@@ -284,7 +255,7 @@ mod tests {
         assert_eq!(pool.take_children(&a.block_hash()), vec![c.clone()]);
         assert_eq!(pool.take_children(&unknown(9)), Vec::<Block>::new());
         assert_eq!(pool.len(), 1);
-        assert_eq!(pool.bytes, other.size());
+        assert_eq!(pool.pool.bytes(), other.size());
     }
 
     #[test]
@@ -318,7 +289,7 @@ mod tests {
         assert!(!pool.insert(a.clone(), 50), "already held");
         assert_eq!(pool.len(), 2, "the full pool evicted nothing for the duplicate");
         assert!(pool.contains(&b.block_hash()));
-        assert_eq!(pool.bytes, a.size() + b.size());
+        assert_eq!(pool.pool.bytes(), a.size() + b.size());
         assert_eq!(pool.take_children(&unknown(1)), vec![a], "indexed once");
         // The duplicate did not refresh the time to live.
         pool.expire(10);
@@ -349,6 +320,6 @@ mod tests {
         let mut pool = pool(0, u64::MAX, 10);
         assert!(!pool.insert(block(unknown(1), 1, 0), 0));
         assert!(pool.is_empty());
-        assert_eq!(pool.bytes, 0);
+        assert_eq!(pool.pool.bytes(), 0);
     }
 }

@@ -1,13 +1,15 @@
 //! Orphan transactions: valid-looking transactions whose inputs are not known yet.
 //!
-//! Owns a bounded pool (count, size per transaction, time to live) indexed by the
-//! txids of the missing parents, so that when a parent arrives (in the mempool or
-//! a block) its orphans can be retried. Eviction is oldest first, so the pool
-//! behaves the same on every run.
+//! Owns the orphan transaction pool: a [`Pool`] bounded by count, size per
+//! transaction and time to live, indexed by the txids of the missing parents, so
+//! that when a parent arrives (in the mempool or a block) its orphans can be
+//! retried. Eviction is oldest first, so the pool behaves the same on every run.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 
 use tinychain_protocol::{Block, OutPoint, Transaction, Txid};
+
+use crate::orphans::{Limits, Orphan, Pool};
 
 /// Limits of the orphan pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -27,92 +29,70 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug)]
-struct Orphan {
-    tx: Transaction,
-    parents: Vec<Txid>,
-    expires: u64,
-    sequence: u64,
+impl Orphan for Transaction {
+    type Id = Txid;
+    type Parent = Txid;
+    fn id(&self) -> Txid {
+        self.txid()
+    }
+    fn size(&self) -> u64 {
+        Transaction::size(self)
+    }
 }
 
 /// The orphan transaction pool.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OrphanPool {
-    config: Config,
-    orphans: HashMap<Txid, Orphan>,
-    by_parent: HashMap<Txid, HashSet<Txid>>,
-    by_age: BTreeMap<u64, Txid>,
-    next_sequence: u64,
+    pool: Pool<Transaction>,
+}
+
+impl Default for OrphanPool {
+    fn default() -> OrphanPool {
+        OrphanPool::new(Config::default())
+    }
 }
 
 impl OrphanPool {
     /// Makes an empty pool.
     pub fn new(config: Config) -> OrphanPool {
-        OrphanPool { config, ..OrphanPool::default() }
+        let limits = Limits {
+            max_count: config.max_count,
+            max_item_bytes: config.max_tx_size,
+            // The count and the size of each bound the total.
+            max_total_bytes: u64::MAX,
+            ttl_secs: config.ttl_secs,
+        };
+        OrphanPool { pool: Pool::new(limits) }
     }
 
     /// Returns the number of orphans held.
     pub fn len(&self) -> usize {
-        self.orphans.len()
+        self.pool.len()
     }
 
     /// Tells whether the pool is empty.
     pub fn is_empty(&self) -> bool {
-        self.orphans.is_empty()
+        self.pool.is_empty()
     }
 
     /// Tells whether `txid` is held.
     pub fn contains(&self, txid: &Txid) -> bool {
-        self.orphans.contains_key(txid)
+        self.pool.contains(txid)
     }
 
     /// Adds an orphan waiting for `parents`; returns whether it was kept.
     pub fn insert(&mut self, tx: Transaction, parents: Vec<Txid>, now: u64) -> bool {
-        let txid = tx.txid();
-        if self.orphans.contains_key(&txid) || tx.size() > self.config.max_tx_size {
-            return false;
-        }
-        if self.config.max_count == 0 {
-            return false;
-        }
-        while self.orphans.len() >= self.config.max_count {
-            let Some((_, oldest)) = self.by_age.pop_first() else { break };
-            self.remove(&oldest);
-        }
-        self.next_sequence += 1;
-        for parent in &parents {
-            self.by_parent.entry(*parent).or_default().insert(txid);
-        }
-        self.by_age.insert(self.next_sequence, txid);
-        let expires = now.saturating_add(self.config.ttl_secs);
-        self.orphans.insert(txid, Orphan { tx, parents, expires, sequence: self.next_sequence });
-        true
+        self.pool.insert(tx, parents, now)
     }
 
     /// Removes an orphan.
     pub fn remove(&mut self, txid: &Txid) -> Option<Transaction> {
-        let orphan = self.orphans.remove(txid)?;
-        self.by_age.remove(&orphan.sequence);
-        for parent in &orphan.parents {
-            if let Some(set) = self.by_parent.get_mut(parent) {
-                set.remove(txid);
-                if set.is_empty() {
-                    self.by_parent.remove(parent);
-                }
-            }
-        }
-        Some(orphan.tx)
+        self.pool.remove(txid)
     }
 
     /// Takes out the orphans waiting for `parent`, oldest first, to be retried.
     pub fn take_children(&mut self, parent: &Txid) -> Vec<Transaction> {
-        let Some(children) = self.by_parent.remove(parent) else { return Vec::new() };
-        let mut children: Vec<(u64, Txid)> = children
-            .into_iter()
-            .filter_map(|t| self.orphans.get(&t).map(|o| (o.sequence, t)))
-            .collect();
-        children.sort();
-        children.into_iter().filter_map(|(_, t)| self.remove(&t)).collect()
+        self.pool.take_children(parent)
     }
 
     /// Drops orphans that a block confirms or conflicts with (spends an output they spend).
@@ -120,26 +100,14 @@ impl OrphanPool {
         let confirmed: HashSet<Txid> = block.txdata.iter().map(Transaction::txid).collect();
         let spent: HashSet<OutPoint> =
             block.txdata.iter().flat_map(|tx| tx.inputs.iter().map(|i| i.prev_out)).collect();
-        let doomed: Vec<Txid> = self
-            .orphans
-            .iter()
-            .filter(|(txid, o)| {
-                confirmed.contains(txid) || o.tx.inputs.iter().any(|i| spent.contains(&i.prev_out))
-            })
-            .map(|(t, _)| *t)
-            .collect();
-        for txid in doomed {
-            self.remove(&txid);
-        }
+        self.pool.remove_where(|tx| {
+            confirmed.contains(&tx.txid()) || tx.inputs.iter().any(|i| spent.contains(&i.prev_out))
+        });
     }
 
     /// Drops orphans whose time is up.
     pub fn expire(&mut self, now: u64) {
-        let expired: Vec<Txid> =
-            self.orphans.iter().filter(|(_, o)| o.expires <= now).map(|(t, _)| *t).collect();
-        for txid in expired {
-            self.remove(&txid);
-        }
+        self.pool.expire(now);
     }
 }
 
@@ -206,19 +174,7 @@ mod tests {
 
     /// Checks that the indexes hold exactly the orphans.
     fn assert_consistent(pool: &OrphanPool) {
-        assert_eq!(pool.by_age.len(), pool.orphans.len());
-        for (txid, orphan) in &pool.orphans {
-            assert_eq!(pool.by_age.get(&orphan.sequence), Some(txid));
-            for parent in &orphan.parents {
-                assert!(pool.by_parent.get(parent).is_some_and(|s| s.contains(txid)));
-            }
-        }
-        for (parent, children) in &pool.by_parent {
-            assert!(!children.is_empty());
-            for child in children {
-                assert!(pool.orphans.get(child).is_some_and(|o| o.parents.contains(parent)));
-            }
-        }
+        pool.pool.assert_consistent();
     }
 
     #[test]
@@ -272,7 +228,7 @@ mod tests {
         assert!(!pool.contains(&a.txid()) && pool.contains(&b.txid()));
         pool.expire(1_030);
         assert!(pool.is_empty());
-        assert!(pool.by_parent.is_empty() && pool.by_age.is_empty());
+        assert_consistent(&pool);
     }
 
     #[test]
