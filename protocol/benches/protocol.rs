@@ -240,6 +240,21 @@ fn block_validation(c: &mut Criterion) {
     group.finish();
 }
 
+/// The canonical encoder on the paths that run per transaction and per coin:
+/// txids, a whole block's bytes, and the bytes of a UTXO entry.
+fn encoding(c: &mut Criterion) {
+    let fixture = BigBlock::new();
+    let tx = &fixture.block.txdata[1];
+    let (outpoint, coin) = fixture.view.iter().next().expect("the view has coins");
+    let mut group = c.benchmark_group("encode");
+    group.bench_function("txid_100_inputs", |b| b.iter(|| black_box(tx).txid()));
+    group.bench_function("block_2000_inputs", |b| b.iter(|| black_box(&fixture.block).encode()));
+    group.bench_function("utxo_entry_bytes", |b| {
+        b.iter(|| (black_box(outpoint).to_bytes(), black_box(coin).to_bytes()))
+    });
+    group.finish();
+}
+
 /// Returns how many times per second `work(n)` can do `n` operations, over about
 /// `duration`, after calibrating `n` so the clock is read rarely.
 fn ops_per_sec(duration: Duration, mut work: impl FnMut(u64)) -> f64 {
@@ -338,7 +353,7 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = header_hashing, signatures, block_validation
+    targets = header_hashing, signatures, block_validation, encoding
 }
 
 fn main() {
