@@ -22,6 +22,7 @@ pub mod node;
 pub mod p2p;
 pub mod rpc;
 pub mod sd_notify;
+pub mod signals;
 pub mod store;
 pub mod sync;
 pub mod template;
