@@ -262,7 +262,7 @@ fn verdicts(outputs: &[Output]) -> Vec<MessageAcceptance> {
     outputs
         .iter()
         .filter_map(|o| match o {
-            Output::GossipVerdict { acceptance, .. } => Some(acceptance.clone()),
+            Output::GossipVerdict { acceptance, .. } => Some(*acceptance),
             _ => None,
         })
         .collect()
