@@ -120,6 +120,8 @@ struct EventLoop {
     last_id: u64,
     /// Set by the `stop` RPC.
     stop_requested: bool,
+    /// The miner rests until then ([`Output::RestMiner`]).
+    miner_rests_until: Option<Instant>,
 }
 
 /// Runs the node until SIGINT, SIGTERM or the `stop` RPC.
@@ -209,6 +211,7 @@ async fn run_node(
         replies: HashMap::new(),
         last_id: 0,
         stop_requested: false,
+        miner_rests_until: None,
     };
     // The first tick starts the miner (if configured) and gives it its job.
     node.feed(Input::Tick)?;
@@ -251,6 +254,10 @@ async fn run_node(
             Some(block) = found_rx.recv() => node.feed(Input::FoundBlock(block))?,
             event = node.net.next_event() => node.on_net_event(event)?,
             () = wake_at(node.machine.next_wake()) => node.feed(Input::Tick)?,
+            () = wake_at(node.miner_rests_until) => {
+                node.miner_rests_until = None;
+                node.feed(Input::MinerRested)?;
+            }
             _ = ticks.tick() => {
                 node.net.log_mesh_changes();
                 node.feed(Input::Tick)?;
@@ -387,6 +394,12 @@ impl EventLoop {
                 if let Some(miner) = &self.miner {
                     miner.pause();
                 }
+            }
+            Output::RestMiner(rest) => {
+                if let Some(miner) = &self.miner {
+                    miner.pause();
+                }
+                self.miner_rests_until = Some(Instant::now() + rest);
             }
             Output::TipChanged { connected, disconnected, signatures_cached } => {
                 self.metrics.tip_changed(connected, disconnected, signatures_cached);

@@ -345,3 +345,29 @@ fn blocks_nobody_asked_for_are_penalised_and_not_stored() {
     ));
     assert_eq!(node.core().chain().height(), 0);
 }
+
+#[test]
+fn a_found_block_is_published_and_the_miner_rests_before_its_next_job() {
+    let pay_to = Some(address(2).pubkey_hash());
+    let config =
+        Config { mine: true, pay_to, miner_rest: Duration::from_millis(700), ..Config::default() };
+    let mut node = node_with(config);
+    let started = node.handle(t0(), Input::Tick).expect("store");
+    let mut block = started
+        .iter()
+        .find_map(|o| match o {
+            Output::MiningJob(t) => Some(t.block.clone()),
+            _ => None,
+        })
+        .expect("a job");
+    let target = block.header.bits.to_target().expect("valid bits");
+    while !target.is_met_by(block.header.block_hash()) {
+        block.header.nonce += 1;
+    }
+    let outputs = node.handle(t0(), Input::FoundBlock(block.clone())).expect("store");
+    assert!(outputs.contains(&Output::RestMiner(Duration::from_millis(700))), "{outputs:?}");
+    assert_eq!(jobs(&outputs), 0, "no job while resting");
+    assert_eq!(published(&outputs, GossipTopic::Block), [&compact(&block)]);
+    let rested = node.handle(t0(), Input::MinerRested).expect("store");
+    assert_eq!(jobs(&rested), 1);
+}
