@@ -305,25 +305,15 @@ impl EventLoop {
         Ok(())
     }
 
-    /// Translates a swarm event into the machine's input.
+    /// Hands a swarm event to the machine, keeping a request's answer channel.
     fn on_net_event(&mut self, event: NetEvent) -> anyhow::Result<()> {
         let input = match event {
-            NetEvent::PeerConnected(peer) => Input::PeerConnected(peer),
-            NetEvent::PeerDisconnected(peer) => Input::PeerDisconnected(peer),
-            NetEvent::PeerIdentified { peer, protocol_version } => {
-                Input::PeerIdentified { peer, protocol_version }
-            }
-            NetEvent::Misbehaved { peer, reason } => Input::Misbehaved { peer, reason },
-            NetEvent::Gossip { from, id, topic, data } => Input::Gossip { from, id, topic, data },
+            NetEvent::Input(input) => input,
             NetEvent::Request { peer, request, channel } => {
                 let id = self.next_id();
                 self.inbound.insert(id, channel);
                 Input::Request { peer, id, request }
             }
-            NetEvent::Response { peer, request, response } => {
-                Input::Response { peer, request, response }
-            }
-            NetEvent::RequestFailed { peer, request } => Input::RequestFailed { peer, request },
         };
         self.feed(input)
     }

@@ -71,6 +71,13 @@ fn published(outputs: &[Output], topic: GossipTopic) -> Vec<&Vec<u8>> {
         .collect()
 }
 
+fn job(outputs: &[Output]) -> Option<&BlockTemplate> {
+    outputs.iter().find_map(|o| match o {
+        Output::MiningJob(t) => Some(t),
+        _ => None,
+    })
+}
+
 fn jobs(outputs: &[Output]) -> usize {
     outputs.iter().filter(|o| matches!(o, Output::MiningJob(_))).count()
 }
@@ -117,11 +124,8 @@ fn submitblock_publishes_the_block_and_refreshes_the_miner() {
     assert_eq!(reply(&outputs), &Ok(serde_json::Value::Null));
     assert_eq!(node.core().chain().tip(), tip);
     assert_eq!(published(&outputs, GossipTopic::Block).len(), 1, "{outputs:?}");
-    let job = outputs.iter().find_map(|o| match o {
-        Output::MiningJob(t) => Some(t),
-        _ => None,
-    });
-    assert_eq!(job.map(|t| t.block.header.prev_blockhash), Some(tip), "the miner moves on");
+    let prev = job(&outputs).map(|t| t.block.header.prev_blockhash);
+    assert_eq!(prev, Some(tip), "the miner moves on");
 }
 
 #[test]
@@ -353,13 +357,7 @@ fn a_found_block_is_published_and_the_miner_rests_before_its_next_job() {
         Config { mine: true, pay_to, miner_rest: Duration::from_millis(700), ..Config::default() };
     let mut node = node_with(config);
     let started = node.handle(t0(), Input::Tick).expect("store");
-    let mut block = started
-        .iter()
-        .find_map(|o| match o {
-            Output::MiningJob(t) => Some(t.block.clone()),
-            _ => None,
-        })
-        .expect("a job");
+    let mut block = job(&started).expect("a job").block.clone();
     let target = block.header.bits.to_target().expect("valid bits");
     while !target.is_met_by(block.header.block_hash()) {
         block.header.nonce += 1;
