@@ -272,14 +272,20 @@ fn verdicts(outputs: &[Output]) -> Vec<MessageAcceptance> {
         .collect()
 }
 
-#[test]
-fn a_gossiped_block_that_connects_is_forwarded_by_gossip_and_not_published_again() {
+/// A fresh node with `peer(1)` connected, and a block on its genesis mined elsewhere.
+fn one_block_from_a_peer() -> (TestNode, PeerId, Block) {
     let mut donor = node();
     generate(&mut donor, 1, 1);
     let block = active_blocks(&donor).remove(0);
     let mut node = node();
     let from = peer(1);
     node.handle(t0(), Input::PeerConnected(from)).expect("store");
+    (node, from, block)
+}
+
+#[test]
+fn a_gossiped_block_that_connects_is_forwarded_by_gossip_and_not_published_again() {
+    let (mut node, from, block) = one_block_from_a_peer();
     let id = MessageId::new(b"block");
     let input = Input::Gossip { from, id, topic: GossipTopic::Block, data: compact(&block) };
     let outputs = node.handle(t0(), input).expect("store");
@@ -335,12 +341,7 @@ fn an_incomplete_compact_block_waits_for_the_whole_block_from_its_sender() {
 
 #[test]
 fn blocks_nobody_asked_for_are_penalised_and_not_stored() {
-    let mut donor = node();
-    generate(&mut donor, 1, 1);
-    let block = active_blocks(&donor).remove(0);
-    let mut node = node();
-    let from = peer(1);
-    node.handle(t0(), Input::PeerConnected(from)).expect("store");
+    let (mut node, from, block) = one_block_from_a_peer();
     let request = Request::GetBlocks(Vec::new());
     let input = Input::Response { peer: from, request, response: Response::Blocks(vec![block]) };
     let outputs = node.handle(t0(), input).expect("store");
