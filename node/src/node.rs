@@ -35,6 +35,7 @@ use crate::p2p::protocol::{
 use crate::p2p::{self, NetEvent, Network};
 use crate::rpc::table::{Method, NodeMethod};
 use crate::rpc::{self, RpcCall, RpcError, methods};
+use crate::store::cache::CoinsCache;
 use crate::store::redb::RedbStore;
 use crate::sync::{self, Action, Sync};
 
@@ -93,6 +94,8 @@ pub struct Config {
     pub keypair: Option<libp2p::identity::Keypair>,
     /// The store's page cache, in bytes.
     pub store_cache_bytes: usize,
+    /// The UTXO cache's budget, in bytes (`store.coins_cache_mb`).
+    pub coins_cache_bytes: usize,
     /// Where to serve Prometheus metrics over HTTP (none: no endpoint).
     pub metrics: Option<SocketAddr>,
 }
@@ -102,7 +105,7 @@ pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-type NodeCore = Core<RedbStore, PeerId>;
+type NodeCore = Core<CoinsCache<RedbStore>, PeerId>;
 
 /// The event loop's state.
 struct Node {
@@ -169,6 +172,7 @@ async fn run_node(
     let store =
         RedbStore::open_with_cache(&datadir.store_path(), genesis, config.store_cache_bytes)
             .with_context(|| format!("opening {}", datadir.store_path().display()))?;
+    let store = CoinsCache::new(store, config.coins_cache_bytes);
     let core: NodeCore =
         Core::open(store, params, config.core.clone(), unix_now()).context("opening the chain")?;
     let p2p_config =

@@ -358,17 +358,15 @@ impl Store for RedbStore {
         Ok(found)
     }
 
-    fn address_coins(
+    fn address_paid(
         &self,
         pubkey_hash: &PubkeyHash,
         after: Option<(u32, OutPoint)>,
         limit: usize,
-    ) -> Result<Vec<(OutPoint, Coin)>, StoreError> {
+    ) -> Result<Vec<(u32, OutPoint)>, StoreError> {
         let txn = self.db.begin_read().map_err(backend)?;
         let history = txn.open_table(HISTORY).map_err(backend)?;
-        let coins = txn.open_table(COINS).map_err(backend)?;
         let (low, high) = prefix_range(pubkey_hash);
-        // The page starts at the row of the last coin given (its later outputs follow).
         let low = after.map_or(low, |(height, op)| history_key(pubkey_hash, height, &op.txid));
         let mut out = Vec::new();
         for row in history.range(low.as_slice()..=high.as_slice()).map_err(backend)? {
@@ -383,9 +381,7 @@ impl Store for RedbStore {
                 if out.len() == limit {
                     return Ok(out);
                 }
-                if let Some(coin) = read_coin(&coins, &op)? {
-                    out.push((op, coin));
-                }
+                out.push((height, op));
             }
         }
         Ok(out)
