@@ -19,7 +19,8 @@
 //! 10,000 coinbase-only blocks, `-- ibd-long=N` N blocks of 10 transactions.
 //! Each IBD run first measures raw k256 verification on every core (the bound)
 //! and libsecp256k1's for comparison, and reports the bytes the process wrote
-//! (/proc/self/io) and its peak RSS.
+//! (/proc/self/io) and its peak RSS. `TINYCHAIN_BENCH_COINS_CACHE_MB` sets the
+//! syncing node's UTXO cache budget (0: none, as before the cache).
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -58,14 +59,21 @@ fn open_core(base: &Path) -> (DataDir, BenchCore) {
     (datadir, core)
 }
 
+/// The syncing node's UTXO cache budget: `TINYCHAIN_BENCH_COINS_CACHE_MB`
+/// (0: no cache, every batch written as before the cache), else the node's default.
+fn coins_cache_bytes() -> usize {
+    let mb = std::env::var("TINYCHAIN_BENCH_COINS_CACHE_MB").ok().and_then(|v| v.parse().ok());
+    tinychain_node::config::mib(mb.unwrap_or(tinychain_node::store::cache::DEFAULT_BUDGET_MB))
+}
+
 /// A chain state on the node's store stack (redb under the UTXO cache, default budget).
 fn open_chain(base: &Path) -> (DataDir, ChainState<CoinsCache<RedbStore>>) {
     let params = Params::new(Network::Regtest);
     let datadir = DataDir::open(base, Network::Regtest).expect("data dir");
     let store = RedbStore::open(&datadir.store_path(), params.genesis_hash()).expect("store");
-    let budget = tinychain_node::config::mib(tinychain_node::store::cache::DEFAULT_BUDGET_MB);
-    let chain = ChainState::open(CoinsCache::new(store, budget), params, Default::default())
-        .expect("chain");
+    let chain =
+        ChainState::open(CoinsCache::new(store, coins_cache_bytes()), params, Default::default())
+            .expect("chain");
     (datadir, chain)
 }
 
@@ -257,12 +265,9 @@ fn ibd(rt: &tokio::runtime::Runtime, blocks: u32, txs_per_block: usize) {
     let bootstrap = servers.iter().map(|s| s.addr.clone()).collect();
     let written = bytes_written();
     let t = Instant::now();
-    let fresh = LocalNode::start(
-        rt.handle(),
-        local_config(dir.path(), Network::Regtest, bootstrap),
-        DEADLINE,
-    )
-    .expect("the syncing node starts");
+    let mut config = local_config(dir.path(), Network::Regtest, bootstrap);
+    config.coins_cache_bytes = coins_cache_bytes();
+    let fresh = LocalNode::start(rt.handle(), config, DEADLINE).expect("the syncing node starts");
     wait_until("initial block download", || height(&fresh) == u64::from(blocks));
     let synced = t.elapsed().as_secs_f64();
     let rate = f64::from(blocks) / synced;

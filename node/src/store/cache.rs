@@ -72,7 +72,8 @@ fn undo_bytes(undo: &Option<BlockUndo>) -> usize {
 }
 
 impl<S: Store> CoinsCache<S> {
-    /// Puts a cache of at most `budget` bytes in front of `inner`.
+    /// Puts a cache of at most `budget` bytes in front of `inner`; with a
+    /// budget of 0 every batch is written through unchanged (no cache).
     pub fn new(inner: S, budget: usize) -> CoinsCache<S> {
         CoinsCache {
             inner,
@@ -336,6 +337,10 @@ impl<S: Store> Store for CoinsCache<S> {
     }
 
     fn write(&mut self, batch: Batch) -> Result<(), StoreError> {
+        if self.budget == 0 {
+            // No cache: every batch goes down as it is (nothing is ever held).
+            return self.inner.write(batch);
+        }
         let Batch { ops, durable, flush_cache } = batch;
         let mut through = Batch { ops: Vec::new(), durable, flush_cache: false };
         for op in ops {
@@ -462,6 +467,14 @@ mod tests {
         let saved = vec![(Transaction::spending([outpoint(9)], vec![]), 7)];
         cache.write(lazy(vec![Op::SetMempool(saved.clone())])).expect("writes");
         assert_eq!(cache.inner().mempool().expect("reads"), saved);
+    }
+
+    #[test]
+    fn a_zero_budget_writes_every_batch_through_as_it_is() {
+        let mut cache = CoinsCache::new(MemoryStore::new(), 0);
+        cache.write(lazy(vec![Op::AddCoins(vec![(outpoint(1), coin(1))])])).expect("writes");
+        assert_eq!(cache.inner().coin(&outpoint(1)).expect("reads"), Some(coin(1)));
+        assert!(cache.is_empty());
     }
 
     #[test]
