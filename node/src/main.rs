@@ -209,6 +209,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 identity_file: c.p2p.identity_file.clone(),
                 keypair: Some(keypair),
                 store_cache_bytes: c.store.cache_bytes(),
+                coins_cache_bytes: c.store.coins_cache_bytes(),
                 metrics: c.metrics.enabled.then_some(c.metrics.listen),
             };
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;

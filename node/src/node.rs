@@ -30,6 +30,7 @@ use crate::miner::{FoundBlock, Miner};
 use crate::p2p::protocol::Response;
 use crate::p2p::{self, NetEvent, Network};
 use crate::rpc::{self, RpcCall, RpcError};
+use crate::store::cache::CoinsCache;
 use crate::store::redb::RedbStore;
 
 /// How often the machine is ticked (it keeps its own slower schedules).
@@ -83,6 +84,8 @@ pub struct Config {
     pub keypair: Option<libp2p::identity::Keypair>,
     /// The store's page cache, in bytes.
     pub store_cache_bytes: usize,
+    /// The UTXO cache's budget, in bytes (`store.coins_cache_mb`).
+    pub coins_cache_bytes: usize,
     /// Where to serve Prometheus metrics over HTTP (none: no endpoint).
     pub metrics: Option<SocketAddr>,
 }
@@ -97,7 +100,7 @@ fn now() -> Time {
     Time::new(unix_now(), Instant::now())
 }
 
-type Machine = machine::Node<RedbStore>;
+type Machine = machine::Node<CoinsCache<RedbStore>>;
 
 /// The event loop's state: the machine and the I/O it drives.
 struct EventLoop {
@@ -176,6 +179,7 @@ async fn run_node(
     let store =
         RedbStore::open_with_cache(&datadir.store_path(), genesis, config.store_cache_bytes)
             .with_context(|| format!("opening {}", datadir.store_path().display()))?;
+    let store = CoinsCache::new(store, config.coins_cache_bytes);
     let machine = Machine::open(store, params, machine_config(&config), now())
         .context("opening the chain")?;
     let p2p_config =
