@@ -85,7 +85,8 @@ pub fn act(
             for &peer in peers {
                 sends.push((peer, Send::Gossip(Gossip::Junk(200 + rng.index(800)))));
             }
-            if let Some(block) = job.filter(|_| state.rounds.is_multiple_of(3)).and_then(overpaying) {
+            if let Some(block) = job.filter(|_| state.rounds.is_multiple_of(3)).and_then(overpaying)
+            {
                 for &peer in peers {
                     sends.push((peer, Send::Gossip(Gossip::Block(block.clone()))));
                 }

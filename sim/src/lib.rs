@@ -14,10 +14,11 @@
 //! Pure in the sense the node's core is: no sockets, no clock, no threads.
 
 pub mod adversary;
-pub mod glue;
 pub mod machine;
 pub mod net;
+pub mod node_machine;
 pub mod rng;
 pub mod scenario;
+pub mod snapshot;
 pub mod store;
 pub mod world;

@@ -166,8 +166,15 @@ pub enum Output {
         /// The peer.
         peer: Peer,
     },
+    /// Ban a peer: disconnect it and refuse it from now on.
+    Ban {
+        /// The peer.
+        peer: Peer,
+    },
     /// Mine on this block (its header's nonce still to be found).
     Job(Block),
+    /// Stop mining until the next job.
+    PauseMining,
 }
 
 /// What the invariant checks read of a node.

@@ -20,9 +20,9 @@ use tinychain_protocol::sighash::sign_all;
 use tinychain_protocol::{Amount, Block, BlockHash, OutPoint, PubkeyHash, Transaction, TxOut};
 
 use crate::adversary::{self, Role};
-use crate::glue::Glue;
 use crate::machine::{Acceptance, Gossip, Input, Machine, MessageId, Now, Output, Peer, Snapshot};
 use crate::net::{LinkModel, Links};
+use crate::node_machine::NodeMachine;
 use crate::rng::Rng;
 use crate::store::SharedStore;
 
@@ -177,7 +177,7 @@ pub struct Stats {
 pub type Arrivals = HashMap<BlockHash, Vec<Option<u64>>>;
 
 /// A simulation.
-pub struct Sim<M: Machine = Glue> {
+pub struct Sim<M: Machine = NodeMachine> {
     config: Config,
     params: Params,
     /// Virtual time, µs.
@@ -216,20 +216,20 @@ pub fn node_key(i: usize) -> PrivateKey {
     PrivateKey::from_bytes(&bytes).expect("a small scalar is a valid key")
 }
 
-fn open_glue(
+fn open_node(
     store: SharedStore,
     params: Params,
     pay_to: Option<PubkeyHash>,
     epoch: Instant,
     now: Now,
-) -> Glue {
-    Glue::open(store, params, pay_to, epoch, now).expect("a store written by the node opens")
+) -> NodeMachine {
+    NodeMachine::open(store, params, pay_to, epoch, now).expect("a store written by the node opens")
 }
 
-impl Sim<Glue> {
-    /// Builds a simulation of today's node code.
-    pub fn new(config: Config) -> Sim<Glue> {
-        Sim::with_machine(config, open_glue)
+impl Sim<NodeMachine> {
+    /// Builds a simulation of the node's state machine.
+    pub fn new(config: Config) -> Sim<NodeMachine> {
+        Sim::with_machine(config, open_node)
     }
 }
 
@@ -545,7 +545,9 @@ impl<M: Machine> Sim<M> {
             }
             Output::Penalize { peer, reason } => self.penalize(i, peer, &reason),
             Output::Disconnect { peer } => self.disconnect(i, peer),
+            Output::Ban { peer } => self.ban(i, peer),
             Output::Job(block) => self.hosts[i].job = Some(block),
+            Output::PauseMining => self.hosts[i].job = None,
         }
     }
 
@@ -554,7 +556,13 @@ impl<M: Machine> Sim<M> {
         *score -= PENALTY;
         let score = *score;
         self.record(|| format!("penalize {i} {peer} {score} {reason}"));
-        if score <= BAN_SCORE && self.hosts[i].banned.insert(peer) {
+        if score <= BAN_SCORE {
+            self.ban(i, peer);
+        }
+    }
+
+    fn ban(&mut self, i: Peer, peer: Peer) {
+        if self.hosts[i].banned.insert(peer) {
             self.stats.bans += 1;
             self.record(|| format!("ban {i} {peer}"));
             self.disconnect(i, peer);
