@@ -14,6 +14,7 @@
 //! Pure in the sense the node's core is: no sockets, no clock, no threads.
 
 pub mod adversary;
+pub mod experiment;
 pub mod machine;
 pub mod net;
 pub mod node_machine;

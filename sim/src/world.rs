@@ -60,13 +60,15 @@ pub struct Config {
     /// its real size). The block itself stays a coinbase-only block; see
     /// `docs/simulation.md` for what this models.
     pub virtual_block_bytes: u64,
-    /// Transactions of ~250 bytes that a virtual block stands for.
+    /// Whether blocks are gossiped in compact form (a virtual block then
+    /// counts as its real compact form plus a 32-byte txid per 250 virtual
+    /// bytes, its transactions taken to be in every mempool); otherwise whole.
     pub compact_blocks: bool,
     /// CPU time a node spends per byte of block it validates, seconds (a
     /// block is counted at its virtual size).
     pub cpu_per_block_byte: f64,
-    /// CPU time per input handled, seconds.
-    pub cpu_per_input: f64,
+    /// CPU time a node spends per block it handles, seconds, besides the bytes.
+    pub cpu_per_block: f64,
     /// Mean seconds between transactions made by the nodes' wallets (0: none).
     pub tx_interval: f64,
     /// Keep every event's line (for the determinism test); otherwise only a hash.
@@ -88,7 +90,7 @@ impl Config {
             virtual_block_bytes: 0,
             compact_blocks: true,
             cpu_per_block_byte: 0.0,
-            cpu_per_input: 0.0,
+            cpu_per_block: 0.0,
             tx_interval: 0.0,
             keep_log: false,
         }
@@ -329,6 +331,21 @@ impl<M: Machine> Sim<M> {
         &self.stats
     }
 
+    /// Returns the active chain of node `i` (tip first), if it runs.
+    pub fn active_chain(&self, i: Peer) -> Vec<BlockHash> {
+        let Some(machine) = self.hosts[i].machine.as_ref() else { return Vec::new() };
+        let (mut hash, _) = machine.tip();
+        let mut chain = Vec::new();
+        while let Some(block) = machine.block(&hash) {
+            chain.push(hash);
+            if block.header.prev_blockhash == BlockHash::ZERO {
+                break;
+            }
+            hash = block.header.prev_blockhash;
+        }
+        chain
+    }
+
     /// Returns the event log (empty unless `keep_log`) and the hash of every event's line.
     pub fn log(&self) -> (&[String], u64) {
         (&self.log, self.log_hash)
@@ -352,6 +369,11 @@ impl<M: Machine> Sim<M> {
     /// Returns node `i`'s snapshot, if it runs.
     pub fn snapshot(&self, i: Peer) -> Option<Snapshot> {
         self.hosts[i].machine.as_ref().map(Machine::snapshot)
+    }
+
+    /// Returns node `i`'s tip, if it runs (cheap).
+    pub fn snapshot_tip(&self, i: Peer) -> Option<BlockHash> {
+        self.hosts[i].machine.as_ref().map(|m| m.tip().0)
     }
 
     /// Tells whether node `i` is honest.
@@ -481,16 +503,15 @@ impl<M: Machine> Sim<M> {
         }
     }
 
+    /// The CPU time a block input costs (other inputs are taken as free).
     fn cost(&self, input: &Input) -> u64 {
-        let per_byte = self.config.cpu_per_block_byte;
-        let bytes = match input {
-            Input::Gossip { message: Gossip::Block(_), .. } => self.virtual_size(None),
-            Input::Response { response: Response::Blocks(blocks), .. } => {
-                blocks.len() as u64 * self.virtual_size(None)
-            }
+        let blocks = match input {
+            Input::Gossip { message: Gossip::Block(_), .. } | Input::Found(_) => 1,
+            Input::Response { response: Response::Blocks(blocks), .. } => blocks.len() as u64,
             _ => 0,
         };
-        secs(self.config.cpu_per_input + per_byte * bytes as f64)
+        let bytes = (blocks * self.virtual_size(None)) as f64;
+        secs(blocks as f64 * self.config.cpu_per_block + self.config.cpu_per_block_byte * bytes)
     }
 
     /// The size a block is counted at: its virtual size, or its real size.
