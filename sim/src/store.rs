@@ -63,13 +63,13 @@ impl Store for SharedStore {
         self.0.borrow().coin(outpoint)
     }
 
-    fn address_coins(
+    fn address_paid(
         &self,
         pubkey_hash: &PubkeyHash,
         after: Option<(u32, OutPoint)>,
         limit: usize,
-    ) -> Result<Vec<(OutPoint, Coin)>, StoreError> {
-        self.0.borrow().address_coins(pubkey_hash, after, limit)
+    ) -> Result<Vec<(u32, OutPoint)>, StoreError> {
+        self.0.borrow().address_paid(pubkey_hash, after, limit)
     }
 
     fn address_history(
