@@ -414,7 +414,7 @@ fn syncer(datadir: &str, seed: &str) -> NodeProcess {
     let mut command = std::process::Command::new(tinychain_tests::binary("tinychain-node"));
     command
         .args(args)
-        .env("RUST_LOG", "info,tinychain_node::node=debug,tinychain_node::store=debug");
+        .env("RUST_LOG", "info,tinychain_node::machine=debug,tinychain_node::store=debug");
     NodeProcess::spawn(command)
 }
 
