@@ -14,6 +14,7 @@ pub mod crawl;
 pub mod datadir;
 pub mod fees;
 pub mod log;
+pub mod machine;
 pub mod mempool;
 pub mod metrics;
 pub mod miner;

@@ -1,11 +1,12 @@
-//! The event loop: the one owner of the core, driving it with real time and I/O.
+//! The event loop: real time and I/O around the node's state machine.
 //!
 //! Owns the running node: it opens the data directory and store, holds the
-//! [`Core`], the libp2p [`Network`] and the miner threads, and turns found
-//! blocks, peer messages, the clock's ticks and shutdown signals into core
-//! inputs, carrying out the core's outputs (relay, fetch, penalise, new mining
-//! jobs). Other tasks reach it only through bounded channels; the metrics
-//! endpoint, too, asks it to refresh the gauges from its state.
+//! [`machine::Node`], the libp2p [`Network`] and the miner threads, turns found
+//! blocks, swarm events, RPC calls and the clock's ticks into
+//! [`machine::Input`]s, and carries out every [`machine::Output`] in one place
+//! ([`EventLoop::execute`]), whatever input produced it. It makes no protocol
+//! decision (`docs/architecture.md`). Other tasks reach it only through bounded
+//! channels; the metrics endpoint, too, asks it to refresh the gauges.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,40 +15,31 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use libp2p::PeerId;
-use libp2p::gossipsub::{MessageAcceptance, MessageId};
-use tinychain_protocol::keys::Address;
+use libp2p::request_response::ResponseChannel;
 use tinychain_protocol::params::{Network as Chain, Params};
-use tinychain_protocol::rpc::{MiningInfo, SetMining};
-use tinychain_protocol::{Block, BlockHash, PubkeyHash};
-use tokio::sync::mpsc;
+use tinychain_protocol::{Block, PubkeyHash};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, error, info, warn};
+use tracing::{Instrument, error, info, warn};
 
-use crate::chain;
-use crate::core::{self, BlockOutcome, CompactOutcome, Core, Output, Source};
+use crate::core;
 use crate::datadir::DataDir;
-use crate::metrics::{self, GossipTopic, Metrics, Registry};
+use crate::machine::{self, Host, InboundId, Input, Output, RpcId, Time};
+use crate::metrics::{self, Metrics, Registry};
 use crate::miner::{FoundBlock, Miner};
-use crate::p2p::protocol::{
-    MAX_BLOCKS_PER_RESPONSE, MAX_HEADERS_PER_RESPONSE, MAX_RESPONSE_SIZE, Request, Response, Status,
-};
+use crate::p2p::protocol::Response;
 use crate::p2p::{self, NetEvent, Network};
-use crate::rpc::table::{Method, NodeMethod};
-use crate::rpc::{self, RpcCall, RpcError, methods};
+use crate::rpc::{self, RpcCall, RpcError};
 use crate::store::redb::RedbStore;
-use crate::sync::{self, Action, Sync};
 
-/// How often the miner's template is rebuilt to pick up new transactions.
-const TEMPLATE_REFRESH: Duration = Duration::from_secs(5);
-/// How often bootstrap peers are re-dialed and sync is reconsidered.
-const PEER_MAINTENANCE: Duration = Duration::from_secs(10);
+/// How often the machine is ticked (it keeps its own slower schedules).
+const TICK: Duration = Duration::from_secs(1);
+/// How often the hash rate is measured and logged.
+const HASH_RATE: Duration = machine::TEMPLATE_REFRESH;
+/// How often the network tops up its peers and lifts ended bans.
+const PEER_MAINTENANCE: Duration = machine::PEER_MAINTENANCE;
 /// Found blocks waiting for the event loop, at most.
 const FOUND_QUEUE: usize = 16;
-/// Orphan blocks beyond which missing parents are left to headers-first sync.
-const MAX_ORPHAN_FETCH: usize = 8;
-/// Incomplete compact blocks whose gossip verdict waits for the whole block, at most.
-const MAX_INCOMPLETE: usize = 8;
 /// RPC requests waiting for the event loop, at most.
 const RPC_QUEUE: usize = 64;
 /// Metrics refreshes waiting for the event loop, at most.
@@ -102,35 +94,34 @@ pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-type NodeCore = Core<RedbStore, PeerId>;
+/// Both clocks, read once, for one input.
+fn now() -> Time {
+    Time::new(unix_now(), Instant::now())
+}
 
-/// The event loop's state.
-struct Node {
-    core: NodeCore,
+type Machine = machine::Node<RedbStore>;
+
+/// The event loop's state: the machine and the I/O it drives.
+struct EventLoop {
+    machine: Machine,
     net: Network,
-    miner: Option<(Miner, PubkeyHash)>,
-    /// What `setmining` needs to start the miner at run time.
-    mining: MiningControl,
-    /// The miner rests (after a found block) until then.
-    miner_rests_until: Option<Instant>,
-    /// How long it rests.
-    miner_rest: Duration,
-    /// The miner waits for the clock (a block on the tip would be too far
-    /// ahead of it); logged once per wait.
-    mining_waits: bool,
-    /// Headers-first block download.
-    sync: Sync<PeerId>,
-    /// Sync progress for the log: when and at what height it was last reported.
-    progress: Option<(Instant, u32)>,
-    /// Set by the `stop` RPC.
-    stop_requested: bool,
+    /// The miner threads, while they run.
+    miner: Option<Miner>,
+    /// Where the miner threads send the blocks they find.
+    found: FoundBlock,
     /// The node's own metrics.
     metrics: Metrics,
     /// The metrics endpoint's bound address, if it serves.
     metrics_addr: Option<SocketAddr>,
-    /// Gossiped compact blocks held for their verdict while the whole block is
-    /// fetched from their sender (at most [`MAX_INCOMPLETE`]).
-    incomplete: HashMap<BlockHash, (MessageId, PeerId)>,
+    /// Inbound requests waiting for their answer (the machine answers each
+    /// in the same step, so this holds at most one).
+    inbound: HashMap<InboundId, ResponseChannel<Response>>,
+    /// RPC calls waiting for their answer (likewise at most one).
+    replies: HashMap<RpcId, oneshot::Sender<Result<serde_json::Value, RpcError>>>,
+    /// The last id handed out, for inbound requests and RPC calls.
+    last_id: u64,
+    /// Set by the `stop` RPC.
+    stop_requested: bool,
 }
 
 /// Runs the node until SIGINT, SIGTERM or the `stop` RPC.
@@ -157,6 +148,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     run_node(config, shutdown, datadir, keypair).instrument(span).await
 }
 
+/// The machine's settings from the node's.
+fn machine_config(config: &Config) -> machine::Config {
+    machine::Config {
+        core: config.core.clone(),
+        rate_limit: config.p2p.rate_limit,
+        mine: config.mining.enabled,
+        pay_to: config.mining.pay_to,
+        threads: config.mining.threads,
+        miner_rest: config.mining.min_interval,
+        ..machine::Config::default()
+    }
+}
+
 /// [`run`], once the data directory is held and the identity known.
 async fn run_node(
     config: Config,
@@ -164,26 +168,30 @@ async fn run_node(
     datadir: DataDir,
     keypair: libp2p::identity::Keypair,
 ) -> anyhow::Result<()> {
+    if config.mining.enabled && config.mining.pay_to.is_none() {
+        anyhow::bail!("mining needs an address to pay (--mine-address)");
+    }
     let params = Params::new(config.network);
     let genesis = params.genesis_hash();
     let store =
         RedbStore::open_with_cache(&datadir.store_path(), genesis, config.store_cache_bytes)
             .with_context(|| format!("opening {}", datadir.store_path().display()))?;
-    let core: NodeCore =
-        Core::open(store, params, config.core.clone(), unix_now()).context("opening the chain")?;
+    let machine = Machine::open(store, params, machine_config(&config), now())
+        .context("opening the chain")?;
     let p2p_config =
         p2p::Config { ban_file: Some(datadir.path().join("banlist.json")), ..config.p2p.clone() };
     // Metrics are always recorded (atomic counters, cheap); only the endpoint is optional.
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let net = Network::start(keypair, &p2p_config, genesis, &mut registry)?;
+    let chain = machine.core().chain();
     info!(
         network = %config.network,
         datadir = %datadir.path().display(),
         peer_id = %net.local_peer_id(),
-        height = core.chain().height(),
-        tip = %core.chain().tip(),
-        mempool = core.mempool().len(),
+        height = chain.height(),
+        tip = %chain.tip(),
+        mempool = machine.core().mempool().len(),
         "node started"
     );
 
@@ -192,36 +200,20 @@ async fn run_node(
         // The event loop may be shutting down; a lost block then is fine.
         let _ = found_tx.blocking_send(block);
     });
-    let mining = MiningControl {
-        found: Arc::clone(&found),
-        threads: config.mining.threads.max(1),
-        pay_to: config.mining.pay_to,
-    };
-    let miner = match (&config.mining.enabled, config.mining.pay_to) {
-        (true, Some(pay_to)) => {
-            let miner = Miner::start(config.mining.threads.max(1), found)?;
-            info!(threads = miner.threads(), "mining");
-            Some((miner, pay_to))
-        }
-        (true, None) => anyhow::bail!("mining needs an address to pay (--mine-address)"),
-        _ => None,
-    };
-    let mut node = Node {
-        core,
+    let mut node = EventLoop {
+        machine,
         net,
-        miner,
-        mining,
-        miner_rests_until: None,
-        miner_rest: config.mining.min_interval,
-        mining_waits: false,
-        sync: Sync::new(sync::Config::default()),
-        progress: None,
-        stop_requested: false,
+        miner: None,
+        found,
         metrics,
         metrics_addr: None,
-        incomplete: HashMap::new(),
+        inbound: HashMap::new(),
+        replies: HashMap::new(),
+        last_id: 0,
+        stop_requested: false,
     };
-    node.refresh_miner();
+    // The first tick starts the miner (if configured) and gives it its job.
+    node.feed(Input::Tick)?;
     let (refresh_tx, mut refresh_rx) = mpsc::channel::<metrics::server::Refresh>(REFRESH_QUEUE);
     let metrics_task = match config.metrics {
         Some(addr) => {
@@ -253,54 +245,25 @@ async fn run_node(
     );
     sd_notify("READY=1");
 
-    let mut ticks = tokio::time::interval(Duration::from_secs(1));
-    let mut refresh = tokio::time::interval(TEMPLATE_REFRESH);
+    let mut ticks = tokio::time::interval(TICK);
+    let mut hash_rate = tokio::time::interval(HASH_RATE);
     let mut maintenance = tokio::time::interval(PEER_MAINTENANCE);
-    loop {
+    while !node.stop_requested {
         tokio::select! {
-            Some(block) = found_rx.recv() => node.on_found_block(block)?,
+            Some(block) = found_rx.recv() => node.feed(Input::FoundBlock(block))?,
             event = node.net.next_event() => node.on_net_event(event)?,
-            () = rest_end(node.miner_rests_until) => {
-                node.miner_rests_until = None;
-                node.refresh_miner();
-            }
+            () = wake_at(node.machine.next_wake()) => node.feed(Input::Tick)?,
             _ = ticks.tick() => {
-                node.core.tick(unix_now());
                 node.net.log_mesh_changes();
-                node.run_sync()?;
+                node.feed(Input::Tick)?;
             }
-            _ = refresh.tick() => {
-                node.metrics.count_hashes(node.miner.as_ref().map(|(m, _)| m.hashes()));
-                let rate = node.metrics.update_hash_rate(Instant::now());
-                if node.miner.is_some() {
-                    info!(hash_rate = rate as u64, height = node.core.chain().height(), "mining");
-                }
-                node.refresh_miner();
-            }
-            _ = maintenance.tick() => {
-                node.net.maintain();
-                // Refresh every peer's status: a peer that got ahead (after a
-                // partition, or while we were busy) is noticed and synced from.
-                let now = Instant::now();
-                for peer in node.net.connected_peers() {
-                    if !node.net.is_waiting_on(&peer) {
-                        let ask = node.sync.ask_status(peer, now);
-                        node.execute(ask.into_iter().collect());
-                    }
-                }
-                node.report_progress();
-            }
+            _ = hash_rate.tick() => node.log_hash_rate(),
+            _ = maintenance.tick() => node.net.maintain(),
             Some(done) = refresh_rx.recv() => {
                 node.refresh_metrics();
                 let _ = done.send(());
             }
-            Some(call) = rpc_rx.recv() => {
-                let result = node.on_rpc(&call.method, &call.params);
-                let _ = call.reply.send(result);
-                if node.stop_requested {
-                    break;
-                }
-            }
+            Some(call) = rpc_rx.recv() => node.on_rpc(call)?,
             _ = shutdown.cancelled() => break,
         }
     }
@@ -316,495 +279,149 @@ async fn run_node(
         // It stops at the cancellation; waiting frees its port before `run` returns.
         let _ = task.await;
     }
-    if let Some((miner, _)) = node.miner.take() {
+    if let Some(miner) = node.miner.take() {
         miner.shutdown();
     }
-    let Node { mut core, net, .. } = node;
+    let EventLoop { mut machine, net, .. } = node;
     drop(net);
-    core.save_mempool().context("saving the mempool")?;
-    info!(height = core.chain().height(), tip = %core.chain().tip(), "stopped");
-    // The store closes and the directory lock is released as `core` and `datadir` drop.
+    machine.save_mempool().context("saving the mempool")?;
+    let chain = machine.core().chain();
+    info!(height = chain.height(), tip = %chain.tip(), "stopped");
+    // The store closes and the directory lock is released as `machine` and `datadir` drop.
     Ok(())
 }
 
-impl Node {
-    fn status(&self) -> Status {
-        let chain = self.core.chain();
-        Status {
-            genesis: chain.params().genesis_hash(),
-            tip: chain.tip(),
-            height: chain.height(),
-            chainwork: chain.tip_entry().chainwork,
+impl EventLoop {
+    /// Hands the machine one input at the current time and carries out its outputs.
+    fn feed(&mut self, input: Input) -> anyhow::Result<()> {
+        for output in self.machine.handle(now(), input)? {
+            self.execute(output);
         }
-    }
-
-    fn on_rpc(
-        &mut self,
-        method: &str,
-        params: &[serde_json::Value],
-    ) -> Result<serde_json::Value, RpcError> {
-        use serde_json::json;
-        let now = unix_now();
-        let node_method = match Method::parse(method) {
-            None => return Err(RpcError::method_not_found(method)),
-            Some(Method::Chain(m)) => return methods::chain_method(&self.core, m, params),
-            Some(Method::Node(m)) => m,
-        };
-        let chain = self.core.chain();
-        match node_method {
-            NodeMethod::GetBlockchainInfo => {
-                let best_peer = self.net.statuses().map(|(_, s)| s.height).max().unwrap_or(0);
-                let syncing = self.is_syncing();
-                methods::to_json(&methods::blockchain_info(&self.core, best_peer, syncing))
-            }
-            NodeMethod::SendRawTransaction => {
-                let (answer, outputs) = methods::sendrawtransaction(&mut self.core, params, now)?;
-                self.carry_out(outputs);
-                Ok(answer)
-            }
-            NodeMethod::SubmitBlock => {
-                let (answer, outputs) = methods::submitblock(&mut self.core, params, now)?;
-                self.carry_out_own(outputs);
-                Ok(answer)
-            }
-            NodeMethod::GetPeerInfo => {
-                let mut peers = self.net.peer_info();
-                for (peer, info) in &mut peers {
-                    if let Some((delivered, in_flight)) = self.sync.peer_stats(peer) {
-                        info["sync"] =
-                            json!({ "blocks_delivered": delivered, "blocks_in_flight": in_flight });
-                    }
-                }
-                Ok(json!(peers.into_iter().map(|(_, info)| info).collect::<Vec<_>>()))
-            }
-            NodeMethod::GetNetworkInfo => {
-                let mut info = self.net.network_info();
-                info["metrics"] = json!(self.metrics_addr.map(|a| a.to_string()));
-                Ok(info)
-            }
-            NodeMethod::GetMiningInfo => {
-                let tip = chain.tip_entry();
-                methods::to_json(&MiningInfo {
-                    blocks: chain.height(),
-                    difficulty: methods::difficulty(chain.params(), &tip.header),
-                    mining: self.miner.is_some(),
-                    threads: self.miner.as_ref().map_or(0, |(m, _)| m.threads() as u64),
-                    hashes: self.miner.as_ref().map_or(0, |(m, _)| m.hashes()),
-                    pooledtx: self.core.mempool().len() as u64,
-                    address: self.mining_address(),
-                })
-            }
-            NodeMethod::SetMining => self.set_mining(params),
-            NodeMethod::GenerateToAddress => {
-                let count = methods::param_u64(params, 0, "nblocks")?;
-                if count > methods::MAX_GENERATE {
-                    return Err(RpcError::invalid_params(format!(
-                        "at most {} blocks per call",
-                        methods::MAX_GENERATE
-                    )));
-                }
-                let address = methods::param_addresses(params, 1, chain.params())?
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| RpcError::invalid_params("parameter 2 (address) is required"))?;
-                let (hashes, outputs) = self
-                    .core
-                    .generate(count as u32, address.pubkey_hash(), now)
-                    .map_err(|e| RpcError::rejected(e.to_string()))?;
-                self.carry_out_own(outputs);
-                Ok(json!(hashes.iter().map(|h| h.to_string()).collect::<Vec<_>>()))
-            }
-            NodeMethod::Help => Ok(json!(crate::rpc::table::help_text())),
-            NodeMethod::Stop => {
-                self.stop_requested = true;
-                Ok(json!("tinychain-node stopping"))
-            }
-        }
-    }
-
-    /// The address the miner pays (running or not), if one is known.
-    fn mining_address(&self) -> Option<Address> {
-        let network = self.core.chain().params().network;
-        self.miner
-            .as_ref()
-            .map(|(_, pay_to)| *pay_to)
-            .or(self.mining.pay_to)
-            .map(|hash| Address::new(network, hash))
-    }
-
-    /// `setmining <on|off> [address]`: starts, re-targets or stops the miner.
-    fn set_mining(&mut self, params: &[serde_json::Value]) -> Result<serde_json::Value, RpcError> {
-        let on = methods::param_switch(params, 0, "mining")?;
-        // The running miner's last hashes, before it may stop.
-        self.metrics.count_hashes(self.miner.as_ref().map(|(m, _)| m.hashes()));
-        let address = match params.get(1) {
-            None | Some(serde_json::Value::Null) => None,
-            Some(_) => {
-                methods::param_addresses(params, 1, self.core.chain().params())?.into_iter().next()
-            }
-        };
-        if let Some(address) = address {
-            self.mining.pay_to = Some(address.pubkey_hash());
-        }
-        match (on, self.miner.take()) {
-            (false, Some((miner, _))) => {
-                miner.shutdown();
-                info!("mining stopped (setmining)");
-            }
-            (false, None) => {}
-            (true, Some((miner, running))) => {
-                let pay_to = self.mining.pay_to.unwrap_or(running);
-                self.miner = Some((miner, pay_to));
-                self.refresh_miner();
-            }
-            (true, None) => {
-                let pay_to = self.mining.pay_to.ok_or_else(|| {
-                    RpcError::invalid_params(
-                        "the node has no mining address: give one (setmining true <address>)",
-                    )
-                })?;
-                let found = Arc::clone(&self.mining.found);
-                let miner = Miner::start(self.mining.threads, found)
-                    .map_err(|e| RpcError::internal(format!("starting the miner: {e}")))?;
-                info!(threads = miner.threads(), "mining (setmining)");
-                self.miner = Some((miner, pay_to));
-                self.refresh_miner();
-            }
-        }
-        methods::to_json(&SetMining {
-            mining: self.miner.is_some(),
-            threads: self.miner.as_ref().map_or(0, |(m, _)| m.threads() as u64),
-            address: self.mining_address(),
-        })
-    }
-
-    /// Gives the miner a fresh template on the tip, unless it is resting. When
-    /// a block on the tip could not be valid yet (its time would be too far
-    /// ahead of the clock: see [`Core::mining_blocked_until`]), the miner
-    /// waits until it can be, and says so once.
-    fn refresh_miner(&mut self) {
-        let Some((miner, pay_to)) = &self.miner else { return };
-        if self.miner_rests_until.is_some() {
-            return;
-        }
-        let now = unix_now();
-        if let Some(until) = self.core.mining_blocked_until(now) {
-            miner.pause();
-            if !self.mining_waits {
-                info!(
-                    limit_s = self.core.chain().params().max_future_block_time,
-                    now,
-                    resumes_at = until,
-                    "mining waits: the next block's time (after the median time past) \
-                     would be too far ahead of the clock"
-                );
-                self.mining_waits = true;
-            }
-            self.miner_rests_until = Some(Instant::now() + Duration::from_secs(until - now));
-            return;
-        }
-        if std::mem::take(&mut self.mining_waits) {
-            info!("mining resumes");
-        }
-        miner.set_job(self.core.block_template(*pay_to, now));
-    }
-
-    fn on_found_block(&mut self, block: Block) -> anyhow::Result<()> {
-        let hash = block.block_hash();
-        let (outcome, outputs) = self.core.handle_block(block, Source::Local, unix_now())?;
-        if outcome == BlockOutcome::Accepted {
-            if !self.miner_rest.is_zero()
-                && let Some((miner, _)) = &self.miner
-            {
-                miner.pause();
-                self.miner_rests_until = Some(Instant::now() + self.miner_rest);
-            }
-        } else {
-            warn!(%hash, %outcome, "own block not accepted");
-        }
-        self.carry_out_own(outputs);
         Ok(())
     }
 
+    /// Translates a swarm event into the machine's input.
     fn on_net_event(&mut self, event: NetEvent) -> anyhow::Result<()> {
-        let now = unix_now();
-        match event {
-            NetEvent::PeerConnected(peer) => {
-                let ask = self.sync.ask_status(peer, Instant::now());
-                self.execute(ask.into_iter().collect());
+        let input = match event {
+            NetEvent::PeerConnected(peer) => Input::PeerConnected(peer),
+            NetEvent::PeerDisconnected(peer) => Input::PeerDisconnected(peer),
+            NetEvent::PeerIdentified { peer, protocol_version } => {
+                Input::PeerIdentified { peer, protocol_version }
             }
-            NetEvent::GossipBlock { block, from, id } => {
-                let hash = block.block_hash();
-                let (outcome, outputs) =
-                    match self.core.handle_compact_block(&block, Some(from), now)? {
-                        (CompactOutcome::Block(outcome), outputs) => (outcome, outputs),
-                        (CompactOutcome::Incomplete { missing }, _) => {
-                            self.fetch_incomplete(hash, id, from, missing);
-                            return Ok(());
-                        }
-                    };
-                if matches!(outcome, BlockOutcome::Accepted | BlockOutcome::Duplicate) {
-                    self.sync.peer_has(&from, hash, self.core.chain())?;
-                }
-                // Forwarded by gossipsub itself when the core would relay it
-                // (connected, so fully validated), never when merely stored.
-                let relay = outputs.contains(&Output::RelayBlock(hash));
-                let outputs: Vec<_> =
-                    outputs.into_iter().filter(|o| *o != Output::RelayBlock(hash)).collect();
-                let acceptance = match outcome {
-                    BlockOutcome::Invalid(_) => MessageAcceptance::Reject,
-                    _ if relay => MessageAcceptance::Accept,
-                    _ => MessageAcceptance::Ignore,
-                };
-                self.net.report(GossipTopic::Block, &id, &from, acceptance);
-                self.carry_out(outputs);
-            }
-            NetEvent::GossipTx { tx, from, id } => {
-                let txid = tx.txid();
-                let (result, outputs) = self.core.handle_tx(tx, Some(from), now)?;
-                let acceptance = match &result {
-                    Ok(crate::mempool::Accepted::New { .. }) => MessageAcceptance::Accept,
-                    Err(crate::mempool::RejectReason::Invalid(_)) => MessageAcceptance::Reject,
-                    _ => MessageAcceptance::Ignore,
-                };
-                self.net.report(GossipTopic::Tx, &id, &from, acceptance);
-                // The gossiped transaction is forwarded by gossipsub itself.
-                let outputs = outputs.into_iter().filter(|o| *o != Output::RelayTx(txid)).collect();
-                self.carry_out(outputs);
-            }
+            NetEvent::Misbehaved { peer, reason } => Input::Misbehaved { peer, reason },
+            NetEvent::Gossip { from, id, topic, data } => Input::Gossip { from, id, topic, data },
             NetEvent::Request { peer, request, channel } => {
-                let response = self.answer(peer, request)?;
-                self.net.respond(channel, response);
+                let id = self.next_id();
+                self.inbound.insert(id, channel);
+                Input::Request { peer, id, request }
             }
             NetEvent::Response { peer, request, response } => {
-                self.on_response(peer, request, response, now)?;
-                self.run_sync()?;
+                Input::Response { peer, request, response }
             }
-            NetEvent::RequestFailed { peer, request } => {
-                self.request_failed(peer, &request);
-                self.run_sync()?;
-            }
-            NetEvent::PeerDisconnected(peer) => {
-                self.sync.remove_peer(&peer);
-                self.run_sync()?;
-            }
+            NetEvent::RequestFailed { peer, request } => Input::RequestFailed { peer, request },
+        };
+        self.feed(input)
+    }
+
+    /// Hands the machine an RPC call, with the swarm's and the miner's facts
+    /// when its answer shows them.
+    fn on_rpc(&mut self, call: RpcCall) -> anyhow::Result<()> {
+        let host = if call.command.reads_host() { self.host() } else { Host::default() };
+        let id = self.next_id();
+        self.replies.insert(id, call.reply);
+        self.feed(Input::Rpc { id, command: call.command, host })
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.last_id += 1;
+        self.last_id
+    }
+
+    /// The facts of the swarm and the miner an RPC answer may show.
+    fn host(&self) -> Host {
+        let mut network = self.net.network_info();
+        network["metrics"] = serde_json::json!(self.metrics_addr.map(|a| a.to_string()));
+        Host {
+            peers: self.net.peer_info(),
+            network,
+            hashes: self.miner.as_ref().map_or(0, Miner::hashes),
         }
-        Ok(())
     }
 
-    /// Answers a peer's request. Requests over the protocol's limits never
-    /// get here: the codec reads them as malformed, and the network refuses
-    /// them and penalises their sender.
-    fn answer(&mut self, peer: PeerId, request: Request) -> anyhow::Result<Response> {
-        Ok(match request {
-            Request::Status(status) => {
-                self.on_status(peer, status)?;
-                Response::Status(self.status())
+    /// Carries out one output of the machine, the same way whatever input produced it.
+    fn execute(&mut self, output: Output) {
+        match output {
+            Output::Publish { topic, data } => self.net.publish(topic, data),
+            Output::GossipVerdict { topic, id, from, acceptance } => {
+                self.net.report(topic, &id, &from, acceptance);
             }
-            Request::GetHeaders { locator } => Response::Headers(
-                self.core.chain().headers_after(&locator, MAX_HEADERS_PER_RESPONSE)?,
-            ),
-            Request::GetBlocks(hashes) => Response::Blocks(self.core.blocks(
-                &hashes,
-                MAX_BLOCKS_PER_RESPONSE,
-                MAX_RESPONSE_SIZE - 1024,
-            )?),
-        })
-    }
-
-    fn on_response(
-        &mut self,
-        peer: PeerId,
-        request: Request,
-        response: Response,
-        now: u64,
-    ) -> anyhow::Result<()> {
-        match (request, response) {
-            (Request::Status(_), Response::Status(status)) => {
-                self.sync.status_answered(&peer);
-                self.on_status(peer, status)?;
-            }
-            (Request::GetHeaders { .. }, Response::Headers(headers)) => {
-                let count = headers.len();
-                let outcome = if count > MAX_HEADERS_PER_RESPONSE {
-                    chain::HeadersOutcome::default()
-                } else {
-                    self.core.handle_headers(&headers, now)?
-                };
-                if outcome.new > 0 {
-                    info!(%peer, new = outcome.new, best_header = self.core.chain().index().best_header_height(), "headers received");
-                }
-                if let Some(m) =
-                    self.sync.headers_received(&peer, count, &outcome, self.core.chain())?
-                {
-                    self.net.penalize(peer, &m.reason);
+            Output::SendRequest { peer, request } => self.net.request(peer, request),
+            Output::Respond { id, response } => {
+                if let Some(channel) = self.inbound.remove(&id) {
+                    self.net.respond(channel, response);
                 }
             }
-            (Request::GetBlocks(requested), Response::Blocks(blocks)) => {
-                let delivered: Vec<_> = blocks.iter().map(Block::block_hash).collect();
-                if delivered.iter().any(|h| !requested.contains(h)) {
-                    self.net.penalize(peer, "blocks nobody asked for");
-                }
-                for (block, hash) in blocks.into_iter().zip(&delivered) {
-                    if !requested.contains(hash) {
-                        continue;
-                    }
-                    // Blocks the downloader asked for are on the best header
-                    // chain; the others (an orphan's parent, a compact block's
-                    // whole form) came by gossip in effect.
-                    let source = if self.sync.is_in_flight(&peer, hash) {
-                        Source::Requested(peer)
-                    } else {
-                        Source::Unrequested(peer)
-                    };
-                    let (outcome, mut outputs) = self.core.handle_block(block, source, now)?;
-                    if self.incomplete.contains_key(hash) {
-                        // Forwarded below as the gossiped compact block it completes.
-                        outputs.retain(|o| *o != Output::RelayBlock(*hash));
-                    }
-                    self.carry_out(outputs);
-                    // Forwarded once connected, so fully validated (new, or arrived meanwhile).
-                    let acceptance = match outcome {
-                        BlockOutcome::Invalid(_) => MessageAcceptance::Reject,
-                        _ if self.core.is_valid(hash)? => MessageAcceptance::Accept,
-                        _ => MessageAcceptance::Ignore,
-                    };
-                    self.settle_incomplete(hash, acceptance);
-                    if matches!(outcome, BlockOutcome::Invalid(_)) {
-                        break;
-                    }
-                }
-                for hash in &requested {
-                    self.settle_incomplete(hash, MessageAcceptance::Ignore);
-                }
-                self.sync.blocks_received(&peer, &requested, &delivered);
+            Output::Disconnect { peer, reason } => self.net.disconnect(peer, &reason),
+            Output::Penalise { peer, score, reason } => {
+                warn!(%peer, score, reason, "peer penalised");
             }
-            (request, Response::Refused(reason)) => {
-                info!(%peer, reason, "request refused");
-                match &request {
-                    Request::GetBlocks(hashes) => {
-                        for hash in hashes {
-                            self.settle_incomplete(hash, MessageAcceptance::Ignore);
-                        }
-                        self.sync.request_refused(&peer, hashes, Instant::now());
-                    }
-                    Request::GetHeaders { .. } => {
-                        self.sync.request_refused(&peer, &[], Instant::now());
-                    }
-                    Request::Status(_) => self.sync.status_answered(&peer),
+            Output::Ban { peer, reason } => self.net.ban(peer, &reason),
+            Output::Reply { id, result } => {
+                if let Some(reply) = self.replies.remove(&id) {
+                    // The client may have gone; nothing to do then.
+                    let _ = reply.send(result);
                 }
             }
-            (request, _) => {
-                self.net.penalize(peer, "an answer that does not fit the question");
-                self.request_failed(peer, &request);
+            Output::StartMiner { threads } => self.start_miner(threads),
+            Output::StopMiner => {
+                if let Some(miner) = self.miner.take() {
+                    // The running miner's last hashes, before it stops.
+                    self.metrics.count_hashes(Some(miner.hashes()));
+                    miner.shutdown();
+                }
             }
+            Output::MiningJob(template) => {
+                if let Some(miner) = &self.miner {
+                    miner.set_job(template);
+                }
+            }
+            Output::PauseMiner => {
+                if let Some(miner) = &self.miner {
+                    miner.pause();
+                }
+            }
+            Output::TipChanged { connected, disconnected, signatures_cached } => {
+                self.metrics.tip_changed(connected, disconnected, signatures_cached);
+            }
+            Output::Stop => self.stop_requested = true,
         }
-        Ok(())
     }
 
-    /// Holds a gossiped compact block's verdict and asks its sender for the
-    /// whole block (Bitcoin's `getblocktxn`, simplified); over
-    /// [`MAX_INCOMPLETE`] held, or a second message for the same block, it is
-    /// ignored instead.
-    fn fetch_incomplete(&mut self, hash: BlockHash, id: MessageId, from: PeerId, missing: usize) {
-        if self.incomplete.len() >= MAX_INCOMPLETE || self.incomplete.contains_key(&hash) {
-            self.net.report(GossipTopic::Block, &id, &from, MessageAcceptance::Ignore);
+    fn start_miner(&mut self, threads: usize) {
+        if self.miner.is_some() {
             return;
         }
-        debug!(%hash, peer = %from, missing, "compact block incomplete: fetching the block");
-        self.incomplete.insert(hash, (id, from));
-        self.net.request(from, Request::GetBlocks(vec![hash]));
-    }
-
-    /// Reports the verdict on a held compact block, if `hash` is one.
-    fn settle_incomplete(&mut self, hash: &BlockHash, acceptance: MessageAcceptance) {
-        if let Some((id, from)) = self.incomplete.remove(hash) {
-            self.net.report(GossipTopic::Block, &id, &from, acceptance);
+        match Miner::start(threads, Arc::clone(&self.found)) {
+            Ok(miner) => self.miner = Some(miner),
+            Err(e) => error!(error = %e, threads, "cannot start the miner threads"),
         }
     }
 
-    /// Frees what a failed or refused request held in the downloader.
-    fn request_failed(&mut self, peer: PeerId, request: &Request) {
-        if let Request::GetBlocks(hashes) = request {
-            for hash in hashes {
-                self.settle_incomplete(hash, MessageAcceptance::Ignore);
-            }
+    /// Measures the miner's hash rate; logs it while mining.
+    fn log_hash_rate(&mut self) {
+        self.metrics.count_hashes(self.miner.as_ref().map(Miner::hashes));
+        let rate = self.metrics.update_hash_rate(Instant::now());
+        if self.miner.is_some() {
+            let height = self.machine.core().chain().height();
+            info!(hash_rate = rate as u64, height, "mining");
         }
-        match request {
-            Request::GetBlocks(hashes) => self.sync.request_failed(&peer, hashes),
-            Request::GetHeaders { .. } => self.sync.request_failed(&peer, &[]),
-            Request::Status(_) => self.sync.status_answered(&peer),
-        }
-    }
-
-    fn on_status(&mut self, peer: PeerId, status: Status) -> anyhow::Result<()> {
-        if status.genesis != self.core.chain().params().genesis_hash() {
-            self.net.ban(peer, "another genesis block");
-            return Ok(());
-        }
-        // A peer's first status is news; the later ones (one per block) are not.
-        if self.net.peer_status(&peer).is_none() {
-            info!(%peer, height = status.height, tip = %status.tip, "peer status");
-        } else {
-            debug!(%peer, height = status.height, tip = %status.tip, "peer status");
-        }
-        self.net.set_status(peer, status);
-        self.sync.set_status(peer, status, self.core.chain())?;
-        self.run_sync()
-    }
-
-    /// Tells whether the node knows of a chain with more work than its tip
-    /// (from headers or peers' claims): initial block download or catch-up.
-    fn is_syncing(&self) -> bool {
-        let chain = self.core.chain();
-        let ours = chain.tip_entry().chainwork;
-        chain.index().best_header().is_some_and(|(_, e)| e.chainwork > ours)
-            || self.sync.best_unknown_claim().is_some_and(|w| w > ours)
-    }
-
-    /// Carries out the downloader's decisions.
-    fn execute(&mut self, actions: Vec<Action<PeerId>>) {
-        for action in actions {
-            match action {
-                Action::GetHeaders { peer, locator } => {
-                    debug!(%peer, "requesting headers");
-                    self.net.request(peer, Request::GetHeaders { locator });
-                }
-                Action::GetBlocks { peer, hashes } => {
-                    self.net.request(peer, Request::GetBlocks(hashes));
-                }
-                Action::GetStatus { peer } => {
-                    self.net.request(peer, Request::Status(self.status()))
-                }
-                Action::Drop { peer, reason } => self.net.disconnect(peer, &reason),
-            }
-        }
-    }
-
-    /// Asks peers for headers and blocks as the downloader decides.
-    fn run_sync(&mut self) -> anyhow::Result<()> {
-        let actions = self.sync.schedule(self.core.chain(), Instant::now())?;
-        self.execute(actions);
-        if self.progress.is_none() && self.is_syncing() {
-            let height = self.core.chain().height();
-            info!(
-                height,
-                best_header = self.core.chain().index().best_header_height(),
-                "sync start"
-            );
-            self.progress = Some((Instant::now(), height));
-        } else if self.progress.is_some() && !self.is_syncing() {
-            self.report_progress();
-            info!(height = self.core.chain().height(), hash = %self.core.chain().tip(), "sync end");
-            self.progress = None;
-        }
-        Ok(())
     }
 
     /// Sets the gauges from the node's state (a scrape asked for it).
     fn refresh_metrics(&mut self) {
-        let chain = self.core.chain();
-        let mempool = self.core.mempool();
+        let core = self.machine.core();
+        let chain = core.chain();
+        let mempool = core.mempool();
         let (peers_inbound, peers_outbound) = self.net.peer_directions();
         let snapshot = metrics::Snapshot {
             chain_height: chain.height(),
@@ -816,108 +433,19 @@ impl Node {
             mempool_transactions: mempool.len(),
             mempool_bytes: mempool.total_bytes(),
             orphan_transactions: mempool.orphan_count(),
-            orphan_blocks: self.core.orphan_block_count(),
-            syncing: self.is_syncing(),
-            blocks_in_flight: self.sync.blocks_in_flight(),
-            best_peer_height: self.net.statuses().map(|(_, s)| s.height).max().unwrap_or(0),
-            miner_threads: self.miner.as_ref().map_or(0, |(m, _)| m.threads()),
+            orphan_blocks: core.orphan_block_count(),
+            syncing: self.machine.is_syncing(),
+            blocks_in_flight: self.machine.sync().blocks_in_flight(),
+            best_peer_height: self.machine.best_peer_height(),
+            miner_threads: self.miner.as_ref().map_or(0, Miner::threads),
         };
         self.metrics.observe(&snapshot);
-        self.metrics.count_hashes(self.miner.as_ref().map(|(m, _)| m.hashes()));
-    }
-
-    /// Logs sync progress: heights and blocks per second since the last report.
-    fn report_progress(&mut self) {
-        let Some((since, from)) = self.progress else { return };
-        let chain = self.core.chain();
-        let height = chain.height();
-        let seconds = since.elapsed().as_secs_f64().max(0.001);
-        info!(
-            height,
-            best_header = chain.index().best_header_height(),
-            blocks_per_s = (f64::from(height.saturating_sub(from)) / seconds * 10.0).round() / 10.0,
-            in_flight = self.sync.blocks_in_flight(),
-            peers = self.net.peer_count(),
-            "sync progress"
-        );
-        self.progress = Some((Instant::now(), height));
-    }
-
-    /// Carries out the outputs of handing the core a block of our own (mined,
-    /// generated or submitted over RPC): its blocks are published once, even
-    /// while syncing, since no peer can have them yet.
-    fn carry_out_own(&mut self, outputs: Vec<Output<PeerId>>) {
-        let (relay, rest): (Vec<_>, Vec<_>) =
-            outputs.into_iter().partition(|o| matches!(o, Output::RelayBlock(_)));
-        self.carry_out(rest);
-        for output in relay {
-            if let Output::RelayBlock(hash) = output
-                && let Ok(Some(block)) = self.core.chain().block(&hash)
-            {
-                // The origin of the block's propagation, for `tinychain-node topology`.
-                if let Ok(Some(entry)) = self.core.chain().index_entry(&hash) {
-                    info!(%hash, height = entry.height, "block mined");
-                }
-                self.net.publish_block(&block);
-            }
-        }
-    }
-
-    fn carry_out(&mut self, outputs: Vec<Output<PeerId>>) {
-        for output in outputs {
-            match output {
-                Output::TipChanged { hash, height, disconnected, connected, signatures_cached } => {
-                    self.metrics.tip_changed(connected, disconnected, signatures_cached);
-                    if self.progress.is_some() {
-                        debug!(%hash, height, disconnected, "new tip");
-                    } else {
-                        info!(%hash, height, disconnected, "new tip");
-                    }
-                    self.refresh_miner();
-                }
-                Output::Penalize { peer, reason } => self.net.penalize(peer, &reason),
-                Output::RequestBlock { peer, hash } => {
-                    // A gossiped block's parent is missing. A short gap is fetched by
-                    // hash; the peer's status tells whether it is ahead by more, and
-                    // then headers-first sync takes over.
-                    let fetch =
-                        !self.is_syncing() && self.core.orphan_block_count() <= MAX_ORPHAN_FETCH;
-                    let actions = self.sync.orphan_parent(peer, hash, fetch, Instant::now());
-                    self.execute(actions);
-                }
-                Output::RelayTx(txid) => {
-                    if let Some(entry) = self.core.mempool().get(&txid) {
-                        let tx = entry.tx.clone();
-                        self.net.publish_tx(&tx);
-                    }
-                }
-                // New blocks that did not arrive by gossip (fetched, or connected out
-                // of the orphan pool) are published; while syncing, nobody needs them.
-                // Publishing a block peers have is a no-op (content-addressed ids).
-                Output::RelayBlock(hash) => {
-                    if !self.is_syncing()
-                        && let Ok(Some(block)) = self.core.chain().block(&hash)
-                    {
-                        self.net.publish_block(&block);
-                    }
-                }
-            }
-        }
+        self.metrics.count_hashes(self.miner.as_ref().map(Miner::hashes));
     }
 }
 
-/// What the event loop keeps to start the miner at run time (`setmining`).
-struct MiningControl {
-    /// Where the miner threads send the blocks they find.
-    found: FoundBlock,
-    /// Threads to start.
-    threads: usize,
-    /// The address to pay when none is given (`--mine-address` or the last `setmining`).
-    pay_to: Option<PubkeyHash>,
-}
-
-/// Completes when the miner's rest ends; never if it is not resting.
-async fn rest_end(until: Option<Instant>) {
+/// Completes at `until`; never if there is none.
+async fn wake_at(until: Option<Instant>) {
     match until {
         Some(until) => tokio::time::sleep_until(until.into()).await,
         None => std::future::pending().await,

@@ -25,7 +25,7 @@ const RESERVED_BYTES: u64 = 1_000;
 pub const COINBASE_MESSAGE: &[u8] = b"tinychain-rs";
 
 /// A block ready to be mined: only the nonce (and extra nonce) remain to be found.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockTemplate {
     /// The block, with a valid merkle root and nonce 0.
     pub block: Block,

@@ -116,9 +116,6 @@ impl Network {
             return None;
         }
         self.peers.remove(&peer);
-        self.statuses.remove(&peer);
-        self.limiter.remove(&peer);
-        self.forget_score(peer);
         Some(NetEvent::PeerDisconnected(peer))
     }
 

@@ -4,10 +4,11 @@
 //! listening and dialing (configured bootstrap multiaddrs, then Kademlia
 //! discovery fed by identify), gossipsub topics for blocks and transactions with
 //! validation held until the core has judged a message, the request-response
-//! sync protocol ([`protocol`]), per-peer scores and bans, and the metrics of
-//! all of it (libp2p's own and the gossip verdicts). It knows no consensus
-//! rule: it hands what peers send to the event loop as [`NetEvent`]s and carries
-//! out the event loop's decisions. Connections are watched for liveness
+//! sync protocol ([`protocol`]), the ban list, and the metrics of all of it
+//! (libp2p's own and the gossip verdicts). It makes no protocol decision: it
+//! hands what peers send to the event loop as [`NetEvent`]s (gossip as bytes,
+//! requests as read from the wire) and carries out the node state machine's
+//! outputs (`crate::machine`), which owns scores, rate limits and verdicts. Connections are watched for liveness
 //! (`liveness`, carried out in `connections`) and metered (`transport`).
 
 pub mod bans;
@@ -34,11 +35,11 @@ use libp2p::{
     Multiaddr, PeerId, Swarm, allow_block_list, connection_limits, identify, identity, kad,
     multiaddr::Protocol, ping,
 };
-use tinychain_protocol::{Block, BlockHash, CompactBlock, Transaction};
+use tinychain_protocol::BlockHash;
 use tracing::{debug, info, warn};
 
 use crate::metrics::{GossipCounter, GossipTopic, Registry};
-use protocol::{Codec, MAX_GOSSIP_DATA, MAX_GOSSIP_READ, Request, Response, Status, WireRequest};
+use protocol::{Codec, MAX_GOSSIP_DATA, MAX_GOSSIP_READ, Request, Response, WireRequest};
 
 /// Settings of the network.
 #[derive(Debug, Clone)]
@@ -103,32 +104,40 @@ struct Behaviour {
 /// What the network hands to the event loop.
 #[derive(Debug)]
 pub enum NetEvent {
-    /// A peer connected (first connection): send it our status.
+    /// A peer connected (first connection).
     PeerConnected(PeerId),
-    /// A compact block arrived by gossip; report the verdict with [`Network::report`].
-    GossipBlock {
-        /// The block in compact form.
-        block: CompactBlock,
-        /// Who forwarded it.
-        from: PeerId,
-        /// The gossip message.
-        id: MessageId,
+    /// A peer said which protocol it speaks (identify).
+    PeerIdentified {
+        /// The peer.
+        peer: PeerId,
+        /// Its identify protocol version.
+        protocol_version: String,
     },
-    /// A transaction arrived by gossip; report the verdict with [`Network::report`].
-    GossipTx {
-        /// The transaction.
-        tx: Transaction,
+    /// A peer sent something only the transport can see is wrong.
+    Misbehaved {
+        /// The peer.
+        peer: PeerId,
+        /// What it did.
+        reason: String,
+    },
+    /// A message arrived by gossip on one of our topics; report the verdict
+    /// with [`Network::report`].
+    Gossip {
         /// Who forwarded it.
         from: PeerId,
         /// The gossip message.
         id: MessageId,
+        /// Its topic.
+        topic: GossipTopic,
+        /// Its payload, undecoded.
+        data: Vec<u8>,
     },
     /// A peer asks something; answer with [`Network::respond`].
     Request {
         /// The peer.
         peer: PeerId,
-        /// What it asks.
-        request: Request,
+        /// What it asks, as read from the wire.
+        request: WireRequest,
         /// Where the answer goes.
         channel: ResponseChannel<Response>,
     },
@@ -159,13 +168,12 @@ pub struct Network {
     txs_topic: IdentTopic,
     /// Gossip waiting for a peer to subscribe before it can be published.
     unpublished: Vec<(IdentTopic, Vec<u8>)>,
-    scores: HashMap<PeerId, i32>,
     bootstrap_peers: HashSet<PeerId>,
-    statuses: HashMap<PeerId, Status>,
     /// Our requests in flight, kept to pair each answer with its question.
     pending: HashMap<OutboundRequestId, (PeerId, Request)>,
     network_id: String,
-    limiter: ratelimit::RateLimiter<PeerId>,
+    /// Events decided with another (a malformed response fails its request too).
+    queued: std::collections::VecDeque<NetEvent>,
     peers: HashMap<PeerId, PeerMeta>,
     target_peers: usize,
     /// Gossip mesh members per topic at the last look, to log joins and leaves.
@@ -394,12 +402,10 @@ impl Network {
             blocks_topic,
             txs_topic,
             unpublished: Vec::new(),
-            scores: HashMap::new(),
             bootstrap_peers: HashSet::new(),
-            statuses: HashMap::new(),
             pending: HashMap::new(),
             network_id: id,
-            limiter: ratelimit::RateLimiter::new(config.rate_limit),
+            queued: std::collections::VecDeque::new(),
             peers: HashMap::new(),
             target_peers: config.target_peers,
             mesh: HashMap::new(),
@@ -453,26 +459,16 @@ impl Network {
         self.swarm.connected_peers().count()
     }
 
-    /// Returns the last status each peer sent.
-    pub fn peer_status(&self, peer: &PeerId) -> Option<&Status> {
-        self.statuses.get(peer)
+    /// Publishes on a topic (a compact block or a transaction, encoded).
+    pub fn publish(&mut self, topic: GossipTopic, data: Vec<u8>) {
+        let topic = match topic {
+            GossipTopic::Block => self.blocks_topic.clone(),
+            GossipTopic::Tx => self.txs_topic.clone(),
+        };
+        self.publish_on(topic, data);
     }
 
-    /// Publishes a block to the blocks topic, in compact form.
-    pub fn publish_block(&mut self, block: &Block) {
-        let topic = self.blocks_topic.clone();
-        if let Some(compact) = CompactBlock::from_block(block) {
-            self.publish(topic, compact.encode());
-        }
-    }
-
-    /// Publishes a transaction to the transactions topic.
-    pub fn publish_tx(&mut self, tx: &Transaction) {
-        let topic = self.txs_topic.clone();
-        self.publish(topic, tx.encode());
-    }
-
-    fn publish(&mut self, topic: IdentTopic, data: Vec<u8>) {
+    fn publish_on(&mut self, topic: IdentTopic, data: Vec<u8>) {
         // gossipsub would send up to MAX_GOSSIP_READ; peers read no more than
         // MAX_GOSSIP_SIZE, and judge no payload over MAX_GOSSIP_DATA valid.
         if data.len() > MAX_GOSSIP_DATA {
@@ -505,16 +501,6 @@ impl Network {
         self.swarm.behaviour_mut().gossipsub.report_message_validation_result(id, from, acceptance);
     }
 
-    /// Tells whether a request to `peer` is in flight.
-    pub fn is_waiting_on(&self, peer: &PeerId) -> bool {
-        self.pending.values().any(|(p, _)| p == peer)
-    }
-
-    /// Returns the peers with their last status.
-    pub fn statuses(&self) -> impl Iterator<Item = (&PeerId, &Status)> {
-        self.statuses.iter()
-    }
-
     /// Sends a request to a peer.
     pub fn request(&mut self, peer: PeerId, request: Request) {
         let sync = &mut self.swarm.behaviour_mut().sync;
@@ -528,14 +514,12 @@ impl Network {
         let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
     }
 
-    /// Records a peer's status.
-    pub fn set_status(&mut self, peer: PeerId, status: Status) {
-        self.statuses.insert(peer, status);
-    }
-
     /// Drives the swarm, and the liveness checks, until something for the
     /// event loop happens.
     pub async fn next_event(&mut self) -> NetEvent {
+        if let Some(event) = self.queued.pop_front() {
+            return event;
+        }
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => {
@@ -593,31 +577,14 @@ impl Network {
                 info!(peer = %peer_id, %topic, "peer subscribed");
                 let waiting = std::mem::take(&mut self.unpublished);
                 for (topic, data) in waiting {
-                    self.publish(topic, data);
+                    self.publish_on(topic, data);
                 }
                 None
             }
             BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => {
                 match message {
                     request_response::Message::Request { request, channel, .. } => {
-                        let cost = request.cost();
-                        if !self.limiter.allow_cost(peer, std::time::Instant::now(), cost) {
-                            debug!(%peer, "request rate limited");
-                            self.respond(channel, Response::Refused("rate limited".into()));
-                            return None;
-                        }
-                        match request {
-                            WireRequest::Request(request) => {
-                                Some(NetEvent::Request { peer, request, channel })
-                            }
-                            WireRequest::Malformed(reason) => {
-                                // Answered before the penalty, whose ban would close the stream.
-                                let reason = format!("malformed request: {reason}");
-                                self.respond(channel, Response::Refused(reason.clone()));
-                                self.penalize(peer, &reason);
-                                None
-                            }
-                        }
+                        Some(NetEvent::Request { peer, request, channel })
                     }
                     request_response::Message::Response { request_id, response } => {
                         let (_, request) = self.pending.remove(&request_id)?;
@@ -632,13 +599,18 @@ impl Network {
                 ..
             }) => {
                 debug!(%peer, %error, "sync request failed");
+                let failed = self
+                    .pending
+                    .remove(&request_id)
+                    .map(|(_, request)| NetEvent::RequestFailed { peer, request });
                 if let request_response::OutboundFailure::Io(e) = &error
                     && e.kind() == std::io::ErrorKind::InvalidData
                 {
-                    self.penalize(peer, &format!("malformed or oversized response: {e}"));
+                    let reason = format!("malformed or oversized response: {e}");
+                    self.queued.extend(failed);
+                    return Some(NetEvent::Misbehaved { peer, reason });
                 }
-                let (_, request) = self.pending.remove(&request_id)?;
-                Some(NetEvent::RequestFailed { peer, request })
+                failed
             }
             BehaviourEvent::Sync(request_response::Event::InboundFailure {
                 peer, error, ..
@@ -655,18 +627,16 @@ impl Network {
                 if let Some(meta) = self.peers.get_mut(&peer_id) {
                     meta.agent = Some(info.agent_version.clone());
                 }
-                if info.protocol_version != protocol::identify_protocol(&self.network_id) {
-                    let reason = format!(
-                        "another network (identify protocol version {:?})",
-                        info.protocol_version
-                    );
-                    self.ban(peer_id, &reason);
-                    return None;
+                // Another network's addresses are not learnt (the machine bans it).
+                if info.protocol_version == protocol::identify_protocol(&self.network_id) {
+                    for addr in info.listen_addrs {
+                        self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                    }
                 }
-                for addr in info.listen_addrs {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
-                }
-                None
+                Some(NetEvent::PeerIdentified {
+                    peer: peer_id,
+                    protocol_version: info.protocol_version,
+                })
             }
             BehaviourEvent::Ping(event) => {
                 self.on_ping(event);
@@ -695,9 +665,8 @@ impl Network {
 }
 
 impl Network {
-    /// Decodes a gossip message from `from` (the peer that forwarded it) for
-    /// the event loop; a message that is oversized or does not decode is
-    /// rejected here and its sender penalised.
+    /// Hands a gossip message from `from` (the peer that forwarded it) to the
+    /// event loop, undecoded; a topic not ours is ignored here.
     fn on_gossip(
         &mut self,
         from: PeerId,
@@ -714,23 +683,6 @@ impl Network {
             gossip.report_message_validation_result(&id, &from, MessageAcceptance::Ignore);
             return None;
         };
-        let data = &message.data;
-        let decoded = match topic {
-            GossipTopic::Block => protocol::decode_gossip_block(data)
-                .map(|block| NetEvent::GossipBlock { block, from, id: id.clone() }),
-            GossipTopic::Tx => protocol::decode_gossip_tx(data).map(|tx| NetEvent::GossipTx {
-                tx,
-                from,
-                id: id.clone(),
-            }),
-        };
-        match decoded {
-            Ok(event) => Some(event),
-            Err(reason) => {
-                self.report(topic, &id, &from, MessageAcceptance::Reject);
-                self.penalize(from, &reason);
-                None
-            }
-        }
+        Some(NetEvent::Gossip { from, id, topic, data: message.data.clone() })
     }
 }

@@ -1,10 +1,11 @@
 //! What the network knows of its peers, and how it disciplines them.
 //!
-//! Owns the per-peer facts shown by `getpeerinfo` (address, direction, time
-//! connected, ping, agent, chain status, mesh membership, score), the scores
-//! that misbehaviour lowers and time restores, bans (temporary, persisted, never
-//! for configured bootstrap peers), the top-up towards the target peer count,
-//! and the log lines from which an operator draws the topology.
+//! Owns the per-peer connection facts shown by `getpeerinfo` (address,
+//! direction, time connected, ping, agent, mesh membership; the node state
+//! machine adds chain status, score and sync figures), bans (temporary,
+//! persisted, never for configured bootstrap peers; the machine decides
+//! them), the top-up towards the target peer count, and the log lines from
+//! which an operator draws the topology.
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
@@ -14,17 +15,8 @@ use tracing::{debug, info, warn};
 
 use super::{Network, unix_now};
 
-/// Score at or below which a peer is banned.
-const BAN_SCORE: i32 = -100;
-/// Scores of departed peers remembered at most (the map stays bounded).
-const MAX_REMEMBERED_SCORES: usize = 1024;
-/// Score lost for sending consensus-invalid data.
-const INVALID_PENALTY: i32 = -50;
-
 /// How long a ban lasts (Bitcoin Core's default `-bantime`).
 pub const BAN_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
-/// Score regained per [`Network::maintain`] call (every 10 s: a -50 fades in ~8 min).
-const SCORE_DECAY: i32 = 1;
 
 /// What is known of a connected peer besides its chain.
 #[derive(Debug, Clone)]
@@ -47,7 +39,6 @@ impl Network {
         peers
             .into_iter()
             .map(|peer| {
-                let status = self.statuses.get(peer);
                 let meta = self.peers.get(peer);
                 let mut info = serde_json::json!({
                     "id": peer.to_string(),
@@ -56,10 +47,6 @@ impl Network {
                     "connected_since": meta.map(|m| m.since),
                     "ping_ms": meta.and_then(|m| m.ping).map(|d| d.as_secs_f64() * 1000.0),
                     "agent": meta.and_then(|m| m.agent.clone()),
-                    "height": status.map(|s| s.height),
-                    "tip": status.map(|s| s.tip.to_string()),
-                    "chainwork": status.map(|s| s.chainwork.to_string()),
-                    "score": self.scores.get(peer).copied().unwrap_or(0),
                     "mesh": {
                         "blocks": blocks_mesh.contains(peer),
                         "txs": txs_mesh.contains(peer),
@@ -104,26 +91,9 @@ impl Network {
         self.bans.iter().count()
     }
 
-    /// Lowers a peer's score for misbehaviour; bans it below the threshold
-    /// (bootstrap peers are disconnected but never banned).
-    pub fn penalize(&mut self, peer: PeerId, reason: &str) {
-        let score = self.scores.entry(peer).or_insert(0);
-        *score += INVALID_PENALTY;
-        let score = *score;
-        warn!(%peer, score, reason, "peer penalised");
-        if score <= BAN_SCORE {
-            self.ban(peer, &format!("score {score} after: {reason}"));
-        }
-    }
-
-    /// Regains a little score for every peer (misbehaviour fades) and lifts
-    /// bans that ended. Called periodically.
+    /// Tops up the peers and lifts bans that ended. Called periodically.
     pub fn maintain(&mut self) {
         self.top_up();
-        for score in self.scores.values_mut() {
-            *score = (*score + SCORE_DECAY).min(0);
-        }
-        self.scores.retain(|peer, score| *score < 0 || self.peers.contains_key(peer));
         match self.bans.expire(unix_now()) {
             Ok(ended) => {
                 for peer in ended {
@@ -172,26 +142,6 @@ impl Network {
                 info!(%peer, topic = %topic, "mesh leave");
             }
             *before = now;
-        }
-    }
-
-    /// Forgets a departed peer's score unless it misbehaved; keeps at most
-    /// [`MAX_REMEMBERED_SCORES`] scores of departed misbehaving peers.
-    pub(super) fn forget_score(&mut self, peer: PeerId) {
-        if self.scores.get(&peer).is_some_and(|s| *s == 0) {
-            self.scores.remove(&peer);
-        }
-        if self.scores.len() > MAX_REMEMBERED_SCORES {
-            let departed: Vec<PeerId> = self
-                .scores
-                .keys()
-                .filter(|p| !self.swarm.is_connected(p))
-                .take(self.scores.len() - MAX_REMEMBERED_SCORES)
-                .copied()
-                .collect();
-            for p in departed {
-                self.scores.remove(&p);
-            }
         }
     }
 

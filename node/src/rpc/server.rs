@@ -2,9 +2,10 @@
 //!
 //! Owns the listener and the client connections: the socket file (mode 0600, a
 //! stale one replaced, a live one refused, its path length checked), limits on
-//! line length, connections and time per request, and the JSON-RPC envelope. It
-//! knows no method: each request goes to the event loop over a bounded channel
-//! with a oneshot for the answer, so the core keeps a single owner.
+//! line length, connections and time per request, and the JSON-RPC envelope.
+//! Each request is parsed here, once, into a [`Command`] (an unknown method is
+//! answered at once) and goes to the event loop over a bounded channel with a
+//! oneshot for the answer, so the node's state keeps a single owner.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::codec::{Framed, LinesCodec, LinesCodecError};
 use tracing::{debug, info, warn};
+
+use super::table::Command;
 
 /// Limits of the RPC server.
 #[derive(Debug, Clone)]
@@ -96,10 +99,8 @@ impl RpcError {
 /// One request for the event loop.
 #[derive(Debug)]
 pub struct RpcCall {
-    /// The method.
-    pub method: String,
-    /// Its parameters (an array; `null` becomes empty).
-    pub params: Vec<Value>,
+    /// The call, parsed.
+    pub command: Command,
     /// Where the answer goes.
     pub reply: oneshot::Sender<Result<Value, RpcError>>,
 }
@@ -236,8 +237,12 @@ async fn handle_line(line: &str, config: &Config, calls: &mpsc::Sender<RpcCall>)
         Ok(parsed) => parsed,
         Err(answer) => return answer,
     };
+    let command = match Command::parse(&method, params) {
+        Ok(command) => command,
+        Err(e) => return envelope(id, Err(e)),
+    };
     let (reply, answer) = oneshot::channel();
-    let call = RpcCall { method, params, reply };
+    let call = RpcCall { command, reply };
     if calls.send(call).await.is_err() {
         return envelope(id, Err(RpcError::internal("the node is shutting down")));
     }

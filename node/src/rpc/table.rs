@@ -1,10 +1,12 @@
 //! The RPC methods a node answers: names, parameters and one line each.
 //!
 //! Owns the one table that both the dispatch and `help` read. A name the table
-//! does not hold is an unknown method; each [`Method`] it holds is answered by
-//! an exhaustive `match` — [`ChainMethod`]s by `methods::chain_method` from the
-//! core's state alone, [`NodeMethod`]s by the event loop, which also owns the
-//! network and the miner — so a method cannot be listed and not answered.
+//! does not hold is an unknown method; a call is parsed once into a
+//! [`Command`], and each [`Method`] is answered by one exhaustive `match` in
+//! the node's state machine (`crate::machine`) — [`ChainMethod`]s through
+//! `methods::chain_method` from the core's state alone, [`NodeMethod`]s from
+//! the machine's state and the host's facts — so a method cannot be listed and
+//! not answered.
 
 /// A method answered from the chain and mempool alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +35,7 @@ pub enum ChainMethod {
     EstimateFee,
 }
 
-/// A method that needs the event loop: the network, the miner, relaying what it accepts.
+/// A method that needs the whole machine: peers, the miner, relaying what it accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeMethod {
     /// `getblockchaininfo`.
@@ -63,7 +65,7 @@ pub enum NodeMethod {
 pub enum Method {
     /// Answered from the chain state.
     Chain(ChainMethod),
-    /// Answered by the event loop.
+    /// Answered from the whole machine.
     Node(NodeMethod),
 }
 
@@ -124,6 +126,38 @@ impl Method {
     /// The method called `name`, if the node has one.
     pub fn parse(name: &str) -> Option<Method> {
         METHODS.iter().find(|m| m.name == name).map(|m| m.method)
+    }
+}
+
+/// An RPC call, parsed once from its JSON-RPC name and parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Command {
+    /// The method.
+    pub method: Method,
+    /// Its parameters (an array; `null` read as empty).
+    pub params: Vec<serde_json::Value>,
+}
+
+impl Command {
+    /// Parses a call.
+    ///
+    /// # Errors
+    ///
+    /// The node has no method called `name`.
+    pub fn parse(name: &str, params: Vec<serde_json::Value>) -> Result<Command, super::RpcError> {
+        let method = Method::parse(name).ok_or_else(|| super::RpcError::method_not_found(name))?;
+        Ok(Command { method, params })
+    }
+
+    /// Tells whether the answer shows the swarm's or the miner's facts, which
+    /// the event loop then gathers for the machine.
+    pub fn reads_host(&self) -> bool {
+        matches!(
+            self.method,
+            Method::Node(
+                NodeMethod::GetPeerInfo | NodeMethod::GetNetworkInfo | NodeMethod::GetMiningInfo
+            )
+        )
     }
 }
 
