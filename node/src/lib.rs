@@ -23,6 +23,7 @@ pub mod orphans;
 pub mod p2p;
 pub mod rpc;
 pub mod sd_notify;
+pub mod serde_util;
 pub mod store;
 pub mod sync;
 pub mod template;
