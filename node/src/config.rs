@@ -813,10 +813,10 @@ peer_timeout_secs = 20
 # identity_file = "/etc/tinychain/identity.key"
 
 [p2p.rate_limit]
-# Each peer's incoming sync requests (headers, blocks, status) are metered by a
-# token bucket: it may burst `capacity` requests, refilled at `per_second`; a
-# request beyond it is answered "rate limited" at once, never queued. Initial
-# sync asks a peer for up to ~20 requests a second.
+# Each peer's incoming sync requests (status, headers, blocks) are metered by
+# a token bucket of `capacity` tokens refilled at `per_second` tokens a second;
+# a request takes one token (GetHeaders ten), and one without enough tokens is
+# answered "rate limited" at once, never queued (docs/p2p.md, "Rate limits").
 capacity = 100
 per_second = 50
 
