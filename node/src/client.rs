@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use serde_json::{Value, json};
-use tinychain_protocol::rpc::{
+use tinychain_rpc_client::types::{
     BlockHeaderInfo, BlockInfo, BlockchainInfo, MempoolInfo, MiningInfo, TransactionInfo,
     TxLocation,
 };

@@ -1,9 +1,11 @@
 //! The tinychain full node.
 //!
-//! A pure core ([`core::Core`]: chain state, mempool, orphan blocks) that takes
-//! inputs and returns decisions, a [`store`] behind a narrow interface (redb on
-//! disk, maps in tests), block [`template`]s and the [`miner`] threads. The event
-//! loop that owns the core, the network and the RPC socket drives it; see
+//! The node's state machine ([`machine::Node`]: every protocol decision, around
+//! the pure [`core::Core`] — chain state, mempool, orphan blocks — and the
+//! downloader [`sync::Sync`]) takes inputs and the time and returns outputs; a
+//! [`store`] behind a narrow interface (redb on disk, maps in tests), block
+//! [`template`]s and the [`miner`] threads. The thin event loop ([`node`]) that
+//! owns the network and the RPC socket drives the machine; see
 //! `docs/architecture.md` for how a block travels from the socket to the store.
 
 pub mod chain;
@@ -24,6 +26,7 @@ pub mod p2p;
 pub mod rpc;
 pub mod sd_notify;
 pub mod serde_util;
+pub mod signals;
 pub mod store;
 pub mod sync;
 pub mod template;

@@ -44,8 +44,6 @@ const FOUND_QUEUE: usize = 16;
 const RPC_QUEUE: usize = 64;
 /// Metrics refreshes waiting for the event loop, at most.
 const REFRESH_QUEUE: usize = 4;
-/// Longest a shutdown may take before the process exits anyway.
-const SHUTDOWN_LIMIT: Duration = Duration::from_secs(30);
 /// Longest the node waits for its connections to close when it stops.
 const CLOSE_LIMIT: Duration = Duration::from_secs(3);
 
@@ -131,7 +129,7 @@ struct EventLoop {
 /// The data directory, store, network or miner cannot be set up, or the store fails.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    let _signals = watch_signals(shutdown.clone())?;
+    let _signals = crate::signals::watch(shutdown.clone())?;
     let datadir = DataDir::open(&config.datadir, config.network)?;
     let keypair = match &config.keypair {
         Some(keypair) => keypair.clone(),
@@ -459,51 +457,5 @@ async fn wake_at(until: Option<Instant>) {
 fn sd_notify(state: &str) {
     if let Err(e) = crate::sd_notify::notify(state) {
         warn!(state, error = %e, "cannot notify the service manager");
-    }
-}
-
-/// Installs the SIGINT and SIGTERM handlers now (so a signal during start-up is
-/// not lost to the default action, which PID 1 in a container would not get)
-/// and watches them for the whole run: the first cancels `shutdown`; a second
-/// signal, or a shutdown still running after [`SHUTDOWN_LIMIT`], ends the
-/// process at once.
-///
-/// The watcher stops when the returned guard drops (at the end of [`run`]), so
-/// a node run inside a longer-lived process (tests, benchmarks) never ends it.
-fn watch_signals(shutdown: CancellationToken) -> anyhow::Result<AbortOnDrop> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    Ok(AbortOnDrop(tokio::spawn(async move {
-        loop {
-            let overdue = async {
-                shutdown.cancelled().await;
-                tokio::time::sleep(SHUTDOWN_LIMIT).await;
-            };
-            // Exit codes as a shell reports death by the signal: 128 + its number.
-            let (name, code) = tokio::select! {
-                _ = interrupt.recv() => ("SIGINT", 130),
-                _ = terminate.recv() => ("SIGTERM", 143),
-                () = overdue => {
-                    error!(limit = ?SHUTDOWN_LIMIT, "shutdown is taking too long: exiting now");
-                    std::process::exit(1);
-                }
-            };
-            if shutdown.is_cancelled() {
-                warn!(signal = name, "second signal: exiting at once");
-                std::process::exit(code);
-            }
-            info!(signal = name, "signal received: stopping (a second signal exits at once)");
-            shutdown.cancel();
-        }
-    })))
-}
-
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

@@ -16,7 +16,6 @@ pub mod keys;
 pub mod merkle;
 pub mod params;
 pub mod pow;
-pub mod rpc;
 pub mod sighash;
 pub mod transaction;
 pub mod validation;

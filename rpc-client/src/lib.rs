@@ -2,8 +2,8 @@
 //! client commands and `tinychain-wallet`.
 //!
 //! Owns one connection to the node's Unix socket and the JSON-RPC envelope of each
-//! call: a request line out, a reply line back (types from
-//! `tinychain_protocol::rpc`), with read and write timeouts and a bound on the
+//! call: a request line out, a reply line back (the answer types are in
+//! [`types`], shared with the node that serializes them), with read and write timeouts and a bound on the
 //! reply's size, so a stuck or hostile node cannot hang a client or exhaust its
 //! memory. It knows no method but `getblockchaininfo` (to check the network) and
 //! renders nothing. It is a crate of its own because `protocol` stays free of I/O
@@ -15,11 +15,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub mod locate;
+pub mod types;
 
+use crate::types::{BlockchainInfo, Request, Response, code};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tinychain_protocol::params::Network;
-use tinychain_protocol::rpc::{BlockchainInfo, Request, Response, code};
 
 pub use locate::{LocateError, Location, NodeFlags};
 

@@ -19,10 +19,10 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use tinychain_protocol::keys::{Address, AddressError, WifError};
 use tinychain_protocol::params::Network;
-use tinychain_protocol::rpc::{
+use tinychain_protocol::{Amount, Txid};
+use tinychain_rpc_client::types::{
     AddressHistoryEntry, AddressHistoryPage, AddressUtxo, AddressUtxoPage, TransactionInfo,
 };
-use tinychain_protocol::{Amount, Txid};
 use tinychain_rpc_client::{self as rpc, Client, Location};
 
 pub(crate) use history::{history, status};

@@ -25,8 +25,8 @@ use bip39::Mnemonic;
 use serde::{Deserialize, Serialize};
 use tinychain_protocol::keys::{Address, PrivateKey};
 use tinychain_protocol::params::Network;
-use tinychain_protocol::rpc::{as_string, as_string_vec};
 use tinychain_protocol::{Amount, PubkeyHash, Transaction, Txid};
+use tinychain_rpc_client::types::{as_string, as_string_vec};
 use zeroize::{Zeroize, Zeroizing};
 
 pub use disk::Lock;

@@ -7,7 +7,7 @@
 //! shapes and parameter parsing live in [`crate::rpc::methods`].
 
 use serde_json::{Value, json};
-use tinychain_protocol::rpc::{MiningInfo, SetMining};
+use tinychain_rpc_client::types::{MiningInfo, SetMining};
 
 use super::{Host, Node, Output, Time};
 use crate::rpc::RpcError;

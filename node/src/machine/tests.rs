@@ -242,3 +242,106 @@ fn the_stop_rpc_stops_and_unknown_methods_do_not_parse() {
     assert!(outputs.contains(&Output::Stop));
     assert!(Command::parse("getblockcout", Vec::new()).is_err());
 }
+
+/// The blocks of `donor`'s active chain after genesis, in order.
+fn active_blocks(donor: &TestNode) -> Vec<Block> {
+    let chain = donor.core().chain();
+    (1..=chain.height())
+        .map(|h| {
+            let hash = chain.hash_at(h).expect("store").expect("active");
+            chain.block(&hash).expect("store").expect("stored")
+        })
+        .collect()
+}
+
+fn compact(block: &Block) -> Vec<u8> {
+    tinychain_protocol::CompactBlock::from_block(block).expect("has a coinbase").encode()
+}
+
+fn verdicts(outputs: &[Output]) -> Vec<MessageAcceptance> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::GossipVerdict { acceptance, .. } => Some(*acceptance),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_gossiped_block_that_connects_is_forwarded_by_gossip_and_not_published_again() {
+    let mut donor = node();
+    generate(&mut donor, 1, 1);
+    let block = active_blocks(&donor).remove(0);
+    let mut node = node();
+    let from = peer(1);
+    node.handle(t0(), Input::PeerConnected(from)).expect("store");
+    let id = MessageId::new(b"block");
+    let input = Input::Gossip { from, id, topic: GossipTopic::Block, data: compact(&block) };
+    let outputs = node.handle(t0(), input).expect("store");
+    assert_eq!(verdicts(&outputs), [MessageAcceptance::Accept]);
+    assert!(published(&outputs, GossipTopic::Block).is_empty(), "{outputs:?}");
+    assert_eq!(node.core().chain().tip(), block.block_hash());
+
+    // The same block again: known, so neither forwarded nor held against anyone.
+    let id = MessageId::new(b"again");
+    let input = Input::Gossip { from, id, topic: GossipTopic::Block, data: compact(&block) };
+    let outputs = node.handle(t0(), input).expect("store");
+    assert_eq!(verdicts(&outputs), [MessageAcceptance::Ignore]);
+    assert_eq!(node.score(&from), 0);
+}
+
+#[test]
+fn an_incomplete_compact_block_waits_for_the_whole_block_from_its_sender() {
+    let mut donor = node();
+    generate(&mut donor, 101, 1);
+    let tx = spend(coinbase_at(&donor, 1), 1, 2, 1_000);
+    let sent = rpc(&mut donor, "sendrawtransaction", json!([hex::encode(tx.encode())]));
+    assert!(reply(&sent).is_ok(), "{:?}", reply(&sent));
+    generate(&mut donor, 1, 1);
+    let mut blocks = active_blocks(&donor);
+    let last = blocks.pop().expect("102 blocks");
+    assert_eq!(last.txdata.len(), 2, "the block carries the transaction");
+
+    let mut node = node();
+    for block in blocks {
+        let outputs = rpc(&mut node, "submitblock", json!([hex::encode(block.encode())]));
+        assert_eq!(reply(&outputs), &Ok(serde_json::Value::Null));
+    }
+    let from = peer(1);
+    node.handle(t0(), Input::PeerConnected(from)).expect("store");
+    let id = MessageId::new(b"block");
+    let gossip =
+        Input::Gossip { from, id: id.clone(), topic: GossipTopic::Block, data: compact(&last) };
+    let outputs = node.handle(t0(), gossip).expect("store");
+    let hash = last.block_hash();
+    assert!(verdicts(&outputs).is_empty(), "the verdict waits: {outputs:?}");
+    let wanted = Request::GetBlocks(vec![hash]);
+    assert!(outputs.contains(&Output::SendRequest { peer: from, request: wanted.clone() }));
+
+    let response = Response::Blocks(vec![last]);
+    let input = Input::Response { peer: from, request: wanted, response };
+    let outputs = node.handle(t0(), input).expect("store");
+    let acceptance = MessageAcceptance::Accept;
+    let verdict = Output::GossipVerdict { topic: GossipTopic::Block, id, from, acceptance };
+    assert!(outputs.contains(&verdict), "{outputs:?}");
+    assert!(published(&outputs, GossipTopic::Block).is_empty(), "forwarded by gossip only");
+    assert_eq!(node.core().chain().tip(), hash);
+}
+
+#[test]
+fn blocks_nobody_asked_for_are_penalised_and_not_stored() {
+    let mut donor = node();
+    generate(&mut donor, 1, 1);
+    let block = active_blocks(&donor).remove(0);
+    let mut node = node();
+    let from = peer(1);
+    node.handle(t0(), Input::PeerConnected(from)).expect("store");
+    let request = Request::GetBlocks(Vec::new());
+    let input = Input::Response { peer: from, request, response: Response::Blocks(vec![block]) };
+    let outputs = node.handle(t0(), input).expect("store");
+    assert!(outputs.iter().any(
+        |o| matches!(o, Output::Penalise { reason, .. } if reason == "blocks nobody asked for")
+    ));
+    assert_eq!(node.core().chain().height(), 0);
+}

@@ -10,10 +10,10 @@
 
 use serde_json::Value;
 use tinychain_protocol::keys::Address;
-use tinychain_protocol::rpc::{
+use tinychain_protocol::{OutPoint, Txid};
+use tinychain_rpc_client::types::{
     AddressHistoryEntry, AddressHistoryPage, AddressUtxo, AddressUtxoPage,
 };
-use tinychain_protocol::{OutPoint, Txid};
 
 use super::methods::{param_addresses, to_json};
 use super::server::RpcError;

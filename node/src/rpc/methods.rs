@@ -8,11 +8,11 @@ use serde_json::{Value, json};
 use tinychain_protocol::keys::Address;
 use tinychain_protocol::params::Params;
 use tinychain_protocol::pow::Target;
-use tinychain_protocol::rpc::{
+use tinychain_protocol::{Block, BlockHash, BlockHeader, Transaction, Txid};
+use tinychain_rpc_client::types::{
     BlockHeaderInfo, BlockInfo, BlockchainInfo, FeeEstimate, MempoolInfo, TransactionInfo,
     TxInputInfo, TxLocation, TxOutputInfo,
 };
-use tinychain_protocol::{Block, BlockHash, BlockHeader, Transaction, Txid};
 
 use super::server::RpcError;
 use super::table::ChainMethod;
@@ -27,7 +27,7 @@ pub const MAX_GENERATE: u64 = 10_000;
 ///
 /// # Errors
 ///
-/// Never for the `tinychain_protocol::rpc` types (no maps with non-string keys).
+/// Never for the `tinychain_rpc_client::types` types (no maps with non-string keys).
 pub fn to_json<T: Serialize>(value: &T) -> Result<Value, RpcError> {
     serde_json::to_value(value).map_err(|e| RpcError::internal(format!("encoding the answer: {e}")))
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tinychain_protocol::rpc::code;
+use tinychain_rpc_client::types::code;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::codec::{Framed, LinesCodec, LinesCodecError};

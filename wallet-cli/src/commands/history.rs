@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{Value, json};
 use tinychain_protocol::keys::Address;
-use tinychain_protocol::rpc::{TransactionInfo, TxLocation};
 use tinychain_protocol::{Amount, OutPoint, TxOut, Txid};
+use tinychain_rpc_client::types::{TransactionInfo, TxLocation};
 
 use super::scan::decode;
 use super::{Context, Report, Result, address_history, connect, locate, parse_txid, sum};

@@ -13,9 +13,9 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 use tinychain_protocol::keys::Address;
 use tinychain_protocol::params::Params;
-use tinychain_protocol::rpc::{AddressUtxo, TransactionInfo, TxLocation};
 use tinychain_protocol::{Amount, OutPoint, Transaction, TxOut, Txid};
 use tinychain_rpc_client::Client;
+use tinychain_rpc_client::types::{AddressUtxo, TransactionInfo, TxLocation};
 
 use super::{Context, Report, Result, address_history, address_utxos, connect, locate, sum};
 use crate::coins::Candidate;

@@ -13,10 +13,10 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 use tinychain_protocol::keys::Address;
-use tinychain_protocol::rpc::{FeeEstimate, TxLocation};
 use tinychain_protocol::sighash;
 use tinychain_protocol::transaction::SEQUENCE_FINAL;
 use tinychain_protocol::{Amount, OutPoint, Transaction, TxOut, Txid};
+use tinychain_rpc_client::types::{FeeEstimate, TxLocation};
 use tinychain_rpc_client::{self as rpc, Client};
 
 use super::scan::{Scan, decode, fee_of, scan};
@@ -92,7 +92,7 @@ fn choose_fee_rate(client: &mut Client, given: Option<u64>, target: u32) -> Resu
             errors.join("; ")
         ))),
         Err(rpc::Error::Rpc { code, .. })
-            if code == tinychain_protocol::rpc::code::METHOD_NOT_FOUND =>
+            if code == tinychain_rpc_client::types::code::METHOD_NOT_FOUND =>
         {
             Ok(fallback("the node does not estimate fees".to_owned()))
         }

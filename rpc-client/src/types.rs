@@ -3,7 +3,8 @@
 //! Owns the request and response types shared by `tinychain-node` (which
 //! serializes them) and its clients, the node's own client views and
 //! `tinychain-wallet` (which deserialize them), so both sides agree on every
-//! field name documented in `docs/rpc.md`. Hashes, txids and amounts in coins
+//! field name documented in `docs/rpc.md`. They live here, not in the
+//! consensus crate: no two nodes need to agree on them. Hashes, txids and amounts in coins
 //! travel as strings (display hex, decimal coins); belushis as integers. Pure
 //! data: this module opens no socket and reads no file.
 
@@ -12,11 +13,11 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::amount::Amount;
-use crate::hash::{BlockHash, Hash256, Txid};
-use crate::keys::Address;
-use crate::params::Network;
-use crate::pow::Work;
+use tinychain_protocol::Amount;
+use tinychain_protocol::hash::{BlockHash, Hash256, Txid};
+use tinychain_protocol::keys::Address;
+use tinychain_protocol::params::Network;
+use tinychain_protocol::pow::Work;
 
 /// JSON-RPC error codes the node answers with.
 pub mod code {
@@ -457,7 +458,7 @@ pub mod as_string_vec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hash::PubkeyHash;
+    use tinychain_protocol::hash::PubkeyHash;
 
     fn txid(n: u8) -> Txid {
         Txid::from_byte_array([n; 32])
