@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tinychain_protocol::keys::Address;
 use tinychain_protocol::params::Network;
 
+use crate::log::{self, LogFormat};
 use crate::{chain, core, mempool, p2p, sync};
 
 /// The configuration file's name in the base data directory.
@@ -59,7 +60,7 @@ pub struct Config {
     /// The Prometheus endpoint.
     pub metrics: Metrics,
     /// Logging.
-    pub log: Log,
+    pub log: log::Config,
 }
 
 impl Default for Config {
@@ -76,7 +77,7 @@ impl Default for Config {
             store: Store::default(),
             mining: Mining::default(),
             metrics: Metrics::default(),
-            log: Log::default(),
+            log: log::Config::default(),
         }
     }
 }
@@ -163,38 +164,6 @@ impl Default for Metrics {
     fn default() -> Metrics {
         Metrics { enabled: false, listen: SocketAddr::from(([127, 0, 0, 1], 9898)) }
     }
-}
-
-/// `[log]`: what is logged, and how.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Log {
-    /// A `tracing` filter, `RUST_LOG` style (e.g. `info,tinychain_node::p2p=debug`).
-    pub filter: String,
-    /// `text` (for people) or `json` (one object per line, for machines).
-    pub format: LogFormat,
-    /// A name for people, written as `node_name` on every line of a running node.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// A file a running node appends every line to, besides stderr.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<PathBuf>,
-}
-
-impl Default for Log {
-    fn default() -> Log {
-        Log { filter: "info".into(), format: LogFormat::Text, name: None, file: None }
-    }
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line, with the event's fields at the top level.
-    Json,
 }
 
 /// An error loading the configuration.

@@ -136,7 +136,7 @@ fn main() -> ExitCode {
 }
 
 /// Installs the log subscriber on stderr: `filter` (RUST_LOG style), text or JSON lines.
-fn init_logging(log: &config::Log) -> anyhow::Result<()> {
+fn init_logging(log: &tinychain_node::log::Config) -> anyhow::Result<()> {
     let settings =
         tinychain_node::log::Settings { filter: &log.filter, format: log.format, file: None };
     Ok(tinychain_node::log::init(&settings)?)
@@ -268,7 +268,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Crawl(args) => {
             // The crawler's own warnings only (RUST_LOG for more), as text on stderr.
             let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
-            init_logging(&config::Log { filter, ..config::Log::default() })?;
+            init_logging(&tinychain_node::log::Config {
+                filter,
+                ..tinychain_node::log::Config::default()
+            })?;
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
             let report = runtime.block_on(tinychain_node::crawl::crawl(&args))?;
             emit(&report.render(args.format)?)
