@@ -14,14 +14,22 @@
 //!    node 0's own connect); p50/p99 over all rounds and nodes. Empty blocks too.
 //!
 //! Run with `cargo bench -p tinychain-node --bench p2p`; `cargo bench ... -- quick`
-//! runs small sizes, and `-- ibd` or `-- propagation` only one of the two.
+//! runs small sizes, and `-- ibd` or `-- propagation` only one of the two;
+//! `-- ibd-full` syncs 400 blocks of 500 one-input transactions, `-- ibd-empty`
+//! 10,000 coinbase-only blocks, `-- ibd-long=N` N blocks of 10 transactions.
+//! Each IBD run first measures raw k256 verification on every core (the bound)
+//! and libsecp256k1's for comparison, and reports the bytes the process wrote
+//! (/proc/self/io) and its peak RSS. `TINYCHAIN_BENCH_COINS_CACHE_MB` sets the
+//! syncing node's UTXO cache budget (0: none, as before the cache).
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
+use tinychain_node::chain::ChainState;
 use tinychain_node::core::{BlockOutcome, Core, Source};
 use tinychain_node::datadir::DataDir;
+use tinychain_node::store::cache::CoinsCache;
 use tinychain_node::store::redb::RedbStore;
 use tinychain_node::testnet::{LocalNode, local_config};
 use tinychain_protocol::keys::PrivateKey;
@@ -49,6 +57,24 @@ fn open_core(base: &Path) -> (DataDir, BenchCore) {
     let store = RedbStore::open(&datadir.store_path(), params.genesis_hash()).expect("store");
     let core = Core::open(store, params, Default::default(), unix_now()).expect("core");
     (datadir, core)
+}
+
+/// The syncing node's UTXO cache budget: `TINYCHAIN_BENCH_COINS_CACHE_MB`
+/// (0: no cache, every batch written as before the cache), else the node's default.
+fn coins_cache_bytes() -> usize {
+    let mb = std::env::var("TINYCHAIN_BENCH_COINS_CACHE_MB").ok().and_then(|v| v.parse().ok());
+    tinychain_node::config::mib(mb.unwrap_or(tinychain_node::store::cache::DEFAULT_BUDGET_MB))
+}
+
+/// A chain state on the node's store stack (redb under the UTXO cache, default budget).
+fn open_chain(base: &Path) -> (DataDir, ChainState<CoinsCache<RedbStore>>) {
+    let params = Params::new(Network::Regtest);
+    let datadir = DataDir::open(base, Network::Regtest).expect("data dir");
+    let store = RedbStore::open(&datadir.store_path(), params.genesis_hash()).expect("store");
+    let chain =
+        ChainState::open(CoinsCache::new(store, coins_cache_bytes()), params, Default::default())
+            .expect("chain");
+    (datadir, chain)
 }
 
 fn solve(block: &mut Block) {
@@ -98,6 +124,70 @@ fn build_chain(core: &mut BenchCore, blocks: u32, txs_per_block: usize) -> Vec<B
     chain
 }
 
+/// Verifies one k256 signature `n` times on each of `threads` threads; returns verifies/s.
+fn k256_rate(threads: usize, n: usize) -> f64 {
+    use k256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
+    use k256::ecdsa::{Signature, SigningKey};
+    let signing = SigningKey::from_slice(&[7; 32]).expect("a valid scalar");
+    let hash = [0x5a; 32];
+    let sig: Signature = signing.sign_prehash(&hash).expect("signs");
+    let key = *signing.verifying_key();
+    let t = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                for _ in 0..n {
+                    key.verify_prehash(std::hint::black_box(&hash), &sig).expect("valid");
+                }
+            });
+        }
+    });
+    (threads * n) as f64 / t.elapsed().as_secs_f64()
+}
+
+/// The same with libsecp256k1 (the `secp256k1` crate; measured, not used by the node).
+fn libsecp_rate(threads: usize, n: usize) -> f64 {
+    use secp256k1::{Message, PublicKey, SecretKey, ecdsa};
+    let secret = SecretKey::from_secret_bytes([7; 32]).expect("a valid scalar");
+    let key = PublicKey::from_secret_key(&secret);
+    let msg = Message::from_digest([0x5a; 32]);
+    let sig = ecdsa::sign(msg, &secret);
+    let t = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                for _ in 0..n {
+                    ecdsa::verify(&sig, std::hint::black_box(msg), &key).expect("valid");
+                }
+            });
+        }
+    });
+    (threads * n) as f64 / t.elapsed().as_secs_f64()
+}
+
+/// Bytes this process wrote to storage so far (`write_bytes` of /proc/self/io).
+fn bytes_written() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|io| {
+            io.lines().find_map(|l| l.strip_prefix("write_bytes: ").and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// Peak resident memory of this process, in MiB (`VmHWM` of /proc/self/status).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmHWM:")
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            })
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
@@ -120,22 +210,37 @@ fn ibd(rt: &tokio::runtime::Runtime, blocks: u32, txs_per_block: usize) {
     drop(datadir);
     eprintln!("ibd: built {blocks} blocks with {txs} transactions in {:.1?}", t.elapsed());
 
-    // Baseline: the same blocks connected into a fresh store, no network.
+    // The bound: raw k256 verification on every core, measured in this run.
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let raw = k256_rate(cores, 20_000);
+    let libsecp = libsecp_rate(cores, 20_000);
+    eprintln!(
+        "ibd: raw verify x {cores} cores: k256 {raw:.0}/s, libsecp256k1 {libsecp:.0}/s \
+         ({:.2}x k256)",
+        libsecp / raw
+    );
+
+    // Baseline: the same blocks connected into a fresh store, no network, the
+    // headers first (as a sync has them), through the node's UTXO cache.
     let fresh = tempfile::tempdir().expect("tempdir");
-    let (_dir, mut core) = open_core(fresh.path());
+    let (_dir, mut chain_state) = open_chain(fresh.path());
+    let headers: Vec<_> = chain.iter().map(|b| b.header).collect();
     let t = Instant::now();
+    for run in headers.chunks(2000) {
+        chain_state.accept_headers(run, u32::MAX).expect("headers");
+    }
     for block in &chain {
-        let (outcome, _) =
-            core.handle_block(block.clone(), Source::Requested(1), unix_now()).expect("store");
-        assert_eq!(outcome, BlockOutcome::Accepted);
+        chain_state.accept_block(block, u32::MAX).expect("valid");
+        let change = chain_state.activate_best_chain().expect("store");
+        assert_eq!(change.connected.len(), 1);
     }
     let local = t.elapsed().as_secs_f64();
+    drop(chain_state);
     let local_rate = f64::from(blocks) / local;
     eprintln!(
         "ibd: connect without network: {local:.1} s = {local_rate:.0} blocks/s, {:.0} tx/s",
         txs as f64 / local
     );
-    drop(core);
 
     // Three serving nodes with copies of the chain, and a fresh one syncing.
     let mut servers = Vec::new();
@@ -158,13 +263,11 @@ fn ibd(rt: &tokio::runtime::Runtime, blocks: u32, txs_per_block: usize) {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let bootstrap = servers.iter().map(|s| s.addr.clone()).collect();
+    let written = bytes_written();
     let t = Instant::now();
-    let fresh = LocalNode::start(
-        rt.handle(),
-        local_config(dir.path(), Network::Regtest, bootstrap),
-        DEADLINE,
-    )
-    .expect("the syncing node starts");
+    let mut config = local_config(dir.path(), Network::Regtest, bootstrap);
+    config.coins_cache_bytes = coins_cache_bytes();
+    let fresh = LocalNode::start(rt.handle(), config, DEADLINE).expect("the syncing node starts");
     wait_until("initial block download", || height(&fresh) == u64::from(blocks));
     let synced = t.elapsed().as_secs_f64();
     let rate = f64::from(blocks) / synced;
@@ -176,11 +279,17 @@ fn ibd(rt: &tokio::runtime::Runtime, blocks: u32, txs_per_block: usize) {
         .iter()
         .filter_map(|p| p["sync"]["blocks_delivered"].as_u64())
         .collect();
+    let written = bytes_written() - written;
+    let sigs = txs as f64 / synced;
     eprintln!(
-        "ibd: {blocks} blocks from 3 peers in {synced:.1} s = {rate:.0} blocks/s, {:.0} tx/s \
-         = {:.0} % of connect without network; blocks per peer {peers:?}",
-        txs as f64 / synced,
-        100.0 * rate / local_rate
+        "ibd: {blocks} blocks from 3 peers in {synced:.1} s = {rate:.0} blocks/s, {sigs:.0} \
+         signatures/s = {:.0} % of raw k256 x cores, {:.0} % of connect without network; \
+         blocks per peer {peers:?}; {:.0} MiB written (all 4 nodes' process), peak RSS \
+         {:.0} MiB (process)",
+        100.0 * sigs / raw,
+        100.0 * rate / local_rate,
+        written as f64 / 1048576.0,
+        peak_rss_mib()
     );
     for node in servers.iter().chain([&fresh]) {
         node.stop();
@@ -345,10 +454,26 @@ fn main() {
     // `ibd` or `propagation` among the arguments runs only that one.
     let only = |name: &str| {
         let named = |n: &str| std::env::args().any(|a| a == n);
-        named(name) || !(named("ibd") || named("propagation"))
+        let any = std::env::args().any(|a| a.starts_with("ibd") || a == "propagation");
+        named(name) || !any
     };
     if only("ibd") {
-        if quick { ibd(&rt, 300, 5) } else { ibd(&rt, 10_000, 10) }
+        if quick {
+            ibd(&rt, 300, 5);
+        } else {
+            // The bench chain of issue 19: 10 one-input transactions a block.
+            ibd(&rt, 10_000, 10);
+        }
+    }
+    // Fuller blocks (500 one-input transactions) and coinbase-only blocks.
+    if std::env::args().any(|a| a == "ibd-full") {
+        ibd(&rt, if quick { 20 } else { 400 }, 500);
+    }
+    if std::env::args().any(|a| a == "ibd-empty") {
+        ibd(&rt, if quick { 300 } else { 10_000 }, 0);
+    }
+    if let Some(n) = std::env::args().find_map(|a| a.strip_prefix("ibd-long=")?.parse().ok()) {
+        ibd(&rt, n, 10);
     }
     if only("propagation") {
         propagation(&rt, if quick { 2 } else { 20 });

@@ -1,8 +1,11 @@
 //! Resident memory of the node's chain state as the chain grows.
 //!
 //! Connects empty regtest blocks (coinbase only, one minute apart) through
-//! [`ChainState`] into a [`RedbStore`] in a temporary directory, and prints the
-//! process's RSS (`VmRSS` in `/proc/self/status`), the redb file size, the
+//! [`ChainState`] into a [`RedbStore`] under the node's UTXO cache (budget
+//! `TINYCHAIN_BENCH_COINS_CACHE_MB`, default the node's), headers first as in a
+//! sync, in a temporary directory, and prints the process's RSS (`VmRSS` in
+//! `/proc/self/status`), what the UTXO cache holds and the RSS outside it, the
+//! redb file size, the
 //! block index entries held in memory and the connect rate at 1,000, 10,000,
 //! 50,000 and 100,000 blocks. The block count is `TINYCHAIN_BENCH_BLOCKS`
 //! (default 100,000), so it can also run short; redb's page cache is
@@ -26,6 +29,7 @@ use std::time::Instant;
 
 use tinychain_node::chain::{ChainState, Config};
 use tinychain_node::store::Store;
+use tinychain_node::store::cache::{CoinsCache, DEFAULT_BUDGET_MB};
 use tinychain_node::store::redb::{DEFAULT_CACHE_BYTES, RedbStore};
 use tinychain_node::template::coinbase;
 use tinychain_protocol::PubkeyHash;
@@ -38,6 +42,8 @@ use tinychain_protocol::validation::block_subsidy;
 const BLOCKS_VAR: &str = "TINYCHAIN_BENCH_BLOCKS";
 /// redb's page cache in MiB.
 const CACHE_VAR: &str = "TINYCHAIN_BENCH_CACHE_MB";
+/// The UTXO cache's budget in MiB.
+const COINS_VAR: &str = "TINYCHAIN_BENCH_COINS_CACHE_MB";
 /// Set (to a store path) in the child process that only reopens the store.
 const REOPEN_VAR: &str = "TINYCHAIN_BENCH_REOPEN";
 const DEFAULT_BLOCKS: u32 = 100_000;
@@ -76,6 +82,25 @@ fn cache_bytes() -> usize {
     }
 }
 
+/// Returns the UTXO cache's budget to run with, in bytes (default: the node's).
+fn coins_cache_bytes() -> usize {
+    let mb = match std::env::var(COINS_VAR) {
+        Ok(mb) => mb.parse().unwrap_or_else(|_| panic!("{COINS_VAR} must be MiB, got {mb}")),
+        Err(_) => DEFAULT_BUDGET_MB,
+    };
+    tinychain_node::config::mib(mb)
+}
+
+/// Bytes this process wrote to storage (`write_bytes` of /proc/self/io).
+fn written_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|io| {
+            io.lines().find_map(|l| l.strip_prefix("write_bytes: ").and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
 fn rss_mib() -> f64 {
     status_kib("VmRSS") as f64 / 1024.0
 }
@@ -84,28 +109,36 @@ fn file_mib(path: &Path) -> f64 {
     std::fs::metadata(path).map_or(0.0, |m| m.len() as f64 / (1024.0 * 1024.0))
 }
 
-/// Builds and mines an empty block on the tip, one minute after it.
-fn next_block<S: Store>(chain: &ChainState<S>) -> Block {
-    let tip = chain.tip();
+/// Builds and mines `count` empty blocks on the tip, each one minute after the
+/// one before (regtest does not retarget: the tip's required bits hold throughout).
+fn build_blocks<S: Store>(chain: &ChainState<S>, count: u32) -> Vec<Block> {
     let ctx = chain.tip_context(NOW);
-    let reward = block_subsidy(ctx.height, chain.params());
-    let txdata = vec![coinbase(ctx.height, 0, PubkeyHash::from_byte_array([7; 20]), reward)];
-    let mut block = Block {
-        header: BlockHeader {
-            version: 1,
-            prev_blockhash: tip,
-            merkle_root: block_merkle_root(&txdata).root,
-            time: (chain.tip_entry().header.time + 60).max(ctx.median_time_past + 1),
-            bits: ctx.required_bits,
-            nonce: 0,
-        },
-        txdata,
-    };
-    let target = block.header.bits.to_target().expect("regtest bits decode");
-    while !target.is_met_by(block.header.block_hash()) {
-        block.header.nonce += 1;
-    }
-    block
+    let (mut prev, mut time) = (chain.tip(), chain.tip_entry().header.time);
+    (0..count)
+        .map(|i| {
+            let height = ctx.height + i;
+            let reward = block_subsidy(height, chain.params());
+            let txdata = vec![coinbase(height, 0, PubkeyHash::from_byte_array([7; 20]), reward)];
+            time = (time + 60).max(ctx.median_time_past + 1);
+            let mut block = Block {
+                header: BlockHeader {
+                    version: 1,
+                    prev_blockhash: prev,
+                    merkle_root: block_merkle_root(&txdata).root,
+                    time,
+                    bits: ctx.required_bits,
+                    nonce: 0,
+                },
+                txdata,
+            };
+            let target = block.header.bits.to_target().expect("regtest bits decode");
+            while !target.is_met_by(block.header.block_hash()) {
+                block.header.nonce += 1;
+            }
+            prev = block.block_hash();
+            block
+        })
+        .collect()
 }
 
 /// In the child process: opens the finished store and reports what opening the
@@ -161,7 +194,16 @@ fn main() {
     let cache = cache_bytes();
     let store = RedbStore::open_with_cache(&path, params.genesis_hash(), cache)
         .expect("a new redb store opens");
+    let coins_budget = coins_cache_bytes();
+    let store = CoinsCache::new(store, coins_budget);
     let mut chain = ChainState::open(store, params, config()).expect("a new store opens");
+    // As in a sync: every header first, so the chain is far behind its best
+    // header and the UTXO cache holds the chain state between flushes.
+    let built = build_blocks(&chain, blocks);
+    for run in built.chunks(2000) {
+        let headers: Vec<_> = run.iter().map(|b| b.header).collect();
+        chain.accept_headers(&headers, NOW).expect("the bench's headers are valid");
+    }
 
     eprintln!("connecting {blocks} empty regtest blocks into redb ({BLOCKS_VAR} to change)");
     eprintln!("  redb page cache: {} MiB ({CACHE_VAR} to change)", cache / (1024 * 1024));
@@ -170,14 +212,24 @@ fn main() {
         rss_mib()
     );
     eprintln!(
-        "  {:>8} {:>9} {:>13} {:>9} {:>14} {:>10} {:>9}",
-        "blocks", "RSS MiB", "vs 1st row", "redb MiB", "blocks/s (seg)", "blocks/s", "resident"
+        "  {:>8} {:>9} {:>13} {:>9} {:>9} {:>13} {:>9} {:>14} {:>10} {:>9}",
+        "blocks",
+        "RSS MiB",
+        "vs 1st row",
+        "cache MiB",
+        "outside",
+        "vs 1st row",
+        "redb MiB",
+        "blocks/s (seg)",
+        "blocks/s",
+        "resident"
     );
+    eprintln!("  UTXO cache budget: {} MiB ({COINS_VAR} to change)", coins_budget / (1024 * 1024));
     let (started, mut segment_start, mut segment_from) = (Instant::now(), Instant::now(), 0u32);
     let mut first_rss = None;
-    for height in 1..=blocks {
-        let block = next_block(&chain);
-        chain.accept_block(&block, NOW).expect("the bench's blocks are valid");
+    let mut first_outside = None;
+    for (block, height) in built.iter().zip(1..) {
+        chain.accept_block(block, NOW).expect("the bench's blocks are valid");
         let change = chain.activate_best_chain().expect("the store works");
         assert_eq!(change.connected.len(), 1, "block {height} connects");
         if checkpoints.contains(&height) {
@@ -185,9 +237,14 @@ fn main() {
             let baseline = *first_rss.get_or_insert(rss);
             let segment = f64::from(height - segment_from) / segment_start.elapsed().as_secs_f64();
             let overall = f64::from(height) / started.elapsed().as_secs_f64();
+            let held = chain.store().bytes() as f64 / (1024.0 * 1024.0);
+            let outside = rss - held;
+            let outside_base = *first_outside.get_or_insert(outside);
             eprintln!(
-                "  {height:>8} {rss:>9.1} {:>12.1}% {:>9.1} {segment:>14.0} {overall:>10.0} {:>9}",
+                "  {height:>8} {rss:>9.1} {:>12.1}% {held:>9.1} {outside:>9.1} {:>12.1}% {:>9.1} \
+                 {segment:>14.0} {overall:>10.0} {:>9}",
                 100.0 * (rss - baseline) / baseline,
+                100.0 * (outside - outside_base) / outside_base,
                 file_mib(&path),
                 chain.index().resident_len()
             );
@@ -196,6 +253,12 @@ fn main() {
     }
     drop(chain);
     eprintln!("  (resident: block index entries held in memory)");
+    eprintln!(
+        "  {blocks} blocks in {:.1} s; peak RSS {:.1} MiB; {:.1} MiB written (/proc/self/io)",
+        started.elapsed().as_secs_f64(),
+        status_kib("VmHWM") as f64 / 1024.0,
+        written_bytes() as f64 / (1024.0 * 1024.0)
+    );
     eprintln!();
 
     let exe = std::env::current_exe().expect("the bench knows its own path");

@@ -113,19 +113,35 @@ pub struct Store {
     /// it, so the node's resident memory grows with the chain up to this bound.
     /// The default, 1, keeps the node's memory flat; more speeds up initial sync.
     pub cache_mb: u32,
+    /// The UTXO cache, in MiB (Bitcoin Core's `-dbcache`): the coins, undo data
+    /// and transaction locations changed since the last flush are held in
+    /// memory and written in one batch when they pass this budget, every five
+    /// minutes, at the tip and at shutdown. The node's resident memory grows by
+    /// up to this much (plus the allocator's slack) during initial sync.
+    pub coins_cache_mb: u32,
 }
 
 impl Default for Store {
     fn default() -> Store {
-        Store { cache_mb: 1 }
+        Store { cache_mb: 1, coins_cache_mb: crate::store::cache::DEFAULT_BUDGET_MB }
     }
 }
 
 impl Store {
     /// Returns the cache size in bytes.
     pub fn cache_bytes(&self) -> usize {
-        usize::try_from(self.cache_mb).unwrap_or(usize::MAX).saturating_mul(1024 * 1024)
+        mib(self.cache_mb)
     }
+
+    /// Returns the UTXO cache's budget in bytes.
+    pub fn coins_cache_bytes(&self) -> usize {
+        mib(self.coins_cache_mb)
+    }
+}
+
+/// Returns `n` MiB in bytes, saturating.
+pub fn mib(n: u32) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX).saturating_mul(1024 * 1024)
 }
 
 /// `[mining]`: the built-in miner.
@@ -272,6 +288,10 @@ pub struct RunFlags {
     /// (p2p.peer_timeout_secs; env TINYCHAIN_P2P_PEER_TIMEOUT_SECS).
     #[arg(long, value_name = "SECS")]
     pub peer_timeout: Option<u64>,
+    /// The UTXO cache's budget in MiB (store.coins_cache_mb; env
+    /// TINYCHAIN_STORE_COINS_CACHE_MB) [default: 64].
+    #[arg(long, value_name = "MIB")]
+    pub coins_cache_mb: Option<u32>,
     /// A name written as `node_name` on every log line (log.name; env TINYCHAIN_LOG_NAME).
     #[arg(long, value_name = "NAME")]
     pub log_name: Option<String>,
@@ -605,6 +625,9 @@ fn apply_flags(config: &mut Config, flags: &RunFlags) {
     if let Some(secs) = flags.peer_timeout {
         config.p2p.peer_timeout = Duration::from_secs(secs);
     }
+    if let Some(mib) = flags.coins_cache_mb {
+        config.store.coins_cache_mb = mib;
+    }
     if let Some(name) = &flags.log_name {
         config.log.name = Some(name.clone());
     }
@@ -850,8 +873,13 @@ ttl_secs = 1200
 
 [store]
 # redb's page cache, in MiB: the node's memory grows with the chain up to
-# this bound. More makes initial sync faster (like Bitcoin Core's -dbcache).
+# this bound. More makes initial sync faster.
 cache_mb = 1
+# The UTXO cache, in MiB (like Bitcoin Core's -dbcache): coins changed since
+# the last flush are held in memory and written in one batch when they pass
+# this budget, every five minutes, at the tip and at shutdown
+# (--coins-cache-mb).
+coins_cache_mb = 64
 
 [mining]
 # Mine blocks (--mine).

@@ -202,6 +202,7 @@ fn node_config(
         rpc_socket: Some(loaded.rpc_socket().to_path_buf()),
         keypair: Some(keypair),
         store_cache_bytes: c.store.cache_bytes(),
+        coins_cache_bytes: c.store.coins_cache_bytes(),
         metrics: c.metrics.enabled.then_some(c.metrics.listen),
     })
 }

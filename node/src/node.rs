@@ -30,6 +30,7 @@ use crate::miner::{FoundBlock, Miner};
 use crate::p2p::protocol::Response;
 use crate::p2p::{self, NetEvent, Network};
 use crate::rpc::{self, RpcCall, RpcError};
+use crate::store::cache::CoinsCache;
 use crate::store::redb::RedbStore;
 
 /// How often the machine is ticked (it keeps its own slower schedules).
@@ -83,6 +84,8 @@ pub struct Config {
     pub keypair: Option<libp2p::identity::Keypair>,
     /// The store's page cache, in bytes.
     pub store_cache_bytes: usize,
+    /// The UTXO cache's budget, in bytes (`store.coins_cache_mb`).
+    pub coins_cache_bytes: usize,
     /// Where to serve Prometheus metrics over HTTP (none: no endpoint).
     pub metrics: Option<SocketAddr>,
 }
@@ -97,7 +100,7 @@ fn now() -> Time {
     Time::new(unix_now(), Instant::now())
 }
 
-type Machine = machine::Node<RedbStore>;
+type Machine = machine::Node<CoinsCache<RedbStore>>;
 
 /// The event loop's state: the machine and the I/O it drives.
 struct EventLoop {
@@ -120,6 +123,8 @@ struct EventLoop {
     last_id: u64,
     /// Set by the `stop` RPC.
     stop_requested: bool,
+    /// The miner rests until then ([`Output::RestMiner`]).
+    miner_rests_until: Option<Instant>,
 }
 
 /// Runs the node until SIGINT, SIGTERM or the `stop` RPC.
@@ -177,6 +182,7 @@ async fn run_node(
     let store =
         RedbStore::open_with_cache(&datadir.store_path(), genesis, config.store_cache_bytes)
             .with_context(|| format!("opening {}", datadir.store_path().display()))?;
+    let store = CoinsCache::new(store, config.coins_cache_bytes);
     let machine =
         Machine::open(store, params, config.machine(), now()).context("opening the chain")?;
     let p2p_config =
@@ -212,6 +218,7 @@ async fn run_node(
         replies: HashMap::new(),
         last_id: 0,
         stop_requested: false,
+        miner_rests_until: None,
     };
     // The first tick starts the miner (if configured) and gives it its job.
     node.feed(Input::Tick)?;
@@ -254,6 +261,10 @@ async fn run_node(
             Some(block) = found_rx.recv() => node.feed(Input::FoundBlock(block))?,
             event = node.net.next_event() => node.on_net_event(event)?,
             () = wake_at(node.machine.next_wake()) => node.feed(Input::Tick)?,
+            () = wake_at(node.miner_rests_until) => {
+                node.miner_rests_until = None;
+                node.feed(Input::MinerRested)?;
+            }
             _ = ticks.tick() => {
                 node.net.log_mesh_changes();
                 node.feed(Input::Tick)?;
@@ -301,25 +312,15 @@ impl EventLoop {
         Ok(())
     }
 
-    /// Translates a swarm event into the machine's input.
+    /// Hands a swarm event to the machine, keeping a request's answer channel.
     fn on_net_event(&mut self, event: NetEvent) -> anyhow::Result<()> {
         let input = match event {
-            NetEvent::PeerConnected(peer) => Input::PeerConnected(peer),
-            NetEvent::PeerDisconnected(peer) => Input::PeerDisconnected(peer),
-            NetEvent::PeerIdentified { peer, protocol_version } => {
-                Input::PeerIdentified { peer, protocol_version }
-            }
-            NetEvent::Misbehaved { peer, reason } => Input::Misbehaved { peer, reason },
-            NetEvent::Gossip { from, id, topic, data } => Input::Gossip { from, id, topic, data },
+            NetEvent::Input(input) => input,
             NetEvent::Request { peer, request, channel } => {
                 let id = self.next_id();
                 self.inbound.insert(id, channel);
                 Input::Request { peer, id, request }
             }
-            NetEvent::Response { peer, request, response } => {
-                Input::Response { peer, request, response }
-            }
-            NetEvent::RequestFailed { peer, request } => Input::RequestFailed { peer, request },
         };
         self.feed(input)
     }
@@ -390,6 +391,12 @@ impl EventLoop {
                 if let Some(miner) = &self.miner {
                     miner.pause();
                 }
+            }
+            Output::RestMiner(rest) => {
+                if let Some(miner) = &self.miner {
+                    miner.pause();
+                }
+                self.miner_rests_until = Some(Instant::now() + rest);
             }
             Output::TipChanged { connected, disconnected, signatures_cached } => {
                 self.metrics.tip_changed(connected, disconnected, signatures_cached);

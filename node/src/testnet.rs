@@ -54,6 +54,7 @@ pub fn local_config(datadir: &Path, network: Network, bootstrap: Vec<Multiaddr>)
         rpc_socket: Some(datadir.join("rpc.sock")),
         keypair: None,
         store_cache_bytes: crate::store::redb::DEFAULT_CACHE_BYTES,
+        coins_cache_bytes: crate::config::mib(crate::store::cache::DEFAULT_BUDGET_MB),
         metrics: None,
     }
 }

@@ -442,13 +442,15 @@ impl<S: Store> ChainState<S> {
 
     /// Returns the batch for storing or connecting a block at `height`: lazy
     /// while far behind the best header (initial sync: one fsync per
-    /// [`DURABLE_EVERY`] blocks instead of two per block), durable near the tip.
+    /// [`DURABLE_EVERY`] blocks instead of two per block, and a coins cache
+    /// above the store keeps the chain state until its own flush), durable and
+    /// flushing near the tip.
     fn batch_at(&self, height: u32) -> Batch {
         let far_behind = self.index.best_header_height() > height.saturating_add(SYNC_DISTANCE);
-        if far_behind && !height.is_multiple_of(DURABLE_EVERY) {
-            Batch::lazy()
-        } else {
-            Batch::default()
+        match (far_behind, height.is_multiple_of(DURABLE_EVERY)) {
+            (false, _) => Batch::default(),
+            (true, true) => Batch::durable_blocks(),
+            (true, false) => Batch::lazy(),
         }
     }
 

@@ -26,8 +26,10 @@ pub(super) struct Mining {
     threads: usize,
     /// The address to pay when none is given (`--mine-address` or the last `setmining`).
     pub(super) pay_to: Option<PubkeyHash>,
-    /// The miner rests (after a found block) until then.
+    /// The miner waits for the clock until then.
     pub(super) rests_until: Option<Instant>,
+    /// The miner rests after a found block ([`Output::RestMiner`]).
+    pub(super) resting: bool,
     /// How long it rests.
     rest: Duration,
     /// The miner waits for the clock; logged once per wait.
@@ -42,6 +44,7 @@ impl Mining {
             threads: config.threads.max(1),
             pay_to: config.pay_to,
             rests_until: None,
+            resting: false,
             rest: config.miner_rest,
             waits: false,
         }
@@ -64,7 +67,7 @@ impl<S: Store> Node<S> {
     /// the miner waits until it can be, and says so once.
     pub(super) fn refresh_miner(&mut self, now: Time, out: &mut Vec<Output>) {
         let Some((_, pay_to)) = self.mining.running else { return };
-        if self.mining.rests_until.is_some() {
+        if self.mining.rests_until.is_some() || self.mining.resting {
             return;
         }
         if let Some(until) = self.core.mining_blocked_until(now.unix) {
@@ -100,8 +103,8 @@ impl<S: Store> Node<S> {
         let (outcome, outputs) = self.core.handle_block(block, Source::Local, now.unix)?;
         if outcome == BlockOutcome::Accepted {
             if !self.mining.rest.is_zero() && self.mining.running.is_some() {
-                out.push(Output::PauseMiner);
-                self.mining.rests_until = Some(now.instant + self.mining.rest);
+                out.push(Output::RestMiner(self.mining.rest));
+                self.mining.resting = true;
             }
         } else {
             warn!(%hash, %outcome, "own block not accepted");

@@ -159,6 +159,8 @@ pub enum Input {
     },
     /// The miner found a block.
     FoundBlock(Block),
+    /// The rest asked for with [`Output::RestMiner`] is over.
+    MinerRested,
 }
 
 /// Something for the event loop to do.
@@ -237,8 +239,13 @@ pub enum Output {
     StopMiner,
     /// Give the miner a new template.
     MiningJob(BlockTemplate),
-    /// Pause the miner (it rests, or waits for the clock).
+    /// Pause the miner (it waits for the clock).
     PauseMiner,
+    /// Pause the miner for this long after the block it found connected,
+    /// then send [`Input::MinerRested`] (the rest counts from when the event
+    /// loop carries this out, after the connect, so blocks on the tip are at
+    /// least this far apart).
+    RestMiner(Duration),
     /// The active tip moved (for the metrics).
     TipChanged {
         /// Blocks connected on the way.
@@ -403,12 +410,16 @@ impl<S: Store> Node<S> {
                 out.push(Output::Reply { id, result });
             }
             Input::FoundBlock(block) => self.on_found_block(block, now, &mut out)?,
+            Input::MinerRested => {
+                self.mining.resting = false;
+                self.refresh_miner(now, &mut out);
+            }
         }
         Ok(out)
     }
 
     /// The next instant the machine wants an [`Input::Tick`] at, besides the
-    /// every-second one (the end of the miner's rest).
+    /// every-second one (when the miner may go on after waiting for the clock).
     pub fn next_wake(&self) -> Option<Instant> {
         self.mining.rests_until
     }

@@ -71,6 +71,13 @@ fn published(outputs: &[Output], topic: GossipTopic) -> Vec<&Vec<u8>> {
         .collect()
 }
 
+fn job(outputs: &[Output]) -> Option<&BlockTemplate> {
+    outputs.iter().find_map(|o| match o {
+        Output::MiningJob(t) => Some(t),
+        _ => None,
+    })
+}
+
 fn jobs(outputs: &[Output]) -> usize {
     outputs.iter().filter(|o| matches!(o, Output::MiningJob(_))).count()
 }
@@ -117,11 +124,8 @@ fn submitblock_publishes_the_block_and_refreshes_the_miner() {
     assert_eq!(reply(&outputs), &Ok(serde_json::Value::Null));
     assert_eq!(node.core().chain().tip(), tip);
     assert_eq!(published(&outputs, GossipTopic::Block).len(), 1, "{outputs:?}");
-    let job = outputs.iter().find_map(|o| match o {
-        Output::MiningJob(t) => Some(t),
-        _ => None,
-    });
-    assert_eq!(job.map(|t| t.block.header.prev_blockhash), Some(tip), "the miner moves on");
+    let prev = job(&outputs).map(|t| t.block.header.prev_blockhash);
+    assert_eq!(prev, Some(tip), "the miner moves on");
 }
 
 #[test]
@@ -268,14 +272,20 @@ fn verdicts(outputs: &[Output]) -> Vec<MessageAcceptance> {
         .collect()
 }
 
-#[test]
-fn a_gossiped_block_that_connects_is_forwarded_by_gossip_and_not_published_again() {
+/// A fresh node with `peer(1)` connected, and a block on its genesis mined elsewhere.
+fn one_block_from_a_peer() -> (TestNode, PeerId, Block) {
     let mut donor = node();
     generate(&mut donor, 1, 1);
     let block = active_blocks(&donor).remove(0);
     let mut node = node();
     let from = peer(1);
     node.handle(t0(), Input::PeerConnected(from)).expect("store");
+    (node, from, block)
+}
+
+#[test]
+fn a_gossiped_block_that_connects_is_forwarded_by_gossip_and_not_published_again() {
+    let (mut node, from, block) = one_block_from_a_peer();
     let id = MessageId::new(b"block");
     let input = Input::Gossip { from, id, topic: GossipTopic::Block, data: compact(&block) };
     let outputs = node.handle(t0(), input).expect("store");
@@ -331,12 +341,7 @@ fn an_incomplete_compact_block_waits_for_the_whole_block_from_its_sender() {
 
 #[test]
 fn blocks_nobody_asked_for_are_penalised_and_not_stored() {
-    let mut donor = node();
-    generate(&mut donor, 1, 1);
-    let block = active_blocks(&donor).remove(0);
-    let mut node = node();
-    let from = peer(1);
-    node.handle(t0(), Input::PeerConnected(from)).expect("store");
+    let (mut node, from, block) = one_block_from_a_peer();
     let request = Request::GetBlocks(Vec::new());
     let input = Input::Response { peer: from, request, response: Response::Blocks(vec![block]) };
     let outputs = node.handle(t0(), input).expect("store");
@@ -344,4 +349,24 @@ fn blocks_nobody_asked_for_are_penalised_and_not_stored() {
         |o| matches!(o, Output::Penalise { reason, .. } if reason == "blocks nobody asked for")
     ));
     assert_eq!(node.core().chain().height(), 0);
+}
+
+#[test]
+fn a_found_block_is_published_and_the_miner_rests_before_its_next_job() {
+    let pay_to = Some(address(2).pubkey_hash());
+    let config =
+        Config { mine: true, pay_to, miner_rest: Duration::from_millis(700), ..Config::default() };
+    let mut node = node_with(config);
+    let started = node.handle(t0(), Input::Tick).expect("store");
+    let mut block = job(&started).expect("a job").block.clone();
+    let target = block.header.bits.to_target().expect("valid bits");
+    while !target.is_met_by(block.header.block_hash()) {
+        block.header.nonce += 1;
+    }
+    let outputs = node.handle(t0(), Input::FoundBlock(block.clone())).expect("store");
+    assert!(outputs.contains(&Output::RestMiner(Duration::from_millis(700))), "{outputs:?}");
+    assert_eq!(jobs(&outputs), 0, "no job while resting");
+    assert_eq!(published(&outputs, GossipTopic::Block), [&compact(&block)]);
+    let rested = node.handle(t0(), Input::MinerRested).expect("store");
+    assert_eq!(jobs(&rested), 1);
 }

@@ -23,6 +23,7 @@ use tracing::{debug, info};
 use super::liveness::{self, Links};
 use super::peers::PeerMeta;
 use super::{NetEvent, Network, unix_now};
+use crate::machine::Input;
 
 /// The target of the connection events, as docs/p2p.md lists them.
 const TARGET: &str = "tinychain_node::p2p";
@@ -79,7 +80,7 @@ impl Network {
         }
         let meta = PeerMeta { address, outbound, since: unix_now(), ping: None, agent: None };
         self.peers.insert(peer, meta);
-        Some(NetEvent::PeerConnected(peer))
+        Some(Input::PeerConnected(peer).into())
     }
 
     /// Logs a connection that ended, and why; a peer's last one is news for
@@ -116,7 +117,7 @@ impl Network {
             return None;
         }
         self.peers.remove(&peer);
-        Some(NetEvent::PeerDisconnected(peer))
+        Some(Input::PeerDisconnected(peer).into())
     }
 
     /// Keeps a ping's round trip; closes a connection whose pings fail.

@@ -38,6 +38,7 @@ use libp2p::{
 use tinychain_protocol::BlockHash;
 use tracing::{debug, info, warn};
 
+use crate::machine::Input;
 use crate::metrics::{GossipCounter, GossipTopic, Registry};
 use protocol::{Codec, MAX_GOSSIP_DATA, MAX_GOSSIP_READ, Request, Response, WireRequest};
 
@@ -117,37 +118,12 @@ struct Behaviour {
     mdns: libp2p::swarm::behaviour::toggle::Toggle<Mdns>,
 }
 
-/// What the network hands to the event loop.
+/// What the network hands to the event loop: an input for the node's state
+/// machine, or a request whose answer channel the event loop keeps.
 #[derive(Debug)]
 pub enum NetEvent {
-    /// A peer connected (first connection).
-    PeerConnected(PeerId),
-    /// A peer said which protocol it speaks (identify).
-    PeerIdentified {
-        /// The peer.
-        peer: PeerId,
-        /// Its identify protocol version.
-        protocol_version: String,
-    },
-    /// A peer sent something only the transport can see is wrong.
-    Misbehaved {
-        /// The peer.
-        peer: PeerId,
-        /// What it did.
-        reason: String,
-    },
-    /// A message arrived by gossip on one of our topics; report the verdict
-    /// with [`Network::report`].
-    Gossip {
-        /// Who forwarded it.
-        from: PeerId,
-        /// The gossip message.
-        id: MessageId,
-        /// Its topic.
-        topic: GossipTopic,
-        /// Its payload, undecoded.
-        data: Vec<u8>,
-    },
+    /// Anything but a request: handed to the machine as it is.
+    Input(Input),
     /// A peer asks something; answer with [`Network::respond`].
     Request {
         /// The peer.
@@ -157,24 +133,12 @@ pub enum NetEvent {
         /// Where the answer goes.
         channel: ResponseChannel<Response>,
     },
-    /// A peer's last connection closed.
-    PeerDisconnected(PeerId),
-    /// A request to a peer failed (timeout, disconnect, refused stream).
-    RequestFailed {
-        /// The peer.
-        peer: PeerId,
-        /// What we asked.
-        request: Request,
-    },
-    /// A peer answered our request.
-    Response {
-        /// The peer.
-        peer: PeerId,
-        /// What we asked.
-        request: Request,
-        /// The answer.
-        response: Response,
-    },
+}
+
+impl From<Input> for NetEvent {
+    fn from(input: Input) -> NetEvent {
+        NetEvent::Input(input)
+    }
 }
 
 /// The running network.
@@ -604,7 +568,7 @@ impl Network {
                     }
                     request_response::Message::Response { request_id, response } => {
                         let (_, request) = self.pending.remove(&request_id)?;
-                        Some(NetEvent::Response { peer, request, response })
+                        Some(Input::Response { peer, request, response }.into())
                     }
                 }
             }
@@ -618,13 +582,13 @@ impl Network {
                 let failed = self
                     .pending
                     .remove(&request_id)
-                    .map(|(_, request)| NetEvent::RequestFailed { peer, request });
+                    .map(|(_, request)| Input::RequestFailed { peer, request }.into());
                 if let request_response::OutboundFailure::Io(e) = &error
                     && e.kind() == std::io::ErrorKind::InvalidData
                 {
                     let reason = format!("malformed or oversized response: {e}");
                     self.queued.extend(failed);
-                    return Some(NetEvent::Misbehaved { peer, reason });
+                    return Some(Input::Misbehaved { peer, reason }.into());
                 }
                 failed
             }
@@ -649,10 +613,8 @@ impl Network {
                         self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                     }
                 }
-                Some(NetEvent::PeerIdentified {
-                    peer: peer_id,
-                    protocol_version: info.protocol_version,
-                })
+                let protocol_version = info.protocol_version;
+                Some(Input::PeerIdentified { peer: peer_id, protocol_version }.into())
             }
             BehaviourEvent::Ping(event) => {
                 self.on_ping(event);
@@ -699,6 +661,6 @@ impl Network {
             gossip.report_message_validation_result(&id, &from, MessageAcceptance::Ignore);
             return None;
         };
-        Some(NetEvent::Gossip { from, id, topic, data: message.data.clone() })
+        Some(Input::Gossip { from, id, topic, data: message.data.clone() }.into())
     }
 }

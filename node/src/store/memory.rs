@@ -82,12 +82,12 @@ impl Store for MemoryStore {
         Ok(self.coins.get(outpoint).copied())
     }
 
-    fn address_coins(
+    fn address_paid(
         &self,
         pubkey_hash: &PubkeyHash,
         after: Option<(u32, OutPoint)>,
         limit: usize,
-    ) -> Result<Vec<(OutPoint, Coin)>, StoreError> {
+    ) -> Result<Vec<(u32, OutPoint)>, StoreError> {
         let (height, txid) = after.map_or((0, Txid::ZERO), |(h, op)| (h, op.txid));
         Ok(self
             .history
@@ -97,7 +97,6 @@ impl Store for MemoryStore {
                 paid.iter().map(move |&vout| (*h, OutPoint { txid: *txid, vout }))
             })
             .filter(|pos| after.is_none_or(|last| *pos > last))
-            .filter_map(|(_, op)| self.coins.get(&op).map(|c| (op, *c)))
             .take(limit)
             .collect())
     }

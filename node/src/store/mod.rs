@@ -10,6 +10,7 @@
 //! The chain code is written against the trait; tests use [`memory::MemoryStore`]
 //! and the node runs [`redb::RedbStore`]. Neither knows any consensus rule.
 
+pub mod cache;
 pub mod coin_group;
 pub mod memory;
 pub mod redb;
@@ -147,11 +148,15 @@ pub struct Batch {
     /// durable is still atomic and ordered: a crash loses it together with
     /// every later batch, back to the last durable one, never half of one.
     pub durable: bool,
+    /// Whether a [`cache::CoinsCache`] above the store must write everything
+    /// it holds together with this batch (true near the tip: a new tip is on
+    /// disk when the write returns). Stores without a cache ignore it.
+    pub flush_cache: bool,
 }
 
 impl Default for Batch {
     fn default() -> Batch {
-        Batch { ops: Vec::new(), durable: true }
+        Batch { ops: Vec::new(), durable: true, flush_cache: true }
     }
 }
 
@@ -159,7 +164,14 @@ impl Batch {
     /// An empty batch that need not reach the disk before the next durable one
     /// (for blocks during initial sync: a crash costs a re-download, not consistency).
     pub fn lazy() -> Batch {
-        Batch { ops: Vec::new(), durable: false }
+        Batch { ops: Vec::new(), durable: false, flush_cache: false }
+    }
+
+    /// An empty batch that must reach the disk, but may leave the coins cache
+    /// held (initial sync's periodic writes: the blocks are safe, the chain
+    /// state follows at the cache's next flush).
+    pub fn durable_blocks() -> Batch {
+        Batch { ops: Vec::new(), durable: true, flush_cache: false }
     }
 
     /// Adds a change.
@@ -172,6 +184,7 @@ impl Batch {
     pub fn prepend(&mut self, earlier: Batch) {
         self.ops.splice(0..0, earlier.ops);
         self.durable |= earlier.durable;
+        self.flush_cache |= earlier.flush_cache;
     }
 
     /// Tells whether there is nothing to write.
@@ -310,7 +323,42 @@ pub trait Store {
         pubkey_hash: &PubkeyHash,
         after: Option<(u32, OutPoint)>,
         limit: usize,
-    ) -> Result<Vec<(OutPoint, Coin)>, StoreError>;
+    ) -> Result<Vec<(OutPoint, Coin)>, StoreError> {
+        // The outputs paid to the address, a page at a time, each looked up.
+        let page = limit.clamp(64, 4096);
+        let mut out = Vec::new();
+        let mut from = after;
+        while out.len() < limit {
+            let paid = self.address_paid(pubkey_hash, from, page)?;
+            for &(height, outpoint) in &paid {
+                if out.len() == limit {
+                    break;
+                }
+                if let Some(coin) = self.coin(&outpoint)? {
+                    out.push((outpoint, coin));
+                }
+                from = Some((height, outpoint));
+            }
+            if paid.len() < page {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Returns up to `limit` outputs the address index records as paid to
+    /// `pubkey_hash`, spent or not, with their heights, oldest first (by
+    /// height, txid, output index); with `after`, only those after it.
+    ///
+    /// # Errors
+    ///
+    /// Backend or decoding failures.
+    fn address_paid(
+        &self,
+        pubkey_hash: &PubkeyHash,
+        after: Option<(u32, OutPoint)>,
+        limit: usize,
+    ) -> Result<Vec<(u32, OutPoint)>, StoreError>;
 
     /// Returns up to `limit` (height, txid) records of confirmed transactions
     /// paying or spending `pubkey_hash`, oldest first (by height, then txid);

@@ -1,5 +1,6 @@
 //! Integration tests of the node's core: one test binary, one module per area.
 
+mod cache;
 mod chain;
 mod compact;
 mod harness;

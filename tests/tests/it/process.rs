@@ -7,7 +7,7 @@ use tinychain_node::store::Store;
 use tinychain_node::store::memory::MemoryStore;
 use tinychain_node::store::redb::RedbStore;
 use tinychain_protocol::params::{Network, Params};
-use tinychain_tests::{NodeProcess, REGTEST_ADDRESS, regtest_run_args};
+use tinychain_tests::{NodeProcess, REGTEST_ADDRESS, call, regtest_run_args};
 
 const START: Duration = Duration::from_secs(30);
 
@@ -396,4 +396,103 @@ fn the_log_file_gets_every_line_and_each_line_names_its_node() {
         text.lines().count() > 2 && text.lines().all(|l| l.ends_with(&format!("node={id}"))),
         "{text}"
     );
+}
+
+/// A regtest node serving `blocks` generated blocks, and its (height, tip).
+fn serving_seed(datadir: &str, blocks: &str) -> (NodeProcess, u64, String) {
+    let mut seed = NodeProcess::start(&regtest_run_args(datadir, &[]));
+    seed.wait_for_log("node started", START);
+    call(datadir, "generatetoaddress", &[blocks, REGTEST_ADDRESS]).expect("mines");
+    let height = call(datadir, "getblockcount", &[]).expect("height").as_u64().expect("a number");
+    let tip = call(datadir, "getbestblockhash", &[]).expect("tip");
+    (seed, height, tip.as_str().expect("a hash").to_owned())
+}
+
+/// A syncing node on `seed`, logging each new tip and each flush of its UTXO cache.
+fn syncer(datadir: &str, seed: &str) -> NodeProcess {
+    let args = regtest_run_args(datadir, &["--bootstrap", seed]);
+    let mut command = std::process::Command::new(tinychain_tests::binary("tinychain-node"));
+    command
+        .args(args)
+        .env("RUST_LOG", "info,tinychain_node::node=debug,tinychain_node::store=debug");
+    NodeProcess::spawn(command)
+}
+
+/// Waits for the node's next "new tip" at `height` or above.
+fn wait_for_height(node: &mut NodeProcess, height: u32) {
+    loop {
+        let line = node.wait_for_new_log("new tip", START);
+        let at = line.split_whitespace().find_map(|w| w.strip_prefix("height="));
+        if at.and_then(|h| h.parse::<u32>().ok()).is_some_and(|h| h >= height) {
+            return;
+        }
+    }
+}
+
+/// Initial sync holds the chain state in the UTXO cache between flushes and
+/// flushes it in one write as it nears the tip, and at a clean stop. Kills land
+/// at random heights during the sync (between flushes: the blocks stored since
+/// the last flush are connected again at the restart), as the flush near the
+/// tip begins, and as the flush of a clean stop begins (SIGTERM, then SIGKILL
+/// once the flush is under way). Each time the stored tip and UTXO digest agree
+/// (`inspect` checks the digest) and the stored tip never goes back; the sync
+/// then finishes on the seed's tip.
+#[test]
+fn sigkill_during_initial_sync_and_its_flushes_never_leaves_an_inconsistent_store() {
+    let seed_dir = tempfile::tempdir().expect("temp dir");
+    let seed_datadir = seed_dir.path().to_str().expect("utf-8 temp path");
+    let (mut seed, seed_height, seed_tip) = serving_seed(seed_datadir, "1200");
+    seed.wait_for_log("listening address=", START);
+    let seed_addr = seed.listen_address();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let datadir = dir.path().to_str().expect("utf-8 temp path");
+    let mut rng = 0xf1a5_u64;
+    let mut last_height = 0;
+    let check = |i: usize, last_height: &mut u32| {
+        let inspected = tinychain_tests::inspect(datadir);
+        assert!(
+            inspected.height >= *last_height,
+            "kill {i}: the stored tip went back from {last_height} to {}",
+            inspected.height
+        );
+        *last_height = inspected.height;
+    };
+    // Between flushes, at random heights of the sync.
+    for i in 0..5 {
+        let mut node = syncer(datadir, &seed_addr);
+        wait_for_height(&mut node, 1 + (next(&mut rng) % 1100) as u32);
+        node.kill();
+        check(i, &mut last_height);
+    }
+    // As the flush of a clean stop begins, in the middle of the sync.
+    let mut node = syncer(datadir, &seed_addr);
+    if last_height < 1100 {
+        wait_for_height(&mut node, 1100);
+    } else {
+        node.wait_for_log("node started", START);
+    }
+    let pid = node.id().to_string();
+    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(status.expect("kill runs").success());
+    node.wait_for_new_log("flushing the coins cache", START);
+    node.kill();
+    check(5, &mut last_height);
+    // As the flush near the tip begins (if the sync has not got there yet).
+    if u64::from(last_height) + 16 < seed_height {
+        let mut node = syncer(datadir, &seed_addr);
+        wait_for_height(&mut node, u32::try_from(seed_height).expect("small") - 16);
+        node.wait_for_new_log("flushing the coins cache", START);
+        node.kill();
+        check(6, &mut last_height);
+    }
+    eprintln!("kills done; stored height {last_height}");
+    let node = syncer(datadir, &seed_addr);
+    tinychain_tests::wait_until("the sync to reach the seed's tip", START, || {
+        let tip = call(datadir, "getbestblockhash", &[]).ok()?;
+        (tip.as_str() == Some(seed_tip.as_str())).then_some(())
+    });
+    assert!(node.terminate(Duration::from_secs(10)).success());
+    let synced = tinychain_tests::inspect(datadir);
+    assert_eq!((u64::from(synced.height), synced.tip), (seed_height, seed_tip));
+    seed.kill();
 }
