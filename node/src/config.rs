@@ -1,30 +1,38 @@
 //! The node's configuration: built-in defaults < TOML file < environment < flags.
 //!
-//! Owns the file format (one section per component: `[p2p]`, `[rpc]`, `[store]`,
-//! `[mining]`, `[metrics]`, `[log]`; unknown keys refused), the
-//! `TINYCHAIN_<SECTION>_<KEY>` environment variables, the command-line flags
-//! shared by the subcommands, the default data directory and the commented file
+//! Owns the layering only. The file has one section per component, and each
+//! section *is* that component's own `Config` (`[p2p]` is [`p2p::Config`],
+//! `[mempool]` is [`mempool::Config`], ...): its defaults are that type's
+//! `Default`, written once, and its keys are that type's fields (unknown keys
+//! refused). On top of the file come the `TINYCHAIN_<SECTION>_<KEY>`
+//! environment variables, found generically from the shape of the defaults
+//! (nested sections too: `TINYCHAIN_MEMPOOL_ORPHANS_MAX_COUNT`), then the
+//! command-line flags shared by the subcommands. It also owns the checks that
+//! need more than one key, the default data directory and the commented file
 //! `tinychain-node config default` prints. It reads the file and the environment
-//! it is given and starts nothing: `main` maps the result onto each component's
-//! own settings.
+//! it is given and starts nothing.
 //!
 //! Every error names the key and where it came from (the file's path with line
 //! and column, or the environment variable).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use libp2p::Multiaddr;
 use serde::{Deserialize, Serialize};
 use tinychain_protocol::keys::Address;
 use tinychain_protocol::params::Network;
 
+use crate::log::{self, LogFormat};
+use crate::{chain, core, mempool, p2p, sync};
+
 /// The configuration file's name in the base data directory.
 pub const FILE_NAME: &str = "tinychain.toml";
 /// The prefix of the environment variables the node reads.
 pub const ENV_PREFIX: &str = "TINYCHAIN_";
 
-/// The whole configuration, as written in the file.
+/// The whole configuration, as written in the file: one section per component.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -34,7 +42,15 @@ pub struct Config {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub datadir: Option<PathBuf>,
     /// Peer-to-peer networking.
-    pub p2p: P2p,
+    pub p2p: p2p::Config,
+    /// The block downloader.
+    pub sync: sync::Config,
+    /// The chain state.
+    pub chain: chain::Config,
+    /// The orphan block pool.
+    pub orphan_blocks: chain::orphans::Config,
+    /// The mempool (and its orphan transactions).
+    pub mempool: mempool::Config,
     /// The JSON-RPC socket.
     pub rpc: Rpc,
     /// The chain store.
@@ -44,7 +60,7 @@ pub struct Config {
     /// The Prometheus endpoint.
     pub metrics: Metrics,
     /// Logging.
-    pub log: Log,
+    pub log: log::Config,
 }
 
 impl Default for Config {
@@ -52,60 +68,33 @@ impl Default for Config {
         Config {
             network: Network::Main,
             datadir: None,
-            p2p: P2p::default(),
+            p2p: p2p::Config::default(),
+            sync: sync::Config::default(),
+            chain: chain::Config::default(),
+            orphan_blocks: chain::orphans::Config::default(),
+            mempool: mempool::Config::default(),
             rpc: Rpc::default(),
             store: Store::default(),
             mining: Mining::default(),
             metrics: Metrics::default(),
-            log: Log::default(),
+            log: log::Config::default(),
         }
     }
 }
 
-/// `[p2p]`: listening, bootstrap peers, connection limits.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct P2p {
-    /// Addresses to listen on (empty: all interfaces on the network's port).
-    #[serde(with = "multiaddrs")]
-    pub listen: Vec<Multiaddr>,
-    /// Peers dialed at start and re-dialed while disconnected, with `/p2p/<peer id>`.
-    #[serde(with = "multiaddrs")]
-    pub bootstrap: Vec<Multiaddr>,
-    /// Connections kept at most.
-    pub max_connections: u32,
-    /// Peers the node tries to keep: below this it looks for more.
-    pub target_peers: usize,
-    /// Discover peers on the local network with mDNS (needs a build with the `mdns` feature).
-    pub mdns: bool,
-    /// Seconds without a byte from a peer after which its connection is closed
-    /// (Bitcoin Core's `-peertimeout`); pings run at a quarter of it.
-    pub peer_timeout_secs: u64,
-    /// The node's identity key (libp2p protobuf encoding), created if missing
-    /// (default: `identity.key` in the network's data directory).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub identity_file: Option<PathBuf>,
-}
-
-impl Default for P2p {
-    fn default() -> P2p {
-        P2p {
-            listen: Vec::new(),
-            bootstrap: Vec::new(),
-            max_connections: 50,
-            target_peers: 8,
-            mdns: false,
-            peer_timeout_secs: DEFAULT_PEER_TIMEOUT_SECS,
-            identity_file: None,
+impl Config {
+    /// The core's parts, as configured.
+    pub fn core(&self) -> core::Config {
+        core::Config {
+            chain: self.chain.clone(),
+            mempool: self.mempool,
+            orphan_blocks: self.orphan_blocks,
         }
     }
 }
 
-/// The default of `p2p.peer_timeout_secs`: a dead link is closed within 21 s
-/// of its last byte (the check runs every second).
-pub const DEFAULT_PEER_TIMEOUT_SECS: u64 = 20;
 /// The shortest `p2p.peer_timeout_secs` accepted (pings every half second).
-const MIN_PEER_TIMEOUT_SECS: u64 = 2;
+const MIN_PEER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `[rpc]`: the JSON-RPC Unix socket.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -191,38 +180,6 @@ impl Default for Metrics {
     fn default() -> Metrics {
         Metrics { enabled: false, listen: SocketAddr::from(([127, 0, 0, 1], 9898)) }
     }
-}
-
-/// `[log]`: what is logged, and how.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Log {
-    /// A `tracing` filter, `RUST_LOG` style (e.g. `info,tinychain_node::p2p=debug`).
-    pub filter: String,
-    /// `text` (for people) or `json` (one object per line, for machines).
-    pub format: LogFormat,
-    /// A name for people, written as `node_name` on every line of a running node.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// A file a running node appends every line to, besides stderr.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<PathBuf>,
-}
-
-impl Default for Log {
-    fn default() -> Log {
-        Log { filter: "info".into(), format: LogFormat::Text, name: None, file: None }
-    }
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line, with the event's fields at the top level.
-    Json,
 }
 
 /// An error loading the configuration.
@@ -328,7 +285,7 @@ pub struct RunFlags {
     #[arg(long)]
     pub mdns: bool,
     /// Close a connection that received nothing for SECS seconds
-    /// (p2p.peer_timeout_secs; env TINYCHAIN_P2P_PEER_TIMEOUT_SECS) [default: 20].
+    /// (p2p.peer_timeout_secs; env TINYCHAIN_P2P_PEER_TIMEOUT_SECS).
     #[arg(long, value_name = "SECS")]
     pub peer_timeout: Option<u64>,
     /// The UTXO cache's budget in MiB (store.coins_cache_mb; env
@@ -462,120 +419,155 @@ pub fn parse_file(text: &str) -> Result<toml::Table, toml::de::Error> {
     toml::from_str::<toml::Table>(text)
 }
 
-/// The type of a value set through the environment.
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Str,
-    Bool,
-    Int,
-    /// Comma-separated.
-    List,
-}
-
-/// Every key settable through the environment: (variable suffix, section, key, kind).
-/// `TINYCHAIN_NETWORK`, `TINYCHAIN_DATADIR` and `TINYCHAIN_CONFIG` are read as flags.
-const ENV_KEYS: &[(&str, &str, &str, Kind)] = &[
-    ("P2P_LISTEN", "p2p", "listen", Kind::List),
-    ("P2P_BOOTSTRAP", "p2p", "bootstrap", Kind::List),
-    ("BOOTSTRAP", "p2p", "bootstrap", Kind::List),
-    ("P2P_MAX_CONNECTIONS", "p2p", "max_connections", Kind::Int),
-    ("P2P_TARGET_PEERS", "p2p", "target_peers", Kind::Int),
-    ("P2P_MDNS", "p2p", "mdns", Kind::Bool),
-    ("P2P_PEER_TIMEOUT_SECS", "p2p", "peer_timeout_secs", Kind::Int),
-    ("P2P_IDENTITY_FILE", "p2p", "identity_file", Kind::Str),
-    ("RPC_SOCKET", "rpc", "socket", Kind::Str),
-    ("STORE_CACHE_MB", "store", "cache_mb", Kind::Int),
-    ("STORE_COINS_CACHE_MB", "store", "coins_cache_mb", Kind::Int),
-    ("MINING_ENABLED", "mining", "enabled", Kind::Bool),
-    ("MINING_ADDRESS", "mining", "address", Kind::Str),
-    ("MINE_ADDRESS", "mining", "address", Kind::Str),
-    ("MINING_THREADS", "mining", "threads", Kind::Int),
-    ("MINING_MIN_INTERVAL_MS", "mining", "min_interval_ms", Kind::Int),
-    ("METRICS_ENABLED", "metrics", "enabled", Kind::Bool),
-    ("METRICS_LISTEN", "metrics", "listen", Kind::Str),
-    ("LOG_FILTER", "log", "filter", Kind::Str),
-    ("LOG_FORMAT", "log", "format", Kind::Str),
-    ("LOG_NAME", "log", "name", Kind::Str),
-    ("LOG_FILE", "log", "file", Kind::Str),
+/// Variables that set a key under another name: (variable, section, key).
+/// They are applied before the key's own variable, which wins over them.
+const ENV_ALIASES: &[(&str, &str, &str)] = &[
+    ("TINYCHAIN_BOOTSTRAP", "p2p", "bootstrap"),
+    ("TINYCHAIN_MINE_ADDRESS", "mining", "address"),
+    ("RUST_LOG", "log", "filter"),
 ];
 
 /// Variables read by clap as flags, not by the environment layer.
 const ENV_FLAGS: &[&str] = &["NETWORK", "DATADIR", "CONFIG"];
 
-/// The sections, whose `TINYCHAIN_<SECTION>_*` variables must all be known keys.
-const SECTIONS: &[&str] = &["P2P", "RPC", "STORE", "MINING", "METRICS", "LOG"];
-
-/// Builds the environment layer. `RUST_LOG` sets `log.filter` unless
-/// `TINYCHAIN_LOG_FILTER` does. Variables with the prefix but outside the
-/// node's sections (say, a wallet's) are left alone.
+/// Builds the environment layer: `TINYCHAIN_<SECTION>_<KEY>` for every key of
+/// every section (nested sections joined by `_` as well), typed like the key's
+/// default, plus [`ENV_ALIASES`]. Variables with the prefix but outside the
+/// node's sections (say, a wallet's) are left alone; an unknown key in a known
+/// section is refused.
 fn env_table(env: &[(String, String)]) -> Result<toml::Table, ConfigError> {
+    let shape = defaults_table();
     let mut table = toml::Table::new();
     let mut vars: Vec<&(String, String)> = env.iter().collect();
-    // RUST_LOG first, so TINYCHAIN_LOG_FILTER (applied after it) wins.
-    vars.sort_by_key(|(name, _)| name != "RUST_LOG");
+    vars.sort_by_key(|(name, _)| !ENV_ALIASES.iter().any(|(alias, ..)| alias == name));
     for (name, value) in vars {
-        let (section, key, kind) = if name == "RUST_LOG" {
-            ("log", "filter", Kind::Str)
-        } else {
-            let Some(suffix) = name.strip_prefix(ENV_PREFIX) else { continue };
-            if ENV_FLAGS.contains(&suffix) {
-                continue;
-            }
-            match ENV_KEYS.iter().find(|(s, ..)| *s == suffix) {
-                Some((_, section, key, kind)) => (*section, *key, *kind),
-                None => {
-                    if let Some(section) = SECTIONS
-                        .iter()
-                        .find(|s| suffix.strip_prefix(*s).is_some_and(|r| r.starts_with('_')))
-                    {
-                        let key = suffix[section.len() + 1..].to_ascii_lowercase();
-                        return Err(ConfigError::Env {
-                            var: name.clone(),
-                            detail: format!(
-                                "unknown key `{key}` in [{}]",
-                                section.to_ascii_lowercase()
-                            ),
-                        });
-                    }
-                    continue;
-                }
-            }
-        };
-        let err = |detail: String| ConfigError::Env { var: name.clone(), detail };
-        let value = match kind {
-            Kind::Str => toml::Value::String(value.clone()),
-            Kind::Bool => match value.trim() {
-                "true" | "1" | "yes" | "on" => toml::Value::Boolean(true),
-                "false" | "0" | "no" | "off" | "" => toml::Value::Boolean(false),
-                other => return Err(err(format!("{other:?} is not a boolean (true or false)"))),
-            },
-            Kind::Int => toml::Value::Integer(
-                value
-                    .trim()
-                    .parse()
-                    .map_err(|_| err(format!("{value:?} is not a whole number")))?,
-            ),
-            Kind::List => toml::Value::Array(
-                value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|v| !v.is_empty())
-                    .map(|v| toml::Value::String(v.to_string()))
-                    .collect(),
-            ),
-        };
-        let mut one = toml::Table::new();
-        one.insert(
-            section.to_string(),
-            toml::Value::Table(std::iter::once((key.to_string(), value)).collect()),
-        );
-        // Check this variable on its own, so a bad value is blamed on it.
-        toml::Value::Table(one.clone())
-            .try_into::<Config>()
-            .map_err(|e| err(e.to_string().trim().to_string()))?;
-        merge(&mut table, one);
+        let Some(path) = env_path(name, &shape) else { continue };
+        merge(&mut table, env_value(name, &path, value, &shape)?);
     }
     Ok(table)
+}
+
+/// The defaults as a TOML table: the shape the environment layer follows.
+fn defaults_table() -> toml::Table {
+    toml::Table::try_from(Config::default()).unwrap_or_default()
+}
+
+/// The key path (`["mempool", "orphans", "max_count"]`) a variable sets, if it
+/// is one of the node's.
+fn env_path(name: &str, shape: &toml::Table) -> Option<Vec<String>> {
+    if let Some((_, section, key)) = ENV_ALIASES.iter().find(|(alias, ..)| *alias == name) {
+        return Some(vec![section.to_string(), key.to_string()]);
+    }
+    let suffix = name.strip_prefix(ENV_PREFIX)?;
+    if ENV_FLAGS.contains(&suffix) {
+        return None;
+    }
+    let rest = suffix.to_ascii_lowercase();
+    let (section, rest) = longest_section(shape, &rest)?;
+    let mut path = vec![section.to_string()];
+    let mut table = shape.get(section).and_then(toml::Value::as_table)?;
+    let mut rest = rest.to_string();
+    // Descend into nested sections while the rest names one; what remains is the key.
+    while !table.contains_key(&rest) {
+        let Some((sub, tail)) = longest_section(table, &rest) else { break };
+        path.push(sub.to_string());
+        table = table.get(sub).and_then(toml::Value::as_table)?;
+        rest = tail.to_string();
+    }
+    path.push(rest);
+    Some(path)
+}
+
+/// The longest name of a sub-table of `table` that `rest` starts with (followed
+/// by `_`), and what follows it.
+fn longest_section<'a>(table: &'a toml::Table, rest: &'a str) -> Option<(&'a str, &'a str)> {
+    table
+        .iter()
+        .filter(|(_, value)| value.is_table())
+        .filter_map(|(name, _)| {
+            let tail = rest.strip_prefix(name.as_str())?.strip_prefix('_')?;
+            Some((name.as_str(), tail))
+        })
+        .max_by_key(|(name, _)| name.len())
+}
+
+/// The one-variable layer `name=value` sets at `path`, checked on its own so
+/// that a bad value or an unknown key is blamed on the variable.
+fn env_value(
+    name: &str,
+    path: &[String],
+    value: &str,
+    shape: &toml::Table,
+) -> Result<toml::Table, ConfigError> {
+    let err = |detail: String| ConfigError::Env { var: name.to_string(), detail };
+    let (key, sections) = path.split_last().ok_or_else(|| err("no key".into()))?;
+    let default = sections
+        .iter()
+        .try_fold(shape, |t, s| t.get(s).and_then(toml::Value::as_table))
+        .and_then(|t| t.get(key));
+    let candidates = match default {
+        Some(default) => vec![typed_like(default, value).map_err(err)?],
+        // A key without a default (an optional one) or an unknown one: a
+        // number if it reads as one, else a string.
+        None => value
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .map(toml::Value::Integer)
+            .into_iter()
+            .chain(std::iter::once(toml::Value::String(value.to_string())))
+            .collect(),
+    };
+    let mut first_error = None;
+    for candidate in candidates {
+        let one = sections.iter().rev().fold(
+            std::iter::once((key.clone(), candidate)).collect::<toml::Table>(),
+            |inner, section| {
+                std::iter::once((section.clone(), toml::Value::Table(inner))).collect()
+            },
+        );
+        match toml::Value::Table(one.clone()).try_into::<Config>() {
+            Ok(_) => return Ok(one),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let e = first_error.map(|e| e.to_string()).unwrap_or_default();
+    if default.is_none() && e.contains("unknown field") {
+        return Err(err(format!("unknown key `{key}` in [{}]", sections.join("."))));
+    }
+    Err(err(e.trim().to_string()))
+}
+
+/// `value` read as the same TOML type as `default`: booleans as true/false
+/// (or 1/0, yes/no, on/off), whole numbers, lists comma-separated.
+fn typed_like(default: &toml::Value, value: &str) -> Result<toml::Value, String> {
+    Ok(match default {
+        toml::Value::Boolean(_) => match value.trim() {
+            "true" | "1" | "yes" | "on" => toml::Value::Boolean(true),
+            "false" | "0" | "no" | "off" | "" => toml::Value::Boolean(false),
+            other => return Err(format!("{other:?} is not a boolean (true or false)")),
+        },
+        toml::Value::Integer(_) => toml::Value::Integer(
+            value.trim().parse().map_err(|_| format!("{value:?} is not a whole number"))?,
+        ),
+        toml::Value::Float(_) => toml::Value::Float(
+            value.trim().parse().map_err(|_| format!("{value:?} is not a number"))?,
+        ),
+        toml::Value::Array(_) => toml::Value::Array(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(|v| toml::Value::String(v.to_string()))
+                .collect(),
+        ),
+        toml::Value::Table(_) => {
+            return Err("names a section: set its keys, TINYCHAIN_<SECTION>_<KEY>".into());
+        }
+        toml::Value::String(_) | toml::Value::Datetime(_) => toml::Value::String(value.to_string()),
+    })
 }
 
 /// Merges `upper` into `lower`: tables key by key, anything else replaced.
@@ -631,7 +623,7 @@ fn apply_flags(config: &mut Config, flags: &RunFlags) {
         config.p2p.mdns = true;
     }
     if let Some(secs) = flags.peer_timeout {
-        config.p2p.peer_timeout_secs = secs;
+        config.p2p.peer_timeout = Duration::from_secs(secs);
     }
     if let Some(mib) = flags.coins_cache_mb {
         config.store.coins_cache_mb = mib;
@@ -689,19 +681,49 @@ fn resolve(
             detail: "mining needs an address to pay (--mine-address)".into(),
         });
     }
-    if config.p2p.peer_timeout_secs < MIN_PEER_TIMEOUT_SECS {
+    if config.p2p.peer_timeout < MIN_PEER_TIMEOUT {
         return Err(ConfigError::Invalid {
             key: "p2p.peer_timeout_secs",
             detail: format!(
-                "{} s is too short: at least {MIN_PEER_TIMEOUT_SECS} s",
-                config.p2p.peer_timeout_secs
+                "{} s is too short: at least {} s",
+                config.p2p.peer_timeout.as_secs(),
+                MIN_PEER_TIMEOUT.as_secs()
             ),
         });
     }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.log.filter) {
         return Err(ConfigError::Invalid { key: "log.filter", detail: e.to_string() });
     }
+    check_limits(config)?;
     Ok((datadir, rpc_socket))
+}
+
+/// Refuses limits that would stop a component from working at all.
+fn check_limits(config: &Config) -> Result<(), ConfigError> {
+    let max_blocks = crate::p2p::protocol::MAX_BLOCKS_PER_RESPONSE;
+    let checks: [(&'static str, u64, u64, u64); 6] = [
+        ("sync.window", config.sync.window.into(), 1, u64::from(u32::MAX)),
+        ("sync.blocks_per_request", as_u64(config.sync.blocks_per_request), 1, as_u64(max_blocks)),
+        ("sync.requests_per_peer", as_u64(config.sync.requests_per_peer), 1, u64::MAX),
+        ("sync.timeout_secs", config.sync.timeout.as_secs(), 1, u64::MAX),
+        ("p2p.rate_limit.capacity", config.p2p.rate_limit.capacity.into(), 1, u64::MAX),
+        ("p2p.rate_limit.per_second", config.p2p.rate_limit.per_second.into(), 1, u64::MAX),
+    ];
+    for (key, value, min, max) in checks {
+        if !(min..=max).contains(&value) {
+            let detail = if max == u64::MAX {
+                format!("{value} is too small: at least {min}")
+            } else {
+                format!("{value} is out of range: {min} to {max}")
+            };
+            return Err(ConfigError::Invalid { key, detail });
+        }
+    }
+    Ok(())
+}
+
+fn as_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
 }
 
 /// The log filter the node installs for `filter`: libp2p's Kademlia warns
@@ -741,7 +763,9 @@ pub use tinychain_rpc_client::locate::default_datadir;
 pub const DEFAULT_FILE: &str = r#"# tinychain-node configuration.
 #
 # Values are layered: built-in defaults < this file < environment variables
-# (TINYCHAIN_<SECTION>_<KEY>, e.g. TINYCHAIN_P2P_MAX_CONNECTIONS=20) < flags.
+# (TINYCHAIN_<SECTION>_<KEY> for every key below, e.g.
+# TINYCHAIN_P2P_MAX_CONNECTIONS=20; nested sections too, e.g.
+# TINYCHAIN_MEMPOOL_ORPHANS_MAX_COUNT=50; lists comma-separated) < flags.
 # The node reads <datadir>/tinychain.toml if present, or the file given with
 # --config (or TINYCHAIN_CONFIG). Unknown keys are refused.
 
@@ -779,6 +803,68 @@ peer_timeout_secs = 20
 # creates one and prints the peer id. Default: identity.key in the network's
 # data directory.
 # identity_file = "/etc/tinychain/identity.key"
+
+[p2p.rate_limit]
+# Each peer's incoming sync requests (status, headers, blocks) are metered by
+# a token bucket of `capacity` tokens refilled at `per_second` tokens a second;
+# a request takes one token (GetHeaders ten), and one without enough tokens is
+# answered "rate limited" at once, never queued (docs/p2p.md, "Rate limits").
+capacity = 100
+per_second = 50
+
+[sync]
+# Headers first, then blocks from every suitable peer (docs/p2p.md, "Sync").
+# Blocks past the fork with the best header that may be requested at once
+# (Bitcoin Core's BLOCK_DOWNLOAD_WINDOW).
+window = 1024
+# Blocks asked for in one request (1 to 16, the most a peer sends in one reply).
+blocks_per_request = 16
+# Block requests in flight per peer.
+requests_per_peer = 2
+# Seconds a block request may go unanswered before its peer counts as
+# stalling: it is dropped and its blocks are asked of others.
+timeout_secs = 20
+
+[chain]
+# Threads checking a block's signatures. Default: one per core.
+# script_threads = 4
+# Check the stored UTXO set against its stored digest at start-up (reads every
+# coin once: a start takes longer with a large UTXO set).
+verify_utxo_on_start = true
+
+[orphan_blocks]
+# Blocks whose parent is not known yet, kept while the parent is fetched:
+# at most this many, this many bytes in all, for this many seconds.
+max_count = 256
+max_bytes = 33554432
+ttl_secs = 600
+
+[mempool]
+# Total bytes of unconfirmed transactions kept; above it the lowest fee rates
+# are evicted (Bitcoin Core's -maxmempool).
+max_bytes = 67108864
+# Least fee rate, in belushis per byte, to accept and relay a transaction
+# (-minrelaytxfee).
+min_relay_fee_rate = 1
+# What a replacement must pay for its own bytes above the fees of what it
+# replaces, belushis per byte (-incrementalrelayfee; BIP125 rule 4).
+incremental_relay_fee_rate = 1
+# Most unconfirmed ancestors, itself included, a transaction may have
+# (-limitancestorcount).
+max_ancestors = 25
+# Seconds after which an unconfirmed transaction is dropped (-mempoolexpiry;
+# 14 days).
+expiry_secs = 1209600
+# The largest transaction accepted and relayed, in bytes: policy, not
+# consensus (Bitcoin Core's MAX_STANDARD_TX_WEIGHT).
+max_tx_size = 100000
+
+[mempool.orphans]
+# Transactions whose inputs are not known yet, kept until a parent arrives:
+# at most this many, none larger than max_tx_size bytes, for ttl_secs seconds.
+max_count = 100
+max_tx_size = 100000
+ttl_secs = 1200
 
 [rpc]
 # The JSON-RPC Unix socket (mode 0600) (--rpc-socket).
@@ -829,27 +915,10 @@ format = "text"
 # file = "/var/log/tinychain/node.log"
 "#;
 
-/// Serde for a list of multiaddrs written as strings.
-mod multiaddrs {
-    use libp2p::Multiaddr;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(addrs: &[Multiaddr], s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(addrs.iter().map(ToString::to_string))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Multiaddr>, D::Error> {
-        Vec::<String>::deserialize(d)?
-            .into_iter()
-            .map(|s| {
-                s.parse().map_err(|e| serde::de::Error::custom(format!("bad multiaddr {s:?}: {e}")))
-            })
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     /// The error with its sources, as `main` prints it.
@@ -882,6 +951,153 @@ mod tests {
         let table = parse_file(DEFAULT_FILE).expect("parses");
         let config: Config = toml::Value::Table(table).try_into().expect("fits");
         assert_eq!(config, Config::default());
+    }
+
+    /// `text` with its commented-out example keys (`# key = value`) put back.
+    fn with_examples(text: &str) -> String {
+        let is_key = |line: &str| {
+            line.split_once(" = ").is_some_and(|(key, _)| {
+                !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            })
+        };
+        let lines = text.lines().map(|line| match line.strip_prefix("# ") {
+            Some(rest) if is_key(rest) => rest,
+            _ => line,
+        });
+        lines.collect::<Vec<_>>().join("\n")
+    }
+
+    /// The keys [`Config`] accepts in the section at `path`, as serde lists them
+    /// when it refuses an unknown one (fields the node sets itself are not among them).
+    fn accepted_keys(path: &[String]) -> BTreeSet<String> {
+        let probe = path.iter().rev().fold(
+            std::iter::once(("no_such_key".to_string(), toml::Value::Integer(0))).collect(),
+            |inner: toml::Table, section| {
+                std::iter::once((section.clone(), toml::Value::Table(inner))).collect()
+            },
+        );
+        let err = toml::Value::Table(probe).try_into::<Config>().expect_err("an unknown key");
+        let err = err.to_string();
+        let (_, expected) = err.split_once("expected").expect("serde lists the fields");
+        // The list ends the line; a line after it may name the section.
+        let expected = expected.lines().next().unwrap_or_default();
+        expected.split('`').skip(1).step_by(2).map(str::to_string).collect()
+    }
+
+    /// Asserts that the keys of `table` (at `path`) are the section's keys, recursively.
+    fn assert_documents_every_key(table: &toml::Table, path: &mut Vec<String>) {
+        let documented: BTreeSet<String> = table.keys().cloned().collect();
+        assert_eq!(documented, accepted_keys(path), "DEFAULT_FILE's [{}]", path.join("."));
+        for (key, value) in table {
+            if let Some(section) = value.as_table() {
+                path.push(key.clone());
+                assert_documents_every_key(section, path);
+                path.pop();
+            }
+        }
+    }
+
+    #[test]
+    fn the_default_file_documents_every_key_of_every_component() {
+        let full: toml::Table = toml::from_str(&with_examples(DEFAULT_FILE)).expect("parses");
+        // Every documented key is one of its component's (unknown keys are refused) ...
+        toml::Value::Table(full.clone()).try_into::<Config>().expect("every key exists");
+        // ... and every key of every component is documented.
+        assert_documents_every_key(&full, &mut Vec::new());
+    }
+
+    #[test]
+    fn the_default_file_holds_every_default() {
+        let mut defaults = defaults_table();
+        // The one default that depends on the machine (one thread per core) is
+        // an example in the file.
+        let chain = defaults.get_mut("chain").and_then(toml::Value::as_table_mut);
+        chain.expect("a [chain] section").remove("script_threads").expect("a default");
+        let file: toml::Table = toml::from_str(DEFAULT_FILE).expect("parses");
+        assert_eq!(file, defaults);
+    }
+
+    #[test]
+    fn every_component_is_configured_from_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = write(
+            dir.path(),
+            "[mempool]\nmax_bytes = 1000\n[mempool.orphans]\nmax_count = 3\n\
+             [sync]\ntimeout_secs = 5\n[chain]\nscript_threads = 2\n\
+             [orphan_blocks]\nttl_secs = 60\n[p2p.rate_limit]\ncapacity = 7\n",
+        );
+        let flags = RunFlags {
+            dir: DirFlags { config: Some(path), ..Default::default() },
+            ..Default::default()
+        };
+        let loaded = load_from(&flags, &[], Some(dir.path().to_path_buf())).expect("loads");
+        let core = loaded.config.core();
+        assert_eq!((core.mempool.max_bytes, core.mempool.orphans.max_count), (1000, 3));
+        assert_eq!(core.mempool.max_ancestors, mempool::Config::default().max_ancestors);
+        assert_eq!(core.chain.script_threads.get(), 2);
+        assert_eq!(core.orphan_blocks.ttl_secs, 60);
+        assert_eq!(loaded.config.sync.timeout, Duration::from_secs(5));
+        assert_eq!(loaded.config.p2p.rate_limit.capacity, 7);
+        // `config show` prints them in their sections.
+        let shown = loaded.to_toml();
+        let shown: toml::Table = toml::from_str(&shown).expect("parses");
+        assert_eq!(shown["mempool"]["max_bytes"].as_integer(), Some(1000));
+        assert_eq!(shown["mempool"]["orphans"]["max_count"].as_integer(), Some(3));
+        assert_eq!(shown["sync"]["timeout_secs"].as_integer(), Some(5));
+        assert_eq!(shown["p2p"]["rate_limit"]["capacity"].as_integer(), Some(7));
+        // A field the node sets itself is not a key.
+        let path = write(dir.path(), "[chain]\nactivate_on_start = false\n");
+        let flags = RunFlags {
+            dir: DirFlags { config: Some(path.clone()), ..Default::default() },
+            ..Default::default()
+        };
+        let err = full(&load_from(&flags, &[], None).expect_err("not a key"));
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains("activate_on_start") && err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn every_key_of_every_section_has_its_environment_variable() {
+        let loaded = load_env(&[
+            ("TINYCHAIN_MEMPOOL_MAX_BYTES", "5000"),
+            ("TINYCHAIN_MEMPOOL_ORPHANS_MAX_COUNT", "9"),
+            ("TINYCHAIN_MEMPOOL_ORPHANS_TTL_SECS", "30"),
+            ("TINYCHAIN_P2P_RATE_LIMIT_PER_SECOND", "3"),
+            ("TINYCHAIN_SYNC_TIMEOUT_SECS", "4"),
+            ("TINYCHAIN_SYNC_BLOCKS_PER_REQUEST", "8"),
+            ("TINYCHAIN_ORPHAN_BLOCKS_MAX_BYTES", "1024"),
+            ("TINYCHAIN_CHAIN_VERIFY_UTXO_ON_START", "false"),
+            ("TINYCHAIN_P2P_IDENTITY_FILE", "/etc/tinychain/id.key"),
+            ("TINYCHAIN_P2P_LISTEN", "/ip4/127.0.0.1/tcp/1,/ip4/127.0.0.1/tcp/2"),
+            ("TINYCHAIN_LOG_NAME", "7"),
+        ])
+        .expect("loads");
+        let c = &loaded.config;
+        assert_eq!((c.mempool.max_bytes, c.mempool.orphans.max_count), (5000, 9));
+        assert_eq!(c.mempool.orphans.ttl_secs, 30);
+        assert_eq!(c.p2p.rate_limit.per_second, 3);
+        assert_eq!((c.sync.timeout, c.sync.blocks_per_request), (Duration::from_secs(4), 8));
+        assert_eq!(c.orphan_blocks.max_bytes, 1024);
+        assert!(!c.chain.verify_utxo_on_start);
+        assert_eq!(c.p2p.identity_file.as_deref(), Some(Path::new("/etc/tinychain/id.key")));
+        assert_eq!(c.p2p.listen.len(), 2);
+        assert_eq!(c.log.name.as_deref(), Some("7"), "a number is a name where a string is due");
+
+        let err = load_env(&[("TINYCHAIN_MEMPOOL_ORPHANS_MAX_CONT", "3")]).expect_err("a typo");
+        let err = err.to_string();
+        assert!(err.contains("TINYCHAIN_MEMPOOL_ORPHANS_MAX_CONT"), "{err}");
+        assert!(err.contains("unknown key `max_cont` in [mempool.orphans]"), "{err}");
+        let err = load_env(&[("TINYCHAIN_CHAIN_ACTIVATE_ON_START", "false")]).expect_err("unset");
+        assert!(err.to_string().contains("unknown key `activate_on_start` in [chain]"), "{err}");
+        let err = load_env(&[("TINYCHAIN_MEMPOOL_MAX_BYTES", "lots")]).expect_err("bad");
+        let err = err.to_string();
+        assert!(err.contains("TINYCHAIN_MEMPOOL_MAX_BYTES") && err.contains("lots"), "{err}");
+        let err = load_env(&[("TINYCHAIN_CHAIN_SCRIPT_THREADS", "0")]).expect_err("no threads");
+        assert!(err.to_string().contains("TINYCHAIN_CHAIN_SCRIPT_THREADS"), "{err}");
+        let err = load_env(&[("TINYCHAIN_P2P_RATE_LIMIT", "5")]).expect_err("a section");
+        assert!(err.to_string().contains("TINYCHAIN_P2P_RATE_LIMIT"), "{err}");
+        let err = load_env(&[("TINYCHAIN_SYNC_BLOCKS_PER_REQUEST", "17")]).expect_err("too many");
+        assert!(err.to_string().contains("sync.blocks_per_request"), "{err}");
     }
 
     #[test]
@@ -1052,23 +1268,23 @@ mod tests {
         };
         let base = Some(dir.path().to_path_buf());
         let c = load_env(&[]).expect("loads").config;
-        assert_eq!(c.p2p.peer_timeout_secs, DEFAULT_PEER_TIMEOUT_SECS);
+        assert_eq!(c.p2p.peer_timeout, p2p::DEFAULT_PEER_TIMEOUT);
         assert_eq!((c.log.name, c.log.file), (None, None));
         let c = load_from(&flags, &[], base.clone()).expect("loads").config;
-        assert_eq!((c.p2p.peer_timeout_secs, c.log.name.as_deref()), (9, Some("seed1")));
+        assert_eq!((c.p2p.peer_timeout.as_secs(), c.log.name.as_deref()), (9, Some("seed1")));
         let vars = env(&[
             ("TINYCHAIN_P2P_PEER_TIMEOUT_SECS", "7"),
             ("TINYCHAIN_LOG_NAME", "miner"),
             ("TINYCHAIN_LOG_FILE", "/var/log/tinychain.log"),
         ]);
         let c = load_from(&flags, &vars, base.clone()).expect("loads").config;
-        assert_eq!((c.p2p.peer_timeout_secs, c.log.name.as_deref()), (7, Some("miner")));
+        assert_eq!((c.p2p.peer_timeout.as_secs(), c.log.name.as_deref()), (7, Some("miner")));
         assert_eq!(c.log.file, Some(PathBuf::from("/var/log/tinychain.log")));
         flags.peer_timeout = Some(5);
         flags.log_name = Some("a".into());
         flags.log_file = Some(PathBuf::from("/tmp/a.log"));
         let c = load_from(&flags, &vars, base.clone()).expect("loads").config;
-        assert_eq!((c.p2p.peer_timeout_secs, c.log.name.as_deref()), (5, Some("a")));
+        assert_eq!((c.p2p.peer_timeout.as_secs(), c.log.name.as_deref()), (5, Some("a")));
         assert_eq!(c.log.file, Some(PathBuf::from("/tmp/a.log")));
         flags.peer_timeout = Some(1);
         let err = load_from(&flags, &vars, base).expect_err("too short");

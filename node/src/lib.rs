@@ -25,6 +25,7 @@ pub mod orphans;
 pub mod p2p;
 pub mod rpc;
 pub mod sd_notify;
+pub mod serde_util;
 pub mod signals;
 pub mod store;
 pub mod sync;

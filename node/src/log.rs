@@ -1,6 +1,7 @@
 //! Log lines that can be merged: every line says which node wrote it.
 //!
-//! Owns the node's log format, text and JSON, and where lines go (stderr, and
+//! Owns the node's log settings (the config file's `[log]`), its format, text
+//! and JSON, and where lines go (stderr, and
 //! an appended file when asked). Every line carries the writing node's peer id
 //! as `node` (and `node_name` when one is set), so the logs of many machines
 //! can be put together and still be told apart. The peer id comes from the
@@ -23,7 +24,7 @@
 use std::fmt::{self, Write as _};
 use std::fs::File;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use serde_json::Value;
@@ -38,7 +39,39 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, Layer};
 
-pub use crate::config::LogFormat;
+use serde::{Deserialize, Serialize};
+
+/// What is logged, and how: the config file's `[log]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// A `tracing` filter, `RUST_LOG` style (e.g. `info,tinychain_node::p2p=debug`).
+    pub filter: String,
+    /// `text` (for people) or `json` (one object per line, for machines).
+    pub format: LogFormat,
+    /// A name for people, written as `node_name` on every line of a running node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A file a running node appends every line to, besides stderr.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config { filter: "info".into(), format: LogFormat::Text, name: None, file: None }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, with the event's fields at the top level.
+    Json,
+}
 
 /// Who writes the lines of this process: its node's peer id and optional name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

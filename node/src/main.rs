@@ -136,7 +136,7 @@ fn main() -> ExitCode {
 }
 
 /// Installs the log subscriber on stderr: `filter` (RUST_LOG style), text or JSON lines.
-fn init_logging(log: &config::Log) -> anyhow::Result<()> {
+fn init_logging(log: &tinychain_node::log::Config) -> anyhow::Result<()> {
     let settings =
         tinychain_node::log::Settings { filter: &log.filter, format: log.format, file: None };
     Ok(tinychain_node::log::init(&settings)?)
@@ -178,40 +178,40 @@ fn load_node(flags: &RunFlags) -> anyhow::Result<(config::Loaded, libp2p::identi
     Ok((loaded, keypair))
 }
 
+/// The node's settings from the loaded configuration: each component's section
+/// as it is, plus what `config` resolved (directories, the mining address).
+fn node_config(
+    loaded: &config::Loaded,
+    keypair: libp2p::identity::Keypair,
+) -> anyhow::Result<node::Config> {
+    let c = &loaded.config;
+    Ok(node::Config {
+        datadir: loaded.datadir().to_path_buf(),
+        network: c.network,
+        mining: MiningConfig {
+            enabled: c.mining.enabled,
+            pay_to: loaded.mining_address()?.map(|a| a.pubkey_hash()),
+            threads: c.mining.threads,
+            min_interval: std::time::Duration::from_millis(
+                c.mining.min_interval_ms.unwrap_or_default(),
+            ),
+        },
+        p2p: c.p2p.clone(),
+        core: c.core(),
+        sync: c.sync.clone(),
+        rpc_socket: Some(loaded.rpc_socket().to_path_buf()),
+        keypair: Some(keypair),
+        store_cache_bytes: c.store.cache_bytes(),
+        coins_cache_bytes: c.store.coins_cache_bytes(),
+        metrics: c.metrics.enabled.then_some(c.metrics.listen),
+    })
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(flags) => {
             let (loaded, keypair) = load_node(&flags)?;
-            let c = &loaded.config;
-            let config = node::Config {
-                datadir: loaded.datadir().to_path_buf(),
-                network: c.network,
-                mining: MiningConfig {
-                    enabled: c.mining.enabled,
-                    pay_to: loaded.mining_address()?.map(|a| a.pubkey_hash()),
-                    threads: c.mining.threads,
-                    min_interval: std::time::Duration::from_millis(
-                        c.mining.min_interval_ms.unwrap_or_default(),
-                    ),
-                },
-                p2p: p2p::Config {
-                    listen: c.p2p.listen.clone(),
-                    bootstrap: c.p2p.bootstrap.clone(),
-                    max_connections: c.p2p.max_connections,
-                    target_peers: c.p2p.target_peers,
-                    mdns: c.p2p.mdns,
-                    peer_timeout: std::time::Duration::from_secs(c.p2p.peer_timeout_secs),
-                    ban_file: None,
-                    ..Default::default()
-                },
-                core: Default::default(),
-                rpc_socket: Some(loaded.rpc_socket().to_path_buf()),
-                identity_file: c.p2p.identity_file.clone(),
-                keypair: Some(keypair),
-                store_cache_bytes: c.store.cache_bytes(),
-                coins_cache_bytes: c.store.coins_cache_bytes(),
-                metrics: c.metrics.enabled.then_some(c.metrics.listen),
-            };
+            let config = node_config(&loaded, keypair)?;
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
             runtime.block_on(node::run(config))
         }
@@ -269,7 +269,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Crawl(args) => {
             // The crawler's own warnings only (RUST_LOG for more), as text on stderr.
             let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
-            init_logging(&config::Log { filter, ..config::Log::default() })?;
+            init_logging(&tinychain_node::log::Config {
+                filter,
+                ..tinychain_node::log::Config::default()
+            })?;
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
             let report = runtime.block_on(tinychain_node::crawl::crawl(&args))?;
             emit(&report.render(args.format)?)
@@ -312,4 +315,45 @@ fn inspect(loaded: &config::Loaded) -> anyhow::Result<()> {
         chain.utxo_digest(),
         chain.index().len()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tinychain_node::machine::{self, Time};
+    use tinychain_node::store::memory::MemoryStore;
+
+    #[test]
+    fn the_files_component_sections_reach_the_running_machine() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("node.toml");
+        let text = "network = \"regtest\"\n[mempool]\nmax_bytes = 4096\n\
+                    [mempool.orphans]\nmax_count = 2\n[sync]\nwindow = 64\n\
+                    [p2p.rate_limit]\nper_second = 3\n";
+        std::fs::write(&file, text).expect("writes");
+        let flags = RunFlags {
+            dir: DirFlags {
+                config: Some(file),
+                datadir: Some(dir.path().to_path_buf()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let loaded = config::load_from(&flags, &[], None).expect("loads");
+        let config =
+            node_config(&loaded, libp2p::identity::Keypair::generate_ed25519()).expect("maps");
+        let machine_config = config.machine();
+        assert_eq!(machine_config.sync.window, 64);
+        assert_eq!(machine_config.rate_limit.per_second, 3);
+        let now = Time::new(1_700_000_000, std::time::Instant::now());
+        let node = machine::Node::open(
+            MemoryStore::new(),
+            Params::new(Network::Regtest),
+            machine_config,
+            now,
+        )
+        .expect("opens");
+        let mempool = node.core().mempool().config();
+        assert_eq!((mempool.max_bytes, mempool.orphans.max_count), (4096, 2));
+    }
 }

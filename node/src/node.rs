@@ -75,12 +75,12 @@ pub struct Config {
     pub p2p: p2p::Config,
     /// The core's parts.
     pub core: core::Config,
+    /// The block downloader.
+    pub sync: crate::sync::Config,
     /// The RPC socket path (default: `rpc.sock` in the network's data directory).
     pub rpc_socket: Option<PathBuf>,
-    /// The identity key file (default: `identity.key` in the network's data directory).
-    pub identity_file: Option<PathBuf>,
     /// The identity, loaded already (`main` loads it first, to name its log
-    /// lines); none: loaded from `identity_file`.
+    /// lines); none: loaded from `p2p.identity_file`.
     pub keypair: Option<libp2p::identity::Keypair>,
     /// The store's page cache, in bytes.
     pub store_cache_bytes: usize,
@@ -140,6 +140,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(keypair) => keypair.clone(),
         None => {
             let identity = config
+                .p2p
                 .identity_file
                 .clone()
                 .unwrap_or_else(|| datadir.path().join(p2p::IDENTITY_FILE));
@@ -151,16 +152,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     run_node(config, shutdown, datadir, keypair).instrument(span).await
 }
 
-/// The machine's settings from the node's.
-fn machine_config(config: &Config) -> machine::Config {
-    machine::Config {
-        core: config.core.clone(),
-        rate_limit: config.p2p.rate_limit,
-        mine: config.mining.enabled,
-        pay_to: config.mining.pay_to,
-        threads: config.mining.threads,
-        miner_rest: config.mining.min_interval,
-        ..machine::Config::default()
+impl Config {
+    /// The machine's settings from the node's.
+    pub fn machine(&self) -> machine::Config {
+        machine::Config {
+            core: self.core.clone(),
+            sync: self.sync.clone(),
+            rate_limit: self.p2p.rate_limit,
+            mine: self.mining.enabled,
+            pay_to: self.mining.pay_to,
+            threads: self.mining.threads,
+            miner_rest: self.mining.min_interval,
+        }
     }
 }
 
@@ -180,8 +183,8 @@ async fn run_node(
         RedbStore::open_with_cache(&datadir.store_path(), genesis, config.store_cache_bytes)
             .with_context(|| format!("opening {}", datadir.store_path().display()))?;
     let store = CoinsCache::new(store, config.coins_cache_bytes);
-    let machine = Machine::open(store, params, machine_config(&config), now())
-        .context("opening the chain")?;
+    let machine =
+        Machine::open(store, params, config.machine(), now()).context("opening the chain")?;
     let p2p_config =
         p2p::Config { ban_file: Some(datadir.path().join("banlist.json")), ..config.p2p.clone() };
     // Metrics are always recorded (atomic counters, cheap); only the endpoint is optional.

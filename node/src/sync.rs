@@ -33,8 +33,9 @@ const STATUS_SPACING: Duration = Duration::from_secs(1);
 /// Orphan parents asked for by hash and not yet answered, remembered at most.
 const MAX_PARENTS_ASKED: usize = 64;
 
-/// Settings of the downloader.
-#[derive(Debug, Clone)]
+/// Settings of the downloader: the config file's `[sync]` section.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Blocks past the active chain's fork with the best header that may be
     /// requested (Core's `BLOCK_DOWNLOAD_WINDOW`).
@@ -44,6 +45,7 @@ pub struct Config {
     /// Block requests in flight per peer.
     pub requests_per_peer: usize,
     /// A request unanswered this long marks its peer as stalling.
+    #[serde(rename = "timeout_secs", with = "crate::serde_util::secs")]
     pub timeout: Duration,
 }
 

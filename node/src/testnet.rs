@@ -50,8 +50,8 @@ pub fn local_config(datadir: &Path, network: Network, bootstrap: Vec<Multiaddr>)
             ..Default::default()
         },
         core,
+        sync: Default::default(),
         rpc_socket: Some(datadir.join("rpc.sock")),
-        identity_file: None,
         keypair: None,
         store_cache_bytes: crate::store::redb::DEFAULT_CACHE_BYTES,
         coins_cache_bytes: crate::config::mib(crate::store::cache::DEFAULT_BUDGET_MB),

@@ -119,8 +119,9 @@ impl TipChange {
     }
 }
 
-/// Knobs of the chain state.
-#[derive(Debug, Clone)]
+/// Knobs of the chain state: the config file's `[chain]` section.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Threads for checking a block's signatures.
     pub script_threads: NonZeroUsize,
@@ -128,6 +129,8 @@ pub struct Config {
     pub verify_utxo_on_start: bool,
     /// Connect stored blocks with more work than the stored tip at start-up (a
     /// crash between storing a block and connecting it leaves such blocks).
+    /// Set by the node (`inspect` only looks), not by the file.
+    #[serde(skip)]
     pub activate_on_start: bool,
 }
 

@@ -42,27 +42,42 @@ use crate::machine::Input;
 use crate::metrics::{GossipCounter, GossipTopic, Registry};
 use protocol::{Codec, MAX_GOSSIP_DATA, MAX_GOSSIP_READ, Request, Response, WireRequest};
 
-/// Settings of the network.
-#[derive(Debug, Clone)]
+/// Settings of the network: the config file's `[p2p]` section.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Addresses to listen on.
+    /// Addresses to listen on (the node fills in the network's port if empty).
+    #[serde(with = "crate::serde_util::multiaddrs")]
     pub listen: Vec<Multiaddr>,
-    /// Peers to connect to at start and to keep re-dialing (never banned).
+    /// Peers to connect to at start and to keep re-dialing (never banned),
+    /// each with `/p2p/<peer id>`.
+    #[serde(with = "crate::serde_util::multiaddrs")]
     pub bootstrap: Vec<Multiaddr>,
     /// Connections kept at most.
     pub max_connections: u32,
-    /// Where bans are kept across restarts (none: in memory only).
+    /// Where bans are kept across restarts (none: in memory only); the node
+    /// sets it to its data directory's `banlist.json`.
+    #[serde(skip)]
     pub ban_file: Option<PathBuf>,
     /// Peers the node tries to keep: below this it looks for more.
     pub target_peers: usize,
     /// Discover peers on the local network with mDNS (needs the `mdns` build feature).
     pub mdns: bool,
     /// A connection that received nothing for this long is closed; pings run
-    /// every quarter of it (docs/p2p.md, "Liveness").
+    /// every quarter of it (docs/p2p.md, "Liveness"). Bitcoin Core's `-peertimeout`.
+    #[serde(rename = "peer_timeout_secs", with = "crate::serde_util::secs")]
     pub peer_timeout: Duration,
+    /// The node's identity key (libp2p protobuf encoding), created if missing
+    /// (none: `identity.key` in the network's data directory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_file: Option<PathBuf>,
     /// The per-peer limit on incoming sync requests.
     pub rate_limit: ratelimit::Config,
 }
+
+/// The default [`Config::peer_timeout`]: a dead link is closed within 21 s of
+/// its last byte (the check runs every second).
+pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl Default for Config {
     fn default() -> Config {
@@ -73,7 +88,8 @@ impl Default for Config {
             ban_file: None,
             target_peers: 8,
             mdns: false,
-            peer_timeout: Duration::from_secs(crate::config::DEFAULT_PEER_TIMEOUT_SECS),
+            peer_timeout: DEFAULT_PEER_TIMEOUT,
+            identity_file: None,
             rate_limit: ratelimit::Config::default(),
         }
     }

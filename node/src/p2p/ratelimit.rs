@@ -9,8 +9,9 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-/// Settings of a rate limiter.
-#[derive(Debug, Clone, Copy)]
+/// Settings of a rate limiter: the config file's `[p2p.rate_limit]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Requests a peer may burst.
     pub capacity: u32,
