@@ -289,7 +289,7 @@ pub struct RunFlags {
     #[arg(long, value_name = "SECS")]
     pub peer_timeout: Option<u64>,
     /// The UTXO cache's budget in MiB (store.coins_cache_mb; env
-    /// TINYCHAIN_STORE_COINS_CACHE_MB) [default: 64].
+    /// TINYCHAIN_STORE_COINS_CACHE_MB).
     #[arg(long, value_name = "MIB")]
     pub coins_cache_mb: Option<u32>,
     /// A name written as `node_name` on every log line (log.name; env TINYCHAIN_LOG_NAME).
