@@ -476,8 +476,10 @@ impl<S: Store> ChainState<S> {
     /// [`ChainState::activate_best_chain`], skipping the signature checks of
     /// the transactions `verified` names: those whose signatures the caller
     /// checked before, the mempool's (Bitcoin Core's script execution cache;
-    /// see [`check_block_signatures_except`](tinychain_protocol::validation::check_block_signatures_except) for why that is safe). A block
+    /// see [`check_block_signatures_except`] for why that is safe). A block
     /// relayed after its transactions then costs no signature checks.
+    ///
+    /// [`check_block_signatures_except`]: tinychain_protocol::validation::check_block_signatures_except
     ///
     /// # Errors
     ///
