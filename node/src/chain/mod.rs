@@ -28,8 +28,8 @@ use std::num::NonZeroUsize;
 use tinychain_protocol::params::Params;
 use tinychain_protocol::pow::Work;
 use tinychain_protocol::validation::{
-    BlockError, Coin, Kind, check_block, check_block_inputs, check_block_signatures_except,
-    contextual_check_block, contextual_check_block_header,
+    BlockError, BlockSpends, Coin, Kind, check_block, check_block_inputs,
+    check_blocks_signatures_except, contextual_check_block, contextual_check_block_header,
 };
 use tinychain_protocol::{Block, BlockHash, BlockHeader, OutPoint, PubkeyHash, Transaction, Txid};
 
@@ -45,6 +45,11 @@ use index::{BlockIndex, skip_height};
 const SYNC_DISTANCE: u32 = 16;
 /// While syncing, every block at a multiple of this height is written durably.
 const DURABLE_EVERY: u32 = 500;
+/// Most blocks connected as one run (see [`ChainState::connect_run`]).
+const RUN_BLOCKS: usize = 64;
+/// A run takes no more blocks once its inputs reach this many: enough
+/// signatures to keep every script thread busy to the end.
+const RUN_SIGNATURES: usize = 1024;
 
 /// Why a header or block was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -477,6 +482,8 @@ impl<S: Store> ChainState<S> {
     /// see [`check_block_signatures_except`] for why that is safe). A block
     /// relayed after its transactions then costs no signature checks.
     ///
+    /// [`check_block_signatures_except`]: tinychain_protocol::validation::check_block_signatures_except
+    ///
     /// # Errors
     ///
     /// Only store failures; invalid blocks are reported in the result.
@@ -505,13 +512,12 @@ impl<S: Store> ChainState<S> {
             while self.height() > fork_height {
                 change.disconnected.push(self.disconnect_tip()?);
             }
-            for hash in branch.into_iter().rev() {
-                match self.connect_block(&hash, verified)? {
-                    Ok((block, cached)) => {
-                        change.connected.push(block);
-                        change.signatures_cached += cached;
-                    }
-                    Err(error) => {
+            branch.reverse();
+            let mut next = 0;
+            while next < branch.len() {
+                match self.connect_run(&branch[next..], verified, &mut change)? {
+                    Ok(connected) => next += connected,
+                    Err((hash, error)) => {
                         self.mark_invalid(hash)?;
                         change.invalid.push((hash, error));
                         // The old chain may be the best again: its tip is still a
@@ -527,45 +533,97 @@ impl<S: Store> ChainState<S> {
         Ok(change)
     }
 
-    /// Connects the stored block `hash` on top of the tip, returning it and how
-    /// many of its signatures `verified` spared: the outer error is the
-    /// store's, the inner one says the block is invalid.
-    fn connect_block(
+    /// Connects a run of stored blocks from the start of `branch` (each the
+    /// child of the one before, the first the child of the tip), pushing each
+    /// connected block into `change`: the outer error is the store's, the inner
+    /// one names the first invalid block, those before it being connected.
+    ///
+    /// The run's spends are worked out block by block, each against the UTXO
+    /// set the blocks before it leave (the store under an overlay of what they
+    /// create and spend); then the signatures of the whole run are checked
+    /// together on the script threads, so small blocks keep every thread busy;
+    /// then the blocks are connected in order, one store batch each. The result
+    /// is the one connecting the blocks one at a time gives: a block is
+    /// connected only once all its checks passed, and the error reported is the
+    /// first in block order.
+    fn connect_run(
+        &mut self,
+        branch: &[BlockHash],
+        verified: &dyn Fn(&Txid) -> bool,
+        change: &mut TipChange,
+    ) -> Result<Result<usize, (BlockHash, BlockError)>, StoreError> {
+        let mut run: Vec<(BlockHash, Block, IndexEntry, BlockSpends)> = Vec::new();
+        // Coins created (`Some`) or spent (`None`) by the run's blocks so far.
+        let mut overlay: HashMap<OutPoint, Option<Coin>> = HashMap::new();
+        let mut inputs_failure = None;
+        let mut signatures = 0;
+        for hash in branch.iter().take(RUN_BLOCKS) {
+            if signatures >= RUN_SIGNATURES {
+                break;
+            }
+            let block = self.block(hash)?.ok_or_else(|| StoreError::Corrupt {
+                what: "block",
+                detail: format!("{hash} is indexed with data but missing"),
+            })?;
+            let entry = self.indexed(hash)?;
+            // The coins the block spends, in one store read for those the run
+            // has not touched. The outputs it creates are not looked up: every
+            // coinbase commits to its height, so no transaction can repeat an
+            // earlier txid short of a SHA-256 collision, and an output can never
+            // overwrite an unspent one (why Bitcoin Core skips its BIP 30
+            // lookups once BIP 34 holds).
+            let spent: Vec<OutPoint> = (block.txdata.iter().skip(1))
+                .flat_map(|tx| tx.inputs.iter().map(|i| i.prev_out))
+                .collect();
+            let untouched: Vec<OutPoint> =
+                spent.iter().filter(|op| !overlay.contains_key(op)).copied().collect();
+            let mut view: HashMap<OutPoint, Coin> =
+                self.store.coins(&untouched)?.into_iter().collect();
+            view.extend(spent.iter().filter_map(|op| Some((*op, overlay.get(op).copied()??))));
+            match check_block_inputs(&block, entry.height, &view, &self.params) {
+                Ok(spends) => {
+                    overlay.extend(spends.spent.iter().map(|(op, _)| (*op, None)));
+                    overlay.extend(spends.created.iter().map(|(op, coin)| (*op, Some(*coin))));
+                    signatures += spent.len();
+                    run.push((*hash, block, entry, spends));
+                }
+                Err(error) => {
+                    inputs_failure = Some((*hash, error));
+                    break;
+                }
+            }
+        }
+        let blocks: Vec<(&Block, &BlockSpends)> =
+            run.iter().map(|(_, block, _, spends)| (block, spends)).collect();
+        let threads = self.config.script_threads;
+        let signature_failure = check_blocks_signatures_except(&blocks, threads, verified)
+            .err()
+            .map(|(at, error)| (at, (run[at].0, error)));
+        let good = signature_failure.as_ref().map_or(run.len(), |(at, _)| *at);
+        for (hash, block, entry, spends) in run.into_iter().take(good) {
+            // Preparing the store changes takes under a millisecond; doing it
+            // on a third thread during the signature checks was measured slower.
+            change.signatures_cached += (block.txdata.iter().zip(&spends.txids).skip(1))
+                .filter(|(_, txid)| verified(txid))
+                .map(|(tx, _)| tx.inputs.len())
+                .sum::<usize>();
+            self.apply_block(&hash, &block, &entry, spends)?;
+            change.connected.push(block);
+        }
+        match signature_failure.map(|(_, failure)| failure).or(inputs_failure) {
+            Some(failure) => Ok(Err(failure)),
+            None => Ok(Ok(good)),
+        }
+    }
+
+    /// Connects `block`, whose inputs and signatures passed, on top of the tip.
+    fn apply_block(
         &mut self,
         hash: &BlockHash,
-        verified: &dyn Fn(&Txid) -> bool,
-    ) -> Result<Result<(Block, usize), BlockError>, StoreError> {
-        let block = self.block(hash)?.ok_or_else(|| StoreError::Corrupt {
-            what: "block",
-            detail: format!("{hash} is indexed with data but missing"),
-        })?;
-        let entry = self.indexed(hash)?;
-        // The coins the block spends, in one store read. The outputs it creates are
-        // not looked up: every coinbase commits to its height, so no transaction
-        // can repeat an earlier txid short of a SHA-256 collision, and an output
-        // can never overwrite an unspent one (why Bitcoin Core skips its BIP 30
-        // lookups once BIP 34 holds).
-        let spent: Vec<OutPoint> = block
-            .txdata
-            .iter()
-            .skip(1)
-            .flat_map(|tx| tx.inputs.iter().map(|i| i.prev_out))
-            .collect();
-        let view: HashMap<OutPoint, Coin> = self.store.coins(&spent)?.into_iter().collect();
-        let spends = match check_block_inputs(&block, entry.height, &view, &self.params) {
-            Ok(spends) => spends,
-            Err(error) => return Ok(Err(error)),
-        };
-        // Preparing the store changes takes under a millisecond; doing it on a
-        // third thread during the signature checks was measured slower.
-        let cached: usize = (block.txdata.iter().zip(&spends.txids).skip(1))
-            .filter(|(_, txid)| verified(txid))
-            .map(|(tx, _)| tx.inputs.len())
-            .sum();
-        let threads = self.config.script_threads;
-        if let Err(error) = check_block_signatures_except(&block, &spends, threads, verified) {
-            return Ok(Err(error));
-        }
+        block: &Block,
+        entry: &IndexEntry,
+        spends: BlockSpends,
+    ) -> Result<(), StoreError> {
         let mut batch = self.batch_at(entry.height);
         let mut digest = self.utxo_digest;
         for (op, coin) in &spends.spent {
@@ -594,7 +652,7 @@ impl<S: Store> ChainState<S> {
         self.write(batch)?;
         self.tip_connected(*hash, connected);
         self.utxo_digest = digest;
-        Ok(Ok((block, cached)))
+        Ok(())
     }
 
     /// Disconnects the tip using its undo data, returning the block.

@@ -16,7 +16,7 @@ use crate::harness::*;
 /// A chain of 30 blocks to pkh(1), then 40 blocks each spending a matured
 /// coinbase into two outputs and one of the previous block's outputs on
 /// (coins created and spent a block apart: within one flush).
-fn source_chain() -> Vec<Block> {
+pub(crate) fn source_chain() -> Vec<Block> {
     let mut core = new_core(regtest());
     let alice = key(1);
     let mut blocks = mine(&mut core, 30, pkh(1));

@@ -6,6 +6,7 @@ mod compact;
 mod harness;
 mod mempool;
 mod net;
+mod pipeline;
 mod policy;
 mod rbf;
 mod rpc;

@@ -736,19 +736,44 @@ pub fn check_block_signatures_except(
     threads: NonZeroUsize,
     verified: impl Fn(&Txid) -> bool,
 ) -> Result<(), BlockError> {
-    let checks: Vec<(usize, usize, &TxOut)> = spends
-        .coins
-        .iter()
-        .enumerate()
-        .filter(|(tx, _)| !spends.txids.get(*tx).is_some_and(&verified))
-        .flat_map(|(tx, coins)| coins.iter().enumerate().map(move |(i, c)| (tx, i, &c.output)))
+    check_blocks_signatures_except(&[(block, spends)], threads, verified).map_err(|(_, e)| e)
+}
+
+/// [`check_block_signatures_except`] for a run of blocks at once, their
+/// signatures shared out over `threads` together, so that blocks too small to
+/// keep every thread busy on their own still do (a sync connecting many small
+/// blocks). Each block's `spends` must come from [`check_block_inputs`] against
+/// the UTXO set the earlier blocks of the run leave.
+///
+/// # Errors
+///
+/// The position in `blocks` and the error of the first bad input in block
+/// order: the same error [`check_block_signatures_except`] gives for that
+/// block, whatever `threads`.
+pub fn check_blocks_signatures_except(
+    blocks: &[(&Block, &BlockSpends)],
+    threads: NonZeroUsize,
+    verified: impl Fn(&Txid) -> bool,
+) -> Result<(), (usize, BlockError)> {
+    // (block, transaction, input, spent output), in block order.
+    let checks: Vec<(usize, usize, usize, &TxOut)> = (blocks.iter().enumerate())
+        .flat_map(|(b, (_, spends))| {
+            let verified = &verified;
+            (spends.coins.iter().enumerate())
+                .filter(move |(tx, _)| !spends.txids.get(*tx).is_some_and(verified))
+                .flat_map(move |(tx, coins)| {
+                    coins.iter().enumerate().map(move |(i, c)| (b, tx, i, &c.output))
+                })
+        })
         .collect();
     // Each transaction's shared sighash parts are hashed once, not once per input.
-    let caches: Vec<SighashCache<'_>> = block.txdata.iter().map(SighashCache::new).collect();
+    let caches: Vec<Vec<SighashCache<'_>>> = (blocks.iter())
+        .map(|(block, _)| block.txdata.iter().map(SighashCache::new).collect())
+        .collect();
     let next = AtomicUsize::new(0);
     // The position in `checks` of the first failure found so far.
     let first_failure = AtomicUsize::new(usize::MAX);
-    let work = || -> Option<(usize, usize, usize, SignatureError)> {
+    let work = || -> Option<(usize, SignatureError)> {
         let mut found = None;
         loop {
             let start = next.fetch_add(SIGNATURE_GRAIN, Ordering::Relaxed);
@@ -756,12 +781,12 @@ pub fn check_block_signatures_except(
                 return found;
             }
             let end = (start + SIGNATURE_GRAIN).min(checks.len());
-            for (at, &(tx, input, spent)) in checks[start..end].iter().enumerate() {
-                if let Err(error) = caches[tx].verify_input(input, spent) {
+            for (at, &(b, tx, input, spent)) in checks[start..end].iter().enumerate() {
+                if let Err(error) = caches[b][tx].verify_input(input, spent) {
                     let at = start + at;
                     first_failure.fetch_min(at, Ordering::Relaxed);
                     // Claims only grow, so this thread's first failure is its lowest.
-                    found = found.or(Some((at, tx, input, error)));
+                    found = found.or(Some((at, error)));
                     break;
                 }
             }
@@ -776,16 +801,19 @@ pub fn check_block_signatures_except(
             handles
                 .into_iter()
                 .filter_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .min_by_key(|(at, ..)| *at)
+                .min_by_key(|(at, _)| *at)
         })
     };
     match failure {
         None => Ok(()),
-        Some((_, index, input, error)) => Err(BlockError::Transaction {
-            index,
-            txid: block.txdata[index].txid(),
-            error: TxError::Signature { input, error },
-        }),
+        Some((at, error)) => {
+            let (b, index, input, _) = checks[at];
+            let txid = blocks[b].0.txdata[index].txid();
+            Err((
+                b,
+                BlockError::Transaction { index, txid, error: TxError::Signature { input, error } },
+            ))
+        }
     }
 }
 

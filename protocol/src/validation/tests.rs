@@ -765,3 +765,56 @@ fn the_first_bad_signature_is_reported_on_any_number_of_threads() {
         "{err:?}"
     );
 }
+
+/// A run of blocks checked together reports the first bad input of the first
+/// bad block, the error checking that block alone gives, on any thread count.
+#[test]
+fn a_run_of_blocks_reports_the_first_bad_block_as_checking_it_alone_does() {
+    let f = Fixture::new();
+    let alice_out = TxOut { value: coins(1), pubkey_hash: f.alice.public_key().pubkey_hash() };
+    let coin = Coin { output: alice_out, height: 1, is_coinbase: false };
+    // Four blocks of two 10-input transactions: less than a claim each.
+    let blocks: Vec<(Block, BlockSpends)> = (0..4u8)
+        .map(|b| {
+            let from: Vec<(OutPoint, TxOut)> = (0..20u8)
+                .map(|i| {
+                    (OutPoint { txid: Txid::from_byte_array([b * 20 + i; 32]), vout: 1 }, alice_out)
+                })
+                .collect();
+            let txs = from.chunks(10).map(|c| f.spend(c, vec![f.to_bob(coins(9))])).collect();
+            let block = f.block(txs, coins(2));
+            let spends = BlockSpends {
+                txids: block.txdata.iter().map(Transaction::txid).collect(),
+                coins: vec![vec![], vec![coin; 10], vec![coin; 10]],
+                spent: Vec::new(),
+                created: Vec::new(),
+                fees: coins(2),
+            };
+            (block, spends)
+        })
+        .collect();
+    let threads = |n| NonZeroUsize::new(n).expect("n > 0");
+    let run = |blocks: &[(Block, BlockSpends)], n| {
+        let pairs: Vec<(&Block, &BlockSpends)> = blocks.iter().map(|(b, s)| (b, s)).collect();
+        check_blocks_signatures_except(&pairs, threads(n), |_| false)
+    };
+    for n in 1..=4 {
+        assert_eq!(run(&blocks, n), Ok(()), "{n} threads");
+    }
+    let mut broken = blocks.clone();
+    for (block, tx, input) in [(3, 1, 0), (2, 2, 9), (1, 2, 3), (1, 1, 7)] {
+        broken[block].0.txdata[tx].inputs[input].signature[10] ^= 1;
+    }
+    let alone =
+        check_block_signatures(&broken[1].0, &broken[1].1, threads(1)).expect_err("block 1 is bad");
+    assert!(
+        matches!(
+            alone,
+            BlockError::Transaction { index: 1, error: TxError::Signature { input: 7, .. }, .. }
+        ),
+        "{alone:?}"
+    );
+    for n in 1..=4 {
+        assert_eq!(run(&broken, n), Err((1, alone.clone())), "{n} threads");
+    }
+}
