@@ -269,7 +269,7 @@ pub struct RunFlags {
     /// [default: rpc.sock in the network's data directory].
     #[arg(long)]
     pub rpc_socket: Option<PathBuf>,
-    /// A peer to connect to at start, with its /p2p/<peer id> (repeatable; p2p.bootstrap;
+    /// A peer to connect to at start, with its /p2p/PEER_ID (repeatable; p2p.bootstrap;
     /// env TINYCHAIN_BOOTSTRAP, comma-separated).
     #[arg(long = "bootstrap", value_name = "MULTIADDR", value_delimiter = ',')]
     pub bootstrap: Vec<Multiaddr>,

@@ -4,7 +4,7 @@
 //! [`machine::Node`], the libp2p [`Network`] and the miner threads, turns found
 //! blocks, swarm events, RPC calls and the clock's ticks into
 //! [`machine::Input`]s, and carries out every [`machine::Output`] in one place
-//! ([`EventLoop::execute`]), whatever input produced it. It makes no protocol
+//! (`EventLoop::execute`), whatever input produced it. It makes no protocol
 //! decision (`docs/architecture.md`). Other tasks reach it only through bounded
 //! channels; the metrics endpoint, too, asks it to refresh the gauges.
 

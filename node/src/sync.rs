@@ -199,7 +199,7 @@ impl<P: Ord + Clone> Sync<P> {
 
     /// Decides whether to ask `peer` for its status now: not while a `Status`
     /// request to it is unanswered (unless it timed out), and not twice within
-    /// [`STATUS_SPACING`]. Records the request when it says yes.
+    /// `STATUS_SPACING`. Records the request when it says yes.
     pub fn ask_status(&mut self, peer: P, now: Instant) -> Option<Action<P>> {
         if let Some((since, answered)) = self.status_asked.get(&peer) {
             let age = now.saturating_duration_since(*since);

@@ -38,7 +38,7 @@ pub struct NodeFlags {
     #[arg(long, global = true, env = "TINYCHAIN_NETWORK")]
     pub network: Option<Network>,
     /// The node's RPC socket [default: the file's rpc.socket, else
-    /// <datadir>/<network>/rpc.sock].
+    /// DATADIR/NETWORK/rpc.sock].
     #[arg(long, global = true, env = "TINYCHAIN_RPC_SOCKET", value_name = "PATH")]
     pub rpc_socket: Option<PathBuf>,
     /// Wait for a node that is starting to answer, like bitcoin-cli's -rpcwait.

@@ -13,7 +13,7 @@
 //! the passphrase is the account's. A version 1 file (random keys in the clear) is
 //! read for the read-only commands and turned into version 2 in place by
 //! [`Wallet::upgrade`]; it is never written back as version 1. Saving is atomic, mode
-//! 0600, under an exclusive lock ([`disk`]). It never talks to a node and never prints.
+//! 0600, under an exclusive lock (`disk`). It never talks to a node and never prints.
 
 mod disk;
 mod v1;

@@ -704,7 +704,7 @@ const SIGNATURE_GRAIN: usize = 16;
 /// Verifies every input signature of a block, spread over `threads` OS threads.
 ///
 /// `spends` comes from [`check_block_inputs`] for the same block. Threads claim
-/// the next [`SIGNATURE_GRAIN`] signatures until none are left, so they stay
+/// the next `SIGNATURE_GRAIN` (16) signatures until none are left, so they stay
 /// busy to the end whatever else the machine runs. The result does not depend
 /// on `threads`: on failure it names the first bad input in block order (a
 /// failure stops only the claims that lie after it).

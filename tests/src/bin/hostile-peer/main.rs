@@ -53,7 +53,7 @@ enum Attack {
 #[derive(Parser, Debug)]
 #[command(about = "Attacks a tinychain node on purpose (tests and benchmarks)")]
 struct Args {
-    /// The node's full address, ending in /p2p/<peer id>.
+    /// The node's full address, ending in `/p2p/<peer id>`.
     #[arg(long)]
     connect: Multiaddr,
     /// The node's network.
