@@ -96,6 +96,9 @@ fn a_process_announcing_another_identify_version_is_banned_naming_it() {
         line.contains(r#"another network (identify protocol version \"ipfs/0.1.0\")"#),
         "{line}"
     );
+    // The node cut it: before its gossip subscription reached the peer (the
+    // ban follows identify at once), or after.
     let report = hostile.report();
-    assert_eq!(summary(&report)["dropped"], 1, "{report:?}");
+    let refused = report.iter().any(|e| e["event"] == "refused");
+    assert!(refused || summary(&report)["dropped"] == 1, "{report:?}");
 }
